@@ -1,0 +1,851 @@
+//! The gRPC handlers of `clientela.registry.v1.CustomerRegistryService`: proto in,
+//! validated records to the rules, proto out, errors mapped once.
+
+pub mod convert;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use clientela_domain::ids::{ComplaintId, PurchaseId};
+use clientela_domain::text::fold;
+use clientela_proto::clientela::common::v1 as common;
+use clientela_proto::clientela::registry::v1 as pb;
+use clientela_proto::clientela::registry::v1::customer_registry_service_server::CustomerRegistryService;
+use clientela_runtime::auth::Access;
+use clientela_runtime::{Error, pagination};
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use self::convert::*;
+use crate::model::FieldValue;
+use crate::names;
+use crate::registry::Registry;
+use crate::store::customers::{Cursor, CustomerFilter, OrderBy, cursor_of};
+use crate::store::history::{HistoryCursor, Owner};
+
+type GrpcResult<T> = Result<Response<T>, Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Who may call what: reads for every role, ordinary writes for sales and services,
+/// merges, restores and bulk imports for admins and services.
+pub fn method_access(method: &str) -> Option<Access> {
+    Some(match method {
+        "GetCustomer" | "ListCustomers" | "FindDuplicates" | "ListPurchases" | "ListReturns"
+        | "ListSurveys" | "ListComplaints" | "ListReferrals" | "ExportCustomers"
+        | "WatchEvents" => Access::Read,
+        "CreateCustomer" | "UpdateCustomer" | "ArchiveCustomer" | "RecordPurchase"
+        | "RecordReturn" | "RecordSurvey" | "OpenComplaint" | "ResolveComplaint"
+        | "RecordReferral" => Access::Write,
+        "RestoreCustomer" | "MergeCustomers" | "ImportCustomers" | "ImportPurchases" => {
+            Access::Admin
+        }
+        _ => return None,
+    })
+}
+
+/// The gRPC face of the registry.
+#[derive(Clone, Debug)]
+pub struct RegistryApi {
+    registry: Registry,
+    stopping: CancellationToken,
+    poll_interval: Duration,
+}
+
+impl RegistryApi {
+    /// Handlers over `registry`; streams end when `stopping` is cancelled. Feed watchers
+    /// poll every `poll_interval` besides being woken by local commits (another replica's
+    /// commits are only seen by polling).
+    pub fn new(registry: Registry, stopping: CancellationToken, poll_interval: Duration) -> Self {
+        Self {
+            registry,
+            stopping,
+            poll_interval,
+        }
+    }
+
+    async fn create_customer_inner(
+        &self,
+        req: pb::CreateCustomerRequest,
+    ) -> Result<pb::CreateCustomerResponse, Error> {
+        let fields = customer_fields(req.customer.as_ref(), "customer")?;
+        let request_id = ident("request_id", &req.request_id, false)?;
+        let (customer, created) = self.registry.create_customer(fields, request_id).await?;
+        Ok(pb::CreateCustomerResponse {
+            customer: Some(customer_to(&customer)),
+            created,
+        })
+    }
+
+    async fn record_purchase_inner(
+        &self,
+        req: pb::RecordPurchaseRequest,
+    ) -> Result<pb::RecordPurchaseResponse, Error> {
+        let mut v = Violations::default();
+        let customer =
+            v.check(names::parse_customer(&req.parent, "parent").map_err(first_violation));
+        let new = new_purchase(req.purchase.as_ref());
+        if let Err(Error::InvalidArgument(more)) = &new {
+            for m in more {
+                v.push(m.field.clone(), m.description.clone());
+            }
+        }
+        v.finish()?;
+        let (Some(customer), Ok(new)) = (customer, new) else {
+            return Err(Error::invalid("purchase", "incomplete"));
+        };
+        let (purchase, created) = self.registry.record_purchase(customer, new).await?;
+        Ok(pb::RecordPurchaseResponse {
+            purchase: Some(purchase_to(&purchase)),
+            created,
+        })
+    }
+
+    fn list_customers_query(
+        &self,
+        req: &pb::ListCustomersRequest,
+    ) -> Result<(CustomerFilter, OrderBy, bool), Error> {
+        let mut v = Violations::default();
+        let statuses = v
+            .check(status_filter(&req.statuses, "statuses"))
+            .unwrap_or_default();
+        let kind = v.check(kind_filter(req.kind, "kind")).flatten();
+        let order = match req
+            .order_by
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [] => Some((OrderBy::CreateTime, false)),
+            [field] | [field, "asc"] => order_field(field).map(|f| (f, false)),
+            [field, "desc"] => order_field(field).map(|f| (f, true)),
+            _ => None,
+        };
+        if order.is_none() {
+            v.push(
+                "order_by",
+                "one of create_time, update_time, display_name, optionally followed by desc",
+            );
+        }
+        v.finish()?;
+        let (order, descending) = order.unwrap_or((OrderBy::CreateTime, false));
+        let folded = |s: &str| Some(fold(s)).filter(|s| !s.is_empty());
+        let filter = CustomerFilter {
+            statuses,
+            kind,
+            region: folded(&req.region),
+            tag: folded(&req.tag),
+            query: folded(&req.query),
+        };
+        Ok((filter, order, descending))
+    }
+}
+
+fn order_field(name: &str) -> Option<OrderBy> {
+    match name {
+        "create_time" => Some(OrderBy::CreateTime),
+        "update_time" => Some(OrderBy::UpdateTime),
+        "display_name" => Some(OrderBy::DisplayName),
+        _ => None,
+    }
+}
+
+fn first_violation(e: Error) -> clientela_domain::FieldViolation {
+    e.field_violations()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| clientela_domain::FieldViolation::new("", e.to_string()))
+}
+
+fn etag(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
+}
+
+/// A page of history and its next token.
+fn history_page<T>(
+    items: Vec<T>,
+    limit: u64,
+    query: u64,
+    key: impl Fn(&T) -> HistoryCursor,
+) -> (Vec<T>, String) {
+    let token = if items.len() as u64 == limit {
+        items
+            .last()
+            .map(|last| pagination::encode(query, &key(last)))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    (items, token)
+}
+
+/// Parent and page of a history list request.
+fn history_request(
+    parent: &str,
+    page_size: i32,
+    page_token: &str,
+    what: &str,
+) -> Result<(Owner, u64, u64, Option<HistoryCursor>), Error> {
+    let owner = match names::parse_parent_or_any(parent, "parent")? {
+        Some(c) => Owner::Customer(c),
+        None if what == "purchases" => Owner::Anyone,
+        None => {
+            return Err(Error::invalid(
+                "parent",
+                "customers/- is only supported for purchases",
+            ));
+        }
+    };
+    let limit = pagination::page_size(page_size, "page_size")?;
+    let query = pagination::fingerprint(&(what, parent));
+    let after = pagination::decode(page_token, query, "page_token")?;
+    Ok((owner, limit, query, after))
+}
+
+fn owner_customer(owner: Owner) -> Result<clientela_domain::ids::CustomerId, Error> {
+    match owner {
+        Owner::Customer(c) => Ok(c),
+        Owner::Anyone => Err(Error::invalid("parent", "a single customer is required")),
+    }
+}
+
+fn import_result(row: i64, outcome: Result<(String, bool), Error>) -> pb::ImportRowResult {
+    match outcome {
+        Ok((name, created)) => pb::ImportRowResult {
+            row,
+            outcome: if created {
+                pb::ImportOutcome::Created
+            } else {
+                pb::ImportOutcome::Unchanged
+            } as i32,
+            name,
+            ..Default::default()
+        },
+        Err(error) => {
+            if let Error::Internal(detail) = &error {
+                tracing::error!(row, %detail, "import row failed");
+            }
+            pb::ImportRowResult {
+                row,
+                outcome: pb::ImportOutcome::Failed as i32,
+                name: String::new(),
+                error_code: format!("{:?}", error.code()),
+                error_message: error.public_message(),
+                field_violations: error
+                    .field_violations()
+                    .iter()
+                    .map(|v| common::FieldViolation {
+                        field: v.field.clone(),
+                        description: v.description.clone(),
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CustomerRegistryService for RegistryApi {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> GrpcResult<pb::CreateCustomerResponse> {
+        Ok(Response::new(
+            self.create_customer_inner(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> GrpcResult<pb::GetCustomerResponse> {
+        let id = names::parse_customer(&request.get_ref().name, "name")?;
+        let customer = self.registry.get_customer(id).await?;
+        Ok(Response::new(pb::GetCustomerResponse {
+            customer: Some(customer_to(&customer)),
+        }))
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> GrpcResult<pb::ListCustomersResponse> {
+        let req = request.into_inner();
+        let (filter, order, descending) = self.list_customers_query(&req)?;
+        let limit = pagination::page_size(req.page_size, "page_size")?;
+        let query = pagination::fingerprint(&(&filter, order, descending));
+        let after: Option<Cursor> = pagination::decode(&req.page_token, query, "page_token")?;
+        let customers = self
+            .registry
+            .list_customers(&filter, order, descending, after.as_ref(), limit)
+            .await?;
+        let next_page_token = if customers.len() as u64 == limit {
+            customers
+                .last()
+                .map(|c| pagination::encode(query, &cursor_of(c, order)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListCustomersResponse {
+            customers: customers.iter().map(customer_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> GrpcResult<pb::UpdateCustomerResponse> {
+        let req = request.into_inner();
+        let Some(c) = req.customer.as_ref() else {
+            return Err(Error::invalid("customer", "required").into());
+        };
+        let id = names::parse_customer(&c.name, "customer.name")?;
+        let paths: Vec<String> = match &req.update_mask {
+            Some(mask) if !mask.paths.is_empty() => mask.paths.clone(),
+            _ => CUSTOMER_FIELDS
+                .iter()
+                .filter(|f| is_populated(c, f))
+                .map(|f| (*f).to_owned())
+                .collect(),
+        };
+        let mut v = Violations::default();
+        let mut patch: Vec<FieldValue> = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            if !CUSTOMER_FIELDS.contains(&path.as_str()) {
+                v.push(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "{path:?} is not a writable field; writable: {}",
+                        CUSTOMER_FIELDS.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if let Some(value) = parse_field(c, path, "customer", &mut v) {
+                patch.push(value);
+            }
+        }
+        if paths.is_empty() {
+            v.push("update_mask", "nothing to update");
+        }
+        v.finish()?;
+        let customer = self
+            .registry
+            .update_customer(id, patch, etag(&c.etag))
+            .await?;
+        Ok(Response::new(pb::UpdateCustomerResponse {
+            customer: Some(customer_to(&customer)),
+        }))
+    }
+
+    async fn archive_customer(
+        &self,
+        request: Request<pb::ArchiveCustomerRequest>,
+    ) -> GrpcResult<pb::ArchiveCustomerResponse> {
+        let req = request.into_inner();
+        let id = names::parse_customer(&req.name, "name")?;
+        let customer = self.registry.archive_customer(id, etag(&req.etag)).await?;
+        Ok(Response::new(pb::ArchiveCustomerResponse {
+            customer: Some(customer_to(&customer)),
+        }))
+    }
+
+    async fn restore_customer(
+        &self,
+        request: Request<pb::RestoreCustomerRequest>,
+    ) -> GrpcResult<pb::RestoreCustomerResponse> {
+        let req = request.into_inner();
+        let id = names::parse_customer(&req.name, "name")?;
+        let customer = self.registry.restore_customer(id, etag(&req.etag)).await?;
+        Ok(Response::new(pb::RestoreCustomerResponse {
+            customer: Some(customer_to(&customer)),
+        }))
+    }
+
+    async fn find_duplicates(
+        &self,
+        request: Request<pb::FindDuplicatesRequest>,
+    ) -> GrpcResult<pb::FindDuplicatesResponse> {
+        let id = names::parse_customer(&request.get_ref().name, "name")?;
+        let found = self.registry.find_duplicates(id).await?;
+        Ok(Response::new(pb::FindDuplicatesResponse {
+            candidates: found
+                .iter()
+                .map(|(c, matched)| pb::DuplicateCandidate {
+                    customer: Some(customer_to(c)),
+                    matched_on: matched.iter().map(|m| (*m).to_owned()).collect(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn merge_customers(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> GrpcResult<pb::MergeCustomersResponse> {
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        let survivor =
+            v.check(names::parse_customer(&req.survivor, "survivor").map_err(first_violation));
+        let merged = v.check(names::parse_customer(&req.merged, "merged").map_err(first_violation));
+        v.finish()?;
+        let (Some(survivor), Some(merged)) = (survivor, merged) else {
+            return Err(Error::invalid("survivor", "required").into());
+        };
+        let out = self
+            .registry
+            .merge_customers(survivor, merged, req.dry_run)
+            .await?;
+        Ok(Response::new(pb::MergeCustomersResponse {
+            survivor: Some(customer_to(&out.survivor)),
+            merged: Some(customer_to(&out.merged)),
+            moved_purchases: out.moved.purchases.len() as i64,
+            moved_returns: out.moved.returns as i64,
+            moved_surveys: out.moved.surveys as i64,
+            moved_complaints: out.moved.complaints as i64,
+            moved_referrals: out.moved.referrals as i64,
+            dry_run: req.dry_run,
+        }))
+    }
+
+    async fn record_purchase(
+        &self,
+        request: Request<pb::RecordPurchaseRequest>,
+    ) -> GrpcResult<pb::RecordPurchaseResponse> {
+        Ok(Response::new(
+            self.record_purchase_inner(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_purchases(
+        &self,
+        request: Request<pb::ListPurchasesRequest>,
+    ) -> GrpcResult<pb::ListPurchasesResponse> {
+        let req = request.into_inner();
+        let (owner, limit, query, after) =
+            history_request(&req.parent, req.page_size, &req.page_token, "purchases")?;
+        let items = self
+            .registry
+            .list_purchases(owner, after.as_ref(), limit)
+            .await?;
+        let (items, next_page_token) = history_page(items, limit, query, |p| HistoryCursor {
+            at: p.occurred_at,
+            id: p.id.as_uuid(),
+        });
+        Ok(Response::new(pb::ListPurchasesResponse {
+            purchases: items.iter().map(purchase_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn record_return(
+        &self,
+        request: Request<pb::RecordReturnRequest>,
+    ) -> GrpcResult<pb::RecordReturnResponse> {
+        let req = request.into_inner();
+        let (customer, purchase) = names::parse_child(&req.purchase, "purchases", "purchase")?;
+        let new = new_return(req.r#return.as_ref())?;
+        let (ret, purchase, created) = self
+            .registry
+            .record_return(customer, PurchaseId::from_uuid(purchase), new)
+            .await?;
+        Ok(Response::new(pb::RecordReturnResponse {
+            r#return: Some(return_to(&ret)),
+            purchase: Some(purchase_to(&purchase)),
+            created,
+        }))
+    }
+
+    async fn list_returns(
+        &self,
+        request: Request<pb::ListReturnsRequest>,
+    ) -> GrpcResult<pb::ListReturnsResponse> {
+        let req = request.into_inner();
+        let (owner, limit, query, after) =
+            history_request(&req.parent, req.page_size, &req.page_token, "returns")?;
+        let items = self
+            .registry
+            .list_returns(owner_customer(owner)?, after.as_ref(), limit)
+            .await?;
+        let (items, next_page_token) = history_page(items, limit, query, |r| HistoryCursor {
+            at: r.occurred_at,
+            id: r.id.as_uuid(),
+        });
+        Ok(Response::new(pb::ListReturnsResponse {
+            returns: items.iter().map(return_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn record_survey(
+        &self,
+        request: Request<pb::RecordSurveyRequest>,
+    ) -> GrpcResult<pb::RecordSurveyResponse> {
+        let req = request.into_inner();
+        let customer = names::parse_customer(&req.parent, "parent")?;
+        let (kind, score, at, comment) = new_survey(req.survey.as_ref())?;
+        let request_id = ident("request_id", &req.request_id, false).map_err(Error::from)?;
+        let (survey, created) = self
+            .registry
+            .record_survey(customer, kind, score, at, comment, request_id)
+            .await?;
+        Ok(Response::new(pb::RecordSurveyResponse {
+            survey: Some(survey_to(&survey)),
+            created,
+        }))
+    }
+
+    async fn list_surveys(
+        &self,
+        request: Request<pb::ListSurveysRequest>,
+    ) -> GrpcResult<pb::ListSurveysResponse> {
+        let req = request.into_inner();
+        let (owner, limit, query, after) =
+            history_request(&req.parent, req.page_size, &req.page_token, "surveys")?;
+        let items = self
+            .registry
+            .list_surveys(owner_customer(owner)?, after.as_ref(), limit)
+            .await?;
+        let (items, next_page_token) = history_page(items, limit, query, |s| HistoryCursor {
+            at: s.occurred_at,
+            id: s.id.as_uuid(),
+        });
+        Ok(Response::new(pb::ListSurveysResponse {
+            surveys: items.iter().map(survey_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn open_complaint(
+        &self,
+        request: Request<pb::OpenComplaintRequest>,
+    ) -> GrpcResult<pb::OpenComplaintResponse> {
+        let req = request.into_inner();
+        let customer = names::parse_customer(&req.parent, "parent")?;
+        let (subject, description, opened) = new_complaint(req.complaint.as_ref())?;
+        let request_id = ident("request_id", &req.request_id, false).map_err(Error::from)?;
+        let (complaint, created) = self
+            .registry
+            .open_complaint(customer, subject, description, opened, request_id)
+            .await?;
+        Ok(Response::new(pb::OpenComplaintResponse {
+            complaint: Some(complaint_to(&complaint)),
+            created,
+        }))
+    }
+
+    async fn resolve_complaint(
+        &self,
+        request: Request<pb::ResolveComplaintRequest>,
+    ) -> GrpcResult<pb::ResolveComplaintResponse> {
+        let req = request.into_inner();
+        let (customer, complaint) = names::parse_child(&req.name, "complaints", "name")?;
+        let resolution = resolution(&req.resolution)?;
+        let complaint = self
+            .registry
+            .resolve_complaint(
+                customer,
+                ComplaintId::from_uuid(complaint),
+                resolution,
+                etag(&req.etag),
+            )
+            .await?;
+        Ok(Response::new(pb::ResolveComplaintResponse {
+            complaint: Some(complaint_to(&complaint)),
+        }))
+    }
+
+    async fn list_complaints(
+        &self,
+        request: Request<pb::ListComplaintsRequest>,
+    ) -> GrpcResult<pb::ListComplaintsResponse> {
+        let req = request.into_inner();
+        let (owner, limit, query, after) =
+            history_request(&req.parent, req.page_size, &req.page_token, "complaints")?;
+        let items = self
+            .registry
+            .list_complaints(owner_customer(owner)?, after.as_ref(), limit)
+            .await?;
+        let (items, next_page_token) = history_page(items, limit, query, |c| HistoryCursor {
+            at: c.opened_at,
+            id: c.id.as_uuid(),
+        });
+        Ok(Response::new(pb::ListComplaintsResponse {
+            complaints: items.iter().map(complaint_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn record_referral(
+        &self,
+        request: Request<pb::RecordReferralRequest>,
+    ) -> GrpcResult<pb::RecordReferralResponse> {
+        let req = request.into_inner();
+        let referrer = names::parse_customer(&req.parent, "parent")?;
+        let Some(r) = req.referral.as_ref() else {
+            return Err(Error::invalid("referral", "required").into());
+        };
+        let mut v = Violations::default();
+        let referred = v.check(
+            names::parse_customer(&r.referred, "referral.referred").map_err(first_violation),
+        );
+        let at = v.check(required_time(r.occur_time.as_ref(), "referral.occur_time"));
+        v.finish()?;
+        let (Some(referred), Some(at)) = (referred, at) else {
+            return Err(Error::invalid("referral", "incomplete").into());
+        };
+        let (referral, created) = self
+            .registry
+            .record_referral(referrer, referred, at)
+            .await?;
+        Ok(Response::new(pb::RecordReferralResponse {
+            referral: Some(referral_to(&referral)),
+            created,
+        }))
+    }
+
+    async fn list_referrals(
+        &self,
+        request: Request<pb::ListReferralsRequest>,
+    ) -> GrpcResult<pb::ListReferralsResponse> {
+        let req = request.into_inner();
+        let (owner, limit, query, after) =
+            history_request(&req.parent, req.page_size, &req.page_token, "referrals")?;
+        let items = self
+            .registry
+            .list_referrals(owner_customer(owner)?, after.as_ref(), limit)
+            .await?;
+        let (items, next_page_token) = history_page(items, limit, query, |r| HistoryCursor {
+            at: r.occurred_at,
+            id: r.id.as_uuid(),
+        });
+        Ok(Response::new(pb::ListReferralsResponse {
+            referrals: items.iter().map(referral_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    type ImportCustomersStream = BoxStream<pb::ImportCustomersResponse>;
+
+    async fn import_customers(
+        &self,
+        request: Request<Streaming<pb::ImportCustomersRequest>>,
+    ) -> GrpcResult<Self::ImportCustomersStream> {
+        let api = self.clone();
+        let stream = import(
+            request.into_inner(),
+            self.stopping.clone(),
+            move |batch: pb::ImportCustomersRequest, first_row| {
+                let api = api.clone();
+                async move {
+                    let mut results = Vec::with_capacity(batch.rows.len());
+                    for (i, row) in batch.rows.into_iter().enumerate() {
+                        let outcome = api
+                            .create_customer_inner(row)
+                            .await
+                            .map(|r| (r.customer.map(|c| c.name).unwrap_or_default(), r.created));
+                        results.push(import_result(first_row + i as i64, outcome));
+                    }
+                    pb::ImportCustomersResponse { results }
+                }
+            },
+        );
+        Ok(Response::new(stream))
+    }
+
+    type ImportPurchasesStream = BoxStream<pb::ImportPurchasesResponse>;
+
+    async fn import_purchases(
+        &self,
+        request: Request<Streaming<pb::ImportPurchasesRequest>>,
+    ) -> GrpcResult<Self::ImportPurchasesStream> {
+        let api = self.clone();
+        let stream = import(
+            request.into_inner(),
+            self.stopping.clone(),
+            move |batch: pb::ImportPurchasesRequest, first_row| {
+                let api = api.clone();
+                async move {
+                    let mut results = Vec::with_capacity(batch.rows.len());
+                    for (i, row) in batch.rows.into_iter().enumerate() {
+                        let outcome = api
+                            .record_purchase_inner(row)
+                            .await
+                            .map(|r| (r.purchase.map(|p| p.name).unwrap_or_default(), r.created));
+                        results.push(import_result(first_row + i as i64, outcome));
+                    }
+                    pb::ImportPurchasesResponse { results }
+                }
+            },
+        );
+        Ok(Response::new(stream))
+    }
+
+    type ExportCustomersStream = BoxStream<pb::ExportCustomersResponse>;
+
+    async fn export_customers(
+        &self,
+        request: Request<pb::ExportCustomersRequest>,
+    ) -> GrpcResult<Self::ExportCustomersStream> {
+        let req = request.into_inner();
+        let list = pb::ListCustomersRequest {
+            statuses: req.statuses,
+            kind: req.kind,
+            region: req.region,
+            tag: req.tag,
+            ..Default::default()
+        };
+        let (filter, order, descending) = self.list_customers_query(&list)?;
+        let registry = self.registry.clone();
+        let stopping = self.stopping.clone();
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut after: Option<Cursor> = None;
+            loop {
+                let page = tokio::select! {
+                    () = stopping.cancelled() => break,
+                    page = registry.list_customers(&filter, order, descending, after.as_ref(), 500) => page,
+                };
+                match page {
+                    Ok(customers) if customers.is_empty() => break,
+                    Ok(customers) => {
+                        after = customers.last().map(|c| cursor_of(c, order));
+                        let batch = pb::ExportCustomersResponse {
+                            customers: customers.iter().map(customer_to).collect(),
+                        };
+                        if tx.send(Ok(batch)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchEventsStream = BoxStream<pb::WatchEventsResponse>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> GrpcResult<Self::WatchEventsStream> {
+        let req = request.into_inner();
+        if req.after_sequence < 0 {
+            return Err(Error::invalid("after_sequence", "must not be negative").into());
+        }
+        let batch = match req.max_batch_size {
+            0 => 500,
+            n if n < 0 => {
+                return Err(Error::invalid("max_batch_size", "must not be negative").into());
+            }
+            n => u64::try_from(n.min(5000)).unwrap_or(5000),
+        };
+        let registry = self.registry.clone();
+        let stopping = self.stopping.clone();
+        let poll = self.poll_interval;
+        let mut woken = registry.subscribe();
+        let mut cursor = req.after_sequence;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                match registry.events_after(cursor, batch).await {
+                    Ok(events) if !events.is_empty() => {
+                        cursor = events.last().map_or(cursor, |e| e.sequence);
+                        let full = events.len() as u64 == batch;
+                        let response = pb::WatchEventsResponse {
+                            events: events.iter().map(event_to).collect(),
+                        };
+                        tokio::select! {
+                            () = stopping.cancelled() => break,
+                            sent = tx.send(Ok(response)) => if sent.is_err() { break },
+                        }
+                        if full {
+                            continue;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        break;
+                    }
+                }
+                // Caught up: wait for a local commit, the poll interval, or the end.
+                tokio::select! {
+                    () = stopping.cancelled() => break,
+                    () = tx.closed() => break,
+                    _ = woken.changed() => {}
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Runs an import: each request (a batch of rows) is handled in order and answered with
+/// the outcome of each of its rows. A transport error ends the stream; rows handled
+/// before it stay handled.
+fn import<Req, Resp, F, Fut>(
+    mut incoming: Streaming<Req>,
+    stopping: CancellationToken,
+    handle: F,
+) -> BoxStream<Resp>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Req, i64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Resp> + Send,
+    Req: RowCount,
+{
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut next_row: i64 = 0;
+        loop {
+            let message = tokio::select! {
+                () = stopping.cancelled() => break,
+                m = incoming.next() => m,
+            };
+            match message {
+                None => break,
+                Some(Err(status)) => {
+                    tracing::info!(%status, "import stream ended by the client");
+                    break;
+                }
+                Some(Ok(batch)) => {
+                    let rows = batch.row_count();
+                    let response = handle(batch, next_row).await;
+                    next_row += rows;
+                    if tx.send(Ok(response)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// How many rows an import request carries.
+trait RowCount {
+    fn row_count(&self) -> i64;
+}
+
+impl RowCount for pb::ImportCustomersRequest {
+    fn row_count(&self) -> i64 {
+        self.rows.len() as i64
+    }
+}
+
+impl RowCount for pb::ImportPurchasesRequest {
+    fn row_count(&self) -> i64 {
+        self.rows.len() as i64
+    }
+}

@@ -1,0 +1,89 @@
+//! The customer registry: customers (people and organizations), their purchases,
+//! returns, surveys, complaints and referrals, and the durable event feed of every change.
+
+pub mod api;
+pub mod migration;
+pub mod model;
+pub mod names;
+pub mod registry;
+pub mod store;
+
+use std::time::Duration;
+
+use clientela_proto::clientela::registry::v1::customer_registry_service_server::CustomerRegistryServiceServer;
+use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, ServeError};
+use serde::Deserialize;
+
+pub use api::RegistryApi;
+pub use registry::Registry;
+
+/// The gRPC service name.
+pub const SERVICE_NAME: &str = "clientela.registry.v1.CustomerRegistryService";
+
+/// The `[registry]` section of the settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// Its database (`[registry.database]`).
+    pub database: DatabaseSettings,
+    /// How often feed watchers look for commits made by other replicas, in milliseconds.
+    pub feed_poll_interval_ms: u64,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            database: DatabaseSettings::default(),
+            feed_poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// Connects to the registry's database and runs its migrations.
+pub async fn open_database(
+    common: &CommonSettings,
+    settings: &RegistrySettings,
+) -> Result<Db, ServeError> {
+    let url = settings.database.resolved_url(&common.data_dir, "registry");
+    let wrap = |source| ServeError::Database {
+        service: "registry".into(),
+        source,
+    };
+    let db = Db::connect(&url, &settings.database).await.map_err(wrap)?;
+    db.migrate::<migration::Migrator>("clientela-registry-migrations")
+        .await
+        .map_err(wrap)?;
+    Ok(db)
+}
+
+/// Adds the registry to a server: database, migrations, handlers, health.
+pub async fn register(app: &mut App, settings: &RegistrySettings) -> Result<Registry, ServeError> {
+    let db = open_database(app.settings(), settings).await?;
+    let registry = Registry::new(db.clone())
+        .await
+        .map_err(|e| ServeError::Database {
+            service: "registry".into(),
+            source: sea_orm::DbErr::Custom(e.to_string()),
+        })?;
+    let api = RegistryApi::new(
+        registry.clone(),
+        app.stopping(),
+        Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
+    );
+    app.add_service(
+        CustomerRegistryServiceServer::new(api),
+        api::method_access,
+        Some(db),
+    )
+    .await;
+    tracing::info!("registry ready");
+    Ok(registry)
+}
+
+/// Runs the registry alone until SIGTERM or ctrl-c.
+pub async fn serve(common: CommonSettings, settings: RegistrySettings) -> Result<(), ServeError> {
+    let signal = clientela_runtime::shutdown_signal();
+    let mut app = App::bind(common).await?;
+    register(&mut app, &settings).await?;
+    app.serve(signal).await
+}

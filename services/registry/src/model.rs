@@ -1,0 +1,503 @@
+//! The registry's records as the rules see them: validated values, no proto and no SQL.
+//! Events carry these records as they stand after each change.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use clientela_domain::ids::{
+    ComplaintId, CustomerId, EventId, PurchaseId, ReferralId, ReturnId, SurveyId,
+};
+use clientela_domain::taxonomy::{
+    BusinessKind, ChannelRole, CustomerKind, DecisionRole, SalesChannel, SurveyKind,
+};
+use serde::{Deserialize, Serialize};
+
+/// Where a customer stands in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// Never bought.
+    Prospect,
+    /// Bought at least once.
+    Customer,
+    /// Soft-deleted.
+    Archived,
+    /// Folded into another customer.
+    Merged,
+}
+
+impl Status {
+    /// The stored code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Status::Prospect => "PROSPECT",
+            Status::Customer => "CUSTOMER",
+            Status::Archived => "ARCHIVED",
+            Status::Merged => "MERGED",
+        }
+    }
+
+    /// From the stored code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            Status::Prospect,
+            Status::Customer,
+            Status::Archived,
+            Status::Merged,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
+
+    /// Live customers take part in business: not archived, not merged.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Prospect | Status::Customer)
+    }
+}
+
+/// A tax id in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaxIdValue {
+    /// ISO 3166-1 alpha-2.
+    pub country_code: String,
+    /// Canonical display form.
+    pub value: String,
+    /// Uppercase alphanumerics: the duplicate key.
+    pub normalized: String,
+}
+
+/// A postal address, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressValue {
+    /// ISO 3166-1 alpha-2.
+    pub country_code: String,
+    /// Region or state.
+    pub region: String,
+    /// Commune or city.
+    pub locality: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// Street and number.
+    pub street: String,
+}
+
+/// Influence attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Influence {
+    /// Audience size, not negative.
+    pub audience_reach: i64,
+    /// A person of public life.
+    pub public_figure: bool,
+    /// Role in an organization's purchase decisions.
+    pub decision_role: Option<DecisionRole>,
+}
+
+/// Consents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// Marketing email.
+    pub marketing_email: bool,
+    /// Marketing SMS.
+    pub marketing_sms: bool,
+    /// Marketing calls.
+    pub marketing_phone: bool,
+    /// Processing of personal data.
+    pub data_processing: bool,
+}
+
+/// The fields of a customer that callers write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerFields {
+    /// Person or organization.
+    pub kind: CustomerKind,
+    /// Display name, non-empty.
+    pub display_name: String,
+    /// Legal name, may be empty.
+    pub legal_name: String,
+    /// Tax id.
+    pub tax_id: Option<TaxIdValue>,
+    /// Emails, the first is primary.
+    pub emails: Vec<String>,
+    /// E.164 phones.
+    pub phones: Vec<String>,
+    /// Postal address.
+    pub address: Option<AddressValue>,
+    /// Channel role.
+    pub channel_role: Option<ChannelRole>,
+    /// B2B / B2C.
+    pub business_kind: Option<BusinessKind>,
+    /// Influence attributes.
+    pub influence: Influence,
+    /// Tags, unique, in the order given.
+    pub tags: Vec<String>,
+    /// Custom attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Consents.
+    pub consent: Consent,
+    /// "es" or "en".
+    pub language_code: String,
+    /// The caller's id for the customer.
+    pub external_id: Option<String>,
+}
+
+impl Default for CustomerFields {
+    fn default() -> Self {
+        Self {
+            kind: CustomerKind::Person,
+            display_name: String::new(),
+            legal_name: String::new(),
+            tax_id: None,
+            emails: Vec::new(),
+            phones: Vec::new(),
+            address: None,
+            channel_role: None,
+            business_kind: None,
+            influence: Influence::default(),
+            tags: Vec::new(),
+            attributes: BTreeMap::new(),
+            consent: Consent::default(),
+            language_code: "es".to_owned(),
+            external_id: None,
+        }
+    }
+}
+
+/// One field's new value: what an update (or, field by field, a create) writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    /// `kind`
+    Kind(CustomerKind),
+    /// `display_name`
+    DisplayName(String),
+    /// `legal_name`
+    LegalName(String),
+    /// `tax_id`
+    TaxId(Option<TaxIdValue>),
+    /// `emails`
+    Emails(Vec<String>),
+    /// `phones`
+    Phones(Vec<String>),
+    /// `address`
+    Address(Option<AddressValue>),
+    /// `channel_role`
+    ChannelRole(Option<ChannelRole>),
+    /// `business_kind`
+    BusinessKind(Option<BusinessKind>),
+    /// `influence`
+    Influence(Influence),
+    /// `tags`
+    Tags(Vec<String>),
+    /// `attributes`
+    Attributes(BTreeMap<String, String>),
+    /// `consent`
+    Consent(Consent),
+    /// `language_code`
+    LanguageCode(String),
+    /// `external_id`
+    ExternalId(Option<String>),
+}
+
+impl CustomerFields {
+    /// Writes one field.
+    pub fn apply(&mut self, value: FieldValue) {
+        match value {
+            FieldValue::Kind(v) => self.kind = v,
+            FieldValue::DisplayName(v) => self.display_name = v,
+            FieldValue::LegalName(v) => self.legal_name = v,
+            FieldValue::TaxId(v) => self.tax_id = v,
+            FieldValue::Emails(v) => self.emails = v,
+            FieldValue::Phones(v) => self.phones = v,
+            FieldValue::Address(v) => self.address = v,
+            FieldValue::ChannelRole(v) => self.channel_role = v,
+            FieldValue::BusinessKind(v) => self.business_kind = v,
+            FieldValue::Influence(v) => self.influence = v,
+            FieldValue::Tags(v) => self.tags = v,
+            FieldValue::Attributes(v) => self.attributes = v,
+            FieldValue::Consent(v) => self.consent = v,
+            FieldValue::LanguageCode(v) => self.language_code = v,
+            FieldValue::ExternalId(v) => self.external_id = v,
+        }
+    }
+
+    /// Folds `other` into `self` for a merge: lists are joined without repeats, empty
+    /// fields take `other`'s value, attributes `self` lacks are added.
+    pub fn absorb(&mut self, other: &CustomerFields) {
+        fn union(into: &mut Vec<String>, from: &[String]) {
+            for item in from {
+                if !into.iter().any(|x| x.eq_ignore_ascii_case(item)) {
+                    into.push(item.clone());
+                }
+            }
+        }
+        union(&mut self.emails, &other.emails);
+        union(&mut self.phones, &other.phones);
+        union(&mut self.tags, &other.tags);
+        for (k, v) in &other.attributes {
+            self.attributes
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+        if self.legal_name.is_empty() {
+            self.legal_name.clone_from(&other.legal_name);
+        }
+        if self.tax_id.is_none() {
+            self.tax_id.clone_from(&other.tax_id);
+        }
+        if self.address.is_none() {
+            self.address.clone_from(&other.address);
+        }
+        self.channel_role = self.channel_role.or(other.channel_role);
+        self.business_kind = self.business_kind.or(other.business_kind);
+        if self.external_id.is_none() {
+            self.external_id.clone_from(&other.external_id);
+        }
+        self.influence.audience_reach = self
+            .influence
+            .audience_reach
+            .max(other.influence.audience_reach);
+        self.influence.public_figure |= other.influence.public_figure;
+        self.influence.decision_role = self
+            .influence
+            .decision_role
+            .or(other.influence.decision_role);
+    }
+}
+
+/// A customer as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Id.
+    pub id: CustomerId,
+    /// What callers write.
+    pub fields: CustomerFields,
+    /// Standing.
+    pub status: Status,
+    /// Survivor of a merge.
+    pub merged_into: Option<CustomerId>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Incremented on every change; the etag.
+    pub version: i64,
+}
+
+impl Customer {
+    /// The etag callers send back.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+/// One line of a purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseLine {
+    /// Product line.
+    pub product_line: String,
+    /// SKU, may be empty.
+    pub sku: String,
+    /// Units, ≥ 1.
+    pub quantity: i64,
+    /// Unit price in the purchase currency's minor units, ≥ 0.
+    pub unit_price_minor: i64,
+    /// Sold with a discount or promotion.
+    pub discounted: bool,
+    /// Units returned so far.
+    pub returned_quantity: i64,
+}
+
+/// A recorded purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purchase {
+    /// Id.
+    pub id: PurchaseId,
+    /// Buyer.
+    pub customer_id: CustomerId,
+    /// The caller's order id (unique).
+    pub order_id: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Lines.
+    pub lines: Vec<PurchaseLine>,
+    /// Channel.
+    pub channel: Option<SalesChannel>,
+    /// ISO 4217 code of every amount of the purchase.
+    pub currency_code: String,
+    /// Sum of quantity × unit price.
+    pub total_minor: i64,
+    /// Value returned so far.
+    pub returned_minor: i64,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Units returned of one purchase line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnLine {
+    /// 1-based line of the purchase.
+    pub line_number: u32,
+    /// Units.
+    pub quantity: i64,
+}
+
+/// A recorded return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Return {
+    /// Id.
+    pub id: ReturnId,
+    /// Customer.
+    pub customer_id: CustomerId,
+    /// Purchase returned against.
+    pub purchase_id: PurchaseId,
+    /// The caller's return id (unique).
+    pub return_id: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// What came back.
+    pub lines: Vec<ReturnLine>,
+    /// Currency.
+    pub currency_code: String,
+    /// Value given back.
+    pub amount_minor: i64,
+    /// Why.
+    pub reason: String,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A survey answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Survey {
+    /// Id.
+    pub id: SurveyId,
+    /// Customer.
+    pub customer_id: CustomerId,
+    /// NPS or CSAT.
+    pub kind: SurveyKind,
+    /// Score within the kind's range.
+    pub score: i32,
+    /// Answered.
+    pub occurred_at: DateTime<Utc>,
+    /// Comment.
+    pub comment: String,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A complaint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Complaint {
+    /// Id.
+    pub id: ComplaintId,
+    /// Customer.
+    pub customer_id: CustomerId,
+    /// Subject.
+    pub subject: String,
+    /// Details.
+    pub description: String,
+    /// Open until resolved.
+    pub resolved: bool,
+    /// Opened.
+    pub opened_at: DateTime<Utc>,
+    /// Resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Resolution.
+    pub resolution: String,
+    /// Optimistic concurrency.
+    pub version: i64,
+}
+
+impl Complaint {
+    /// The etag.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+/// A referral.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Referral {
+    /// Id.
+    pub id: ReferralId,
+    /// Who referred.
+    pub referrer_id: CustomerId,
+    /// Who was referred.
+    pub referred_id: CustomerId,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an event says happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum EventPayload {
+    /// Created.
+    CustomerCreated(Customer),
+    /// Changed (update, status change, archive, restore, merge).
+    CustomerUpdated(Customer),
+    /// Merged.
+    CustomersMerged {
+        /// Remains.
+        survivor: CustomerId,
+        /// Tombstone.
+        merged: CustomerId,
+        /// Purchases that moved.
+        moved_purchases: Vec<PurchaseId>,
+    },
+    /// Purchase.
+    PurchaseRecorded(Purchase),
+    /// Return.
+    ReturnRecorded(Return),
+    /// Survey.
+    SurveyRecorded(Survey),
+    /// Complaint opened.
+    ComplaintOpened(Complaint),
+    /// Complaint resolved.
+    ComplaintResolved(Complaint),
+    /// Referral.
+    ReferralRecorded(Referral),
+}
+
+impl EventPayload {
+    /// The customer the event is about.
+    pub fn customer_id(&self) -> CustomerId {
+        match self {
+            EventPayload::CustomerCreated(c) | EventPayload::CustomerUpdated(c) => c.id,
+            EventPayload::CustomersMerged { survivor, .. } => *survivor,
+            EventPayload::PurchaseRecorded(p) => p.customer_id,
+            EventPayload::ReturnRecorded(r) => r.customer_id,
+            EventPayload::SurveyRecorded(s) => s.customer_id,
+            EventPayload::ComplaintOpened(c) | EventPayload::ComplaintResolved(c) => c.customer_id,
+            EventPayload::ReferralRecorded(r) => r.referrer_id,
+        }
+    }
+
+    /// A short name for the stored `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventPayload::CustomerCreated(_) => "CustomerCreated",
+            EventPayload::CustomerUpdated(_) => "CustomerUpdated",
+            EventPayload::CustomersMerged { .. } => "CustomersMerged",
+            EventPayload::PurchaseRecorded(_) => "PurchaseRecorded",
+            EventPayload::ReturnRecorded(_) => "ReturnRecorded",
+            EventPayload::SurveyRecorded(_) => "SurveyRecorded",
+            EventPayload::ComplaintOpened(_) => "ComplaintOpened",
+            EventPayload::ComplaintResolved(_) => "ComplaintResolved",
+            EventPayload::ReferralRecorded(_) => "ReferralRecorded",
+        }
+    }
+}
+
+/// One entry of the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Gap-free position, from 1.
+    pub sequence: i64,
+    /// Unique id.
+    pub id: EventId,
+    /// Recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// What happened.
+    pub payload: EventPayload,
+}

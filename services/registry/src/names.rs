@@ -1,0 +1,105 @@
+//! Resource names (AIP-122): "customers/{id}" and "customers/{id}/{collection}/{id}".
+
+use clientela_domain::ids::CustomerId;
+use clientela_runtime::Error;
+use uuid::Uuid;
+
+/// "customers/{id}".
+pub fn customer(id: CustomerId) -> String {
+    format!("customers/{id}")
+}
+
+/// "customers/{id}/{collection}/{child}".
+pub fn child(customer: CustomerId, collection: &str, child: impl std::fmt::Display) -> String {
+    format!("customers/{customer}/{collection}/{child}")
+}
+
+/// Parses "customers/{id}"; the error names `field`.
+pub fn parse_customer(name: &str, field: &str) -> Result<CustomerId, Error> {
+    if name.is_empty() {
+        return Err(Error::invalid(field, "required, e.g. customers/0192f0c1-…"));
+    }
+    name.strip_prefix("customers/")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .map(CustomerId::from_uuid)
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("{name:?} is not a customer name (customers/{{uuid}})"),
+            )
+        })
+}
+
+/// Parses a parent that may be "customers/-" (every customer): `None` then.
+pub fn parse_parent_or_any(name: &str, field: &str) -> Result<Option<CustomerId>, Error> {
+    if name == "customers/-" {
+        return Ok(None);
+    }
+    parse_customer(name, field).map(Some)
+}
+
+/// Parses "customers/{id}/{collection}/{child}".
+pub fn parse_child(name: &str, collection: &str, field: &str) -> Result<(CustomerId, Uuid), Error> {
+    let bad = || {
+        Error::invalid(
+            field,
+            format!("{name:?} is not a name of the form customers/{{uuid}}/{collection}/{{uuid}}"),
+        )
+    };
+    if name.is_empty() {
+        return Err(Error::invalid(
+            field,
+            format!("required, e.g. customers/…/{collection}/…"),
+        ));
+    }
+    let mut parts = name.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("customers"), Some(c), Some(coll), Some(id), None) if coll == collection => {
+            let c = Uuid::parse_str(c).map_err(|_| bad())?;
+            let id = Uuid::parse_str(id).map_err(|_| bad())?;
+            Ok((CustomerId::from_uuid(c), id))
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let id = CustomerId::new();
+        assert_eq!(parse_customer(&customer(id), "name").unwrap(), id);
+        let p = Uuid::now_v7();
+        assert_eq!(
+            parse_child(&child(id, "purchases", p), "purchases", "name").unwrap(),
+            (id, p)
+        );
+        assert_eq!(parse_parent_or_any("customers/-", "parent").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_names_name_the_field() {
+        for bad in ["", "customer/1", "customers/not-a-uuid", "customers/"] {
+            let err = parse_customer(bad, "parent").unwrap_err();
+            assert_eq!(err.field_violations()[0].field, "parent", "{bad}");
+        }
+        let id = CustomerId::new();
+        assert!(
+            parse_child(
+                &child(id, "returns", Uuid::now_v7()),
+                "purchases",
+                "purchase"
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,861 @@
+//! The registry's rules: what a create, update, purchase, return or merge may do, the
+//! status a first purchase gives, idempotency, and the events each write appends.
+
+use chrono::{DateTime, Duration, Utc};
+use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
+use clientela_domain::taxonomy::{SalesChannel, SurveyKind};
+use clientela_runtime::{Db, Error, WriteTx};
+use tokio::sync::watch;
+
+use crate::model::{
+    Complaint, Customer, CustomerFields, EventPayload, FieldValue, Purchase, PurchaseLine,
+    Referral, Return, ReturnLine, Status, Survey,
+};
+use crate::store::customers::{self, Cursor, CustomerFilter, OrderBy};
+use crate::store::events;
+use crate::store::history::{self, HistoryCursor, Moved, Owner};
+
+/// How far in the future an `occur_time` may be: clocks differ a little.
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// A purchase to record, validated field by field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPurchase {
+    /// The caller's order id.
+    pub order_id: String,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+    /// Lines (returned_quantity ignored).
+    pub lines: Vec<PurchaseLine>,
+    /// Channel.
+    pub channel: Option<SalesChannel>,
+    /// Currency of every line.
+    pub currency_code: String,
+}
+
+/// A return to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReturn {
+    /// The caller's return id.
+    pub return_id: String,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+    /// Lines; empty means everything not yet returned.
+    pub lines: Vec<ReturnLine>,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a merge did (or would do).
+#[derive(Debug, Clone)]
+pub struct MergeOutcome {
+    /// Survivor after the merge.
+    pub survivor: Customer,
+    /// Tombstone.
+    pub merged: Customer,
+    /// Moved records.
+    pub moved: Moved,
+}
+
+/// The registry's logic over its database.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    db: Db,
+    committed: watch::Sender<i64>,
+}
+
+/// The current instant, truncated to microseconds (what PostgreSQL stores), so a value
+/// read back equals the value written.
+pub fn now() -> DateTime<Utc> {
+    truncate_micros(Utc::now())
+}
+
+/// Truncates to microseconds.
+pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+fn check_not_future(at: DateTime<Utc>, now: DateTime<Utc>, field: &str) -> Result<(), Error> {
+    if at > now + CLOCK_SKEW {
+        return Err(Error::invalid(field, "must not be in the future"));
+    }
+    Ok(())
+}
+
+fn check_etag(current: &str, given: Option<&str>, what: &str) -> Result<(), Error> {
+    match given {
+        Some(etag) if etag != current => Err(Error::aborted(
+            "ETAG_MISMATCH",
+            format!(
+                "the {what} changed since it was read (etag {etag}, now {current}); read it again"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn require_live(c: &Customer, action: &str) -> Result<(), Error> {
+    match c.status {
+        Status::Prospect | Status::Customer => Ok(()),
+        Status::Archived => Err(Error::precondition(
+            "CUSTOMER_ARCHIVED",
+            format!("customers/{} is archived: restore it to {action}", c.id),
+        )),
+        Status::Merged => Err(Error::precondition(
+            "CUSTOMER_MERGED",
+            format!(
+                "customers/{} was merged into customers/{}: {action} there",
+                c.id,
+                c.merged_into.map(|m| m.to_string()).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+impl Registry {
+    /// The logic over a migrated database.
+    pub async fn new(db: Db) -> Result<Self, Error> {
+        let last = events::last_sequence(db.conn()).await?;
+        let (committed, _) = watch::channel(last);
+        Ok(Self { db, committed })
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Wakes feed watchers when a write commits.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.committed.subscribe()
+    }
+
+    async fn load(&self, tx: &WriteTx, id: CustomerId) -> Result<Customer, Error> {
+        customers::get(tx.conn(), id)
+            .await?
+            .ok_or_else(|| Error::not_found("customer", format!("customers/{id}")))
+    }
+
+    /// Appends the events and commits, then wakes the watchers.
+    async fn commit(
+        &self,
+        tx: WriteTx,
+        payloads: Vec<EventPayload>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let appended = events::append(tx.conn(), payloads, now).await?;
+        tx.commit().await?;
+        if let Some(last) = appended.last() {
+            self.committed
+                .send_modify(|seq| *seq = (*seq).max(last.sequence));
+        }
+        Ok(())
+    }
+
+    // ---- customers ----
+
+    /// Creates a customer; with a `request_id` seen before, returns that customer and false.
+    pub async fn create_customer(
+        &self,
+        fields: CustomerFields,
+        request_id: Option<String>,
+    ) -> Result<(Customer, bool), Error> {
+        if let Some(rid) = &request_id
+            && let Some(existing) = customers::get_by_request_id(self.db.conn(), rid).await?
+        {
+            return Ok((existing, false));
+        }
+        let now = now();
+        let customer = Customer {
+            id: CustomerId::new(),
+            fields,
+            status: Status::Prospect,
+            merged_into: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let tx = self.db.begin_write().await?;
+        match customers::insert(tx.conn(), &customer, request_id.as_deref()).await {
+            Ok(()) => {}
+            Err(Error::AlreadyExists { reason, message }) => {
+                drop(tx);
+                // A concurrent create with the same request_id won the race: same answer.
+                if let Some(rid) = &request_id
+                    && let Some(existing) =
+                        customers::get_by_request_id(self.db.conn(), rid).await?
+                {
+                    return Ok((existing, false));
+                }
+                return Err(Error::AlreadyExists { reason, message });
+            }
+            Err(other) => return Err(other),
+        }
+        self.commit(
+            tx,
+            vec![EventPayload::CustomerCreated(customer.clone())],
+            now,
+        )
+        .await?;
+        Ok((customer, true))
+    }
+
+    /// One customer, whatever its status.
+    pub async fn get_customer(&self, id: CustomerId) -> Result<Customer, Error> {
+        customers::get(self.db.conn(), id)
+            .await?
+            .ok_or_else(|| Error::not_found("customer", format!("customers/{id}")))
+    }
+
+    /// A page of customers.
+    pub async fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        order: OrderBy,
+        descending: bool,
+        after: Option<&Cursor>,
+        limit: u64,
+    ) -> Result<Vec<Customer>, Error> {
+        customers::list(self.db.conn(), filter, order, descending, after, limit).await
+    }
+
+    /// Writes the given fields. Archived and merged customers are read-only.
+    pub async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: Vec<FieldValue>,
+        etag: Option<&str>,
+    ) -> Result<Customer, Error> {
+        let tx = self.db.begin_write().await?;
+        let mut customer = self.load(&tx, id).await?;
+        check_etag(&customer.etag(), etag, "customer")?;
+        require_live(&customer, "update it")?;
+        let before = customer.fields.clone();
+        for value in patch {
+            customer.fields.apply(value);
+        }
+        if customer.fields == before {
+            return Ok(customer);
+        }
+        let now = now();
+        let expected = customer.version;
+        customers::touch(&mut customer, now);
+        if !customers::update(tx.conn(), &customer, expected).await? {
+            return Err(Error::aborted(
+                "CONCURRENT_UPDATE",
+                "the customer changed concurrently; retry",
+            ));
+        }
+        self.commit(
+            tx,
+            vec![EventPayload::CustomerUpdated(customer.clone())],
+            now,
+        )
+        .await?;
+        Ok(customer)
+    }
+
+    async fn set_status(
+        &self,
+        id: CustomerId,
+        etag: Option<&str>,
+        from: &[Status],
+        to: Status,
+        reason: &'static str,
+    ) -> Result<Customer, Error> {
+        let tx = self.db.begin_write().await?;
+        let mut customer = self.load(&tx, id).await?;
+        check_etag(&customer.etag(), etag, "customer")?;
+        if customer.status == to {
+            return Ok(customer);
+        }
+        if !from.contains(&customer.status) {
+            return Err(Error::precondition(
+                reason,
+                format!("customers/{id} is {}", customer.status.code()),
+            ));
+        }
+        let now = now();
+        let expected = customer.version;
+        customer.status = to;
+        customers::touch(&mut customer, now);
+        if !customers::update(tx.conn(), &customer, expected).await? {
+            return Err(Error::aborted(
+                "CONCURRENT_UPDATE",
+                "the customer changed concurrently; retry",
+            ));
+        }
+        self.commit(
+            tx,
+            vec![EventPayload::CustomerUpdated(customer.clone())],
+            now,
+        )
+        .await?;
+        Ok(customer)
+    }
+
+    /// Soft-deletes a live customer (idempotent).
+    pub async fn archive_customer(
+        &self,
+        id: CustomerId,
+        etag: Option<&str>,
+    ) -> Result<Customer, Error> {
+        self.set_status(
+            id,
+            etag,
+            &[Status::Prospect, Status::Customer],
+            Status::Archived,
+            "CUSTOMER_NOT_LIVE",
+        )
+        .await
+    }
+
+    /// Brings an archived customer back as PROSPECT or CUSTOMER (by its purchases).
+    /// Fails if a live customer took its tax id or external id meanwhile.
+    pub async fn restore_customer(
+        &self,
+        id: CustomerId,
+        etag: Option<&str>,
+    ) -> Result<Customer, Error> {
+        let bought = history::has_purchases(self.db.conn(), id).await?;
+        let to = if bought {
+            Status::Customer
+        } else {
+            Status::Prospect
+        };
+        let current = self.get_customer(id).await?;
+        if current.status.is_live() {
+            check_etag(&current.etag(), etag, "customer")?;
+            return Ok(current);
+        }
+        self.set_status(id, etag, &[Status::Archived], to, "CUSTOMER_NOT_ARCHIVED")
+            .await
+            .map_err(|e| match e {
+                Error::AlreadyExists { .. } => Error::already_exists(
+                    "CUSTOMER_KEY_TAKEN",
+                    format!("a live customer now has the tax id or external id of customers/{id}"),
+                ),
+                other => other,
+            })
+    }
+
+    /// Live customers sharing a key with `id`.
+    pub async fn find_duplicates(
+        &self,
+        id: CustomerId,
+    ) -> Result<Vec<(Customer, Vec<&'static str>)>, Error> {
+        let customer = self.get_customer(id).await?;
+        customers::find_duplicates(self.db.conn(), &customer).await
+    }
+
+    /// Folds `merged` into `survivor`. With `dry_run`, everything runs in a transaction
+    /// that is rolled back, so the report is exactly what the merge would do.
+    pub async fn merge_customers(
+        &self,
+        survivor: CustomerId,
+        merged: CustomerId,
+        dry_run: bool,
+    ) -> Result<MergeOutcome, Error> {
+        if survivor == merged {
+            return Err(Error::invalid("merged", "must differ from survivor"));
+        }
+        let tx = self.db.begin_write().await?;
+        let mut keep = self.load(&tx, survivor).await?;
+        let mut gone = self.load(&tx, merged).await?;
+        require_live(&keep, "merge into it")?;
+        require_live(&gone, "merge it")?;
+        let now = now();
+        let moved = history::move_history(tx.conn(), merged, survivor).await?;
+
+        // The tombstone first, so its unique keys no longer block the survivor.
+        let gone_version = gone.version;
+        let gone_was_customer = gone.status == Status::Customer;
+        gone.status = Status::Merged;
+        gone.merged_into = Some(survivor);
+        customers::touch(&mut gone, now);
+        if !customers::update(tx.conn(), &gone, gone_version).await? {
+            return Err(Error::aborted(
+                "CONCURRENT_UPDATE",
+                "a customer changed concurrently; retry",
+            ));
+        }
+        let keep_version = keep.version;
+        keep.fields.absorb(&gone.fields);
+        if gone_was_customer || !moved.purchases.is_empty() {
+            keep.status = Status::Customer;
+        }
+        customers::touch(&mut keep, now);
+        if !customers::update(tx.conn(), &keep, keep_version).await? {
+            return Err(Error::aborted(
+                "CONCURRENT_UPDATE",
+                "a customer changed concurrently; retry",
+            ));
+        }
+        let outcome = MergeOutcome {
+            survivor: keep.clone(),
+            merged: gone.clone(),
+            moved: moved.clone(),
+        };
+        if dry_run {
+            // Dropping the transaction rolls it back.
+            drop(tx);
+            return Ok(outcome);
+        }
+        self.commit(
+            tx,
+            vec![
+                EventPayload::CustomersMerged {
+                    survivor,
+                    merged,
+                    moved_purchases: moved.purchases,
+                },
+                EventPayload::CustomerUpdated(gone),
+                EventPayload::CustomerUpdated(keep),
+            ],
+            now,
+        )
+        .await?;
+        Ok(outcome)
+    }
+
+    // ---- purchases and returns ----
+
+    /// Records a purchase; an order id recorded before returns the first purchase and
+    /// false. The first purchase makes a PROSPECT a CUSTOMER.
+    pub async fn record_purchase(
+        &self,
+        customer_id: CustomerId,
+        new: NewPurchase,
+    ) -> Result<(Purchase, bool), Error> {
+        let now = now();
+        check_not_future(new.occurred_at, now, "purchase.occur_time")?;
+        let mut total: i64 = 0;
+        for (i, line) in new.lines.iter().enumerate() {
+            let amount = line
+                .quantity
+                .checked_mul(line.unit_price_minor)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("purchase.lines[{i}]"),
+                        "quantity × unit price overflows",
+                    )
+                })?;
+            total = total
+                .checked_add(amount)
+                .ok_or_else(|| Error::invalid("purchase.lines", "the total overflows"))?;
+        }
+        if let Some(existing) = history::purchase_by_order(self.db.conn(), &new.order_id).await? {
+            return same_purchase(existing, customer_id, &new, total);
+        }
+        let tx = self.db.begin_write().await?;
+        let mut customer = self.load(&tx, customer_id).await?;
+        require_live(&customer, "record purchases")?;
+        let purchase = Purchase {
+            id: PurchaseId::new(),
+            customer_id,
+            order_id: new.order_id.clone(),
+            occurred_at: new.occurred_at,
+            lines: new.lines.clone(),
+            channel: new.channel,
+            currency_code: new.currency_code.clone(),
+            total_minor: total,
+            returned_minor: 0,
+            created_at: now,
+        };
+        if let Err(e) = history::insert_purchase(tx.conn(), &purchase).await {
+            drop(tx);
+            if let Error::AlreadyExists { .. } = e
+                && let Some(existing) =
+                    history::purchase_by_order(self.db.conn(), &new.order_id).await?
+            {
+                return same_purchase(existing, customer_id, &new, total);
+            }
+            return Err(e);
+        }
+        let mut payloads = vec![EventPayload::PurchaseRecorded(purchase.clone())];
+        if customer.status == Status::Prospect {
+            let expected = customer.version;
+            customer.status = Status::Customer;
+            customers::touch(&mut customer, now);
+            if !customers::update(tx.conn(), &customer, expected).await? {
+                return Err(Error::aborted(
+                    "CONCURRENT_UPDATE",
+                    "the customer changed concurrently; retry",
+                ));
+            }
+            payloads.push(EventPayload::CustomerUpdated(customer));
+        }
+        self.commit(tx, payloads, now).await?;
+        Ok((purchase, true))
+    }
+
+    /// A page of purchases, newest first.
+    pub async fn list_purchases(
+        &self,
+        owner: Owner,
+        after: Option<&HistoryCursor>,
+        limit: u64,
+    ) -> Result<Vec<Purchase>, Error> {
+        if let Owner::Customer(id) = owner {
+            self.get_customer(id).await?;
+        }
+        history::list_purchases(self.db.conn(), owner, after, limit).await
+    }
+
+    /// Records a return against a purchase of `customer_id`: never more than was bought
+    /// minus what came back already.
+    pub async fn record_return(
+        &self,
+        customer_id: CustomerId,
+        purchase_id: PurchaseId,
+        new: NewReturn,
+    ) -> Result<(Return, Purchase, bool), Error> {
+        let now = now();
+        check_not_future(new.occurred_at, now, "return.occur_time")?;
+        let purchase_name = format!("customers/{customer_id}/purchases/{purchase_id}");
+        if let Some(existing) = history::return_by_return_id(self.db.conn(), &new.return_id).await?
+        {
+            if existing.purchase_id != purchase_id {
+                return Err(Error::already_exists(
+                    "RETURN_ID_TAKEN",
+                    format!(
+                        "return_id {} was recorded against another purchase",
+                        new.return_id
+                    ),
+                ));
+            }
+            let purchase = history::get_purchase(self.db.conn(), purchase_id)
+                .await?
+                .ok_or_else(|| Error::not_found("purchase", purchase_name))?;
+            return Ok((existing, purchase, false));
+        }
+        let tx = self.db.begin_write().await?;
+        let mut purchase = history::get_purchase(tx.conn(), purchase_id)
+            .await?
+            .filter(|p| p.customer_id == customer_id)
+            .ok_or_else(|| Error::not_found("purchase", purchase_name.clone()))?;
+        if new.occurred_at < purchase.occurred_at {
+            return Err(Error::invalid(
+                "return.occur_time",
+                "must not be before the purchase",
+            ));
+        }
+        let lines = if new.lines.is_empty() {
+            purchase
+                .lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.quantity > l.returned_quantity)
+                .map(|(i, l)| ReturnLine {
+                    line_number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                    quantity: l.quantity - l.returned_quantity,
+                })
+                .collect()
+        } else {
+            new.lines.clone()
+        };
+        if lines.is_empty() {
+            return Err(Error::precondition(
+                "NOTHING_TO_RETURN",
+                format!("everything of {purchase_name} was returned already"),
+            ));
+        }
+        let mut amount: i64 = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let index = usize::try_from(line.line_number)
+                .unwrap_or(usize::MAX)
+                .wrapping_sub(1);
+            let Some(bought) = purchase.lines.get_mut(index) else {
+                return Err(Error::invalid(
+                    format!("return.lines[{i}].line_number"),
+                    format!("the purchase has lines 1 to {}", purchase.lines.len()),
+                ));
+            };
+            let left = bought.quantity - bought.returned_quantity;
+            if line.quantity > left {
+                return Err(Error::precondition(
+                    "RETURN_EXCEEDS_PURCHASE",
+                    format!(
+                        "line {} of {purchase_name}: {} units would come back but only {left} of {} bought remain",
+                        line.line_number, line.quantity, bought.quantity
+                    ),
+                ));
+            }
+            bought.returned_quantity += line.quantity;
+            amount = line
+                .quantity
+                .checked_mul(bought.unit_price_minor)
+                .and_then(|a| a.checked_add(amount))
+                .ok_or_else(|| Error::invalid("return.lines", "the amount overflows"))?;
+        }
+        purchase.returned_minor += amount;
+        let ret = Return {
+            id: ReturnId::new(),
+            customer_id,
+            purchase_id,
+            return_id: new.return_id,
+            occurred_at: new.occurred_at,
+            lines,
+            currency_code: purchase.currency_code.clone(),
+            amount_minor: amount,
+            reason: new.reason,
+            created_at: now,
+        };
+        history::insert_return(tx.conn(), &ret).await?;
+        history::update_purchase_returns(tx.conn(), &purchase).await?;
+        self.commit(tx, vec![EventPayload::ReturnRecorded(ret.clone())], now)
+            .await?;
+        Ok((ret, purchase, true))
+    }
+
+    /// A page of returns, newest first.
+    pub async fn list_returns(
+        &self,
+        customer: CustomerId,
+        after: Option<&HistoryCursor>,
+        limit: u64,
+    ) -> Result<Vec<Return>, Error> {
+        self.get_customer(customer).await?;
+        history::list_returns(self.db.conn(), customer, after, limit).await
+    }
+
+    // ---- surveys, complaints, referrals ----
+
+    /// Records a survey answer.
+    pub async fn record_survey(
+        &self,
+        customer_id: CustomerId,
+        kind: SurveyKind,
+        score: i32,
+        occurred_at: DateTime<Utc>,
+        comment: String,
+        request_id: Option<String>,
+    ) -> Result<(Survey, bool), Error> {
+        let now = now();
+        check_not_future(occurred_at, now, "survey.occur_time")?;
+        if let Some(rid) = &request_id
+            && let Some(existing) = history::survey_by_request_id(self.db.conn(), rid).await?
+        {
+            return Ok((existing, false));
+        }
+        let tx = self.db.begin_write().await?;
+        let customer = self.load(&tx, customer_id).await?;
+        require_live(&customer, "record surveys")?;
+        let survey = Survey {
+            id: SurveyId::new(),
+            customer_id,
+            kind,
+            score,
+            occurred_at,
+            comment,
+            created_at: now,
+        };
+        history::insert_survey(tx.conn(), &survey, request_id.as_deref()).await?;
+        self.commit(tx, vec![EventPayload::SurveyRecorded(survey.clone())], now)
+            .await?;
+        Ok((survey, true))
+    }
+
+    /// A page of surveys, newest first.
+    pub async fn list_surveys(
+        &self,
+        customer: CustomerId,
+        after: Option<&HistoryCursor>,
+        limit: u64,
+    ) -> Result<Vec<Survey>, Error> {
+        self.get_customer(customer).await?;
+        history::list_surveys(self.db.conn(), customer, after, limit).await
+    }
+
+    /// Opens a complaint.
+    pub async fn open_complaint(
+        &self,
+        customer_id: CustomerId,
+        subject: String,
+        description: String,
+        opened_at: Option<DateTime<Utc>>,
+        request_id: Option<String>,
+    ) -> Result<(Complaint, bool), Error> {
+        let now = now();
+        let opened_at = opened_at.unwrap_or(now);
+        check_not_future(opened_at, now, "complaint.open_time")?;
+        if let Some(rid) = &request_id
+            && let Some(existing) = history::complaint_by_request_id(self.db.conn(), rid).await?
+        {
+            return Ok((existing, false));
+        }
+        let tx = self.db.begin_write().await?;
+        let customer = self.load(&tx, customer_id).await?;
+        require_live(&customer, "open complaints")?;
+        let complaint = Complaint {
+            id: ComplaintId::new(),
+            customer_id,
+            subject,
+            description,
+            resolved: false,
+            opened_at,
+            resolved_at: None,
+            resolution: String::new(),
+            version: 1,
+        };
+        history::insert_complaint(tx.conn(), &complaint, request_id.as_deref()).await?;
+        self.commit(
+            tx,
+            vec![EventPayload::ComplaintOpened(complaint.clone())],
+            now,
+        )
+        .await?;
+        Ok((complaint, true))
+    }
+
+    /// Resolves an open complaint.
+    pub async fn resolve_complaint(
+        &self,
+        customer_id: CustomerId,
+        complaint_id: ComplaintId,
+        resolution: String,
+        etag: Option<&str>,
+    ) -> Result<Complaint, Error> {
+        let name = format!("customers/{customer_id}/complaints/{complaint_id}");
+        let tx = self.db.begin_write().await?;
+        let mut complaint = history::get_complaint(tx.conn(), complaint_id)
+            .await?
+            .filter(|c| c.customer_id == customer_id)
+            .ok_or_else(|| Error::not_found("complaint", name.clone()))?;
+        check_etag(&complaint.etag(), etag, "complaint")?;
+        if complaint.resolved {
+            return Err(Error::precondition(
+                "COMPLAINT_RESOLVED",
+                format!("{name} is resolved already"),
+            ));
+        }
+        let now = now();
+        let expected = complaint.version;
+        complaint.resolved = true;
+        complaint.resolved_at = Some(now.max(complaint.opened_at));
+        complaint.resolution = resolution;
+        complaint.version += 1;
+        if !history::resolve_complaint(tx.conn(), &complaint, expected).await? {
+            return Err(Error::aborted(
+                "CONCURRENT_UPDATE",
+                "the complaint changed concurrently; retry",
+            ));
+        }
+        self.commit(
+            tx,
+            vec![EventPayload::ComplaintResolved(complaint.clone())],
+            now,
+        )
+        .await?;
+        Ok(complaint)
+    }
+
+    /// A page of complaints, newest first.
+    pub async fn list_complaints(
+        &self,
+        customer: CustomerId,
+        after: Option<&HistoryCursor>,
+        limit: u64,
+    ) -> Result<Vec<Complaint>, Error> {
+        self.get_customer(customer).await?;
+        history::list_complaints(self.db.conn(), customer, after, limit).await
+    }
+
+    /// Records that `referrer` brought `referred`. A customer is referred once.
+    pub async fn record_referral(
+        &self,
+        referrer: CustomerId,
+        referred: CustomerId,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<(Referral, bool), Error> {
+        let now = now();
+        check_not_future(occurred_at, now, "referral.occur_time")?;
+        if referrer == referred {
+            return Err(Error::invalid(
+                "referral.referred",
+                "a customer cannot refer itself",
+            ));
+        }
+        if let Some(existing) = history::referral_of(self.db.conn(), referred).await? {
+            if existing.referrer_id == referrer {
+                return Ok((existing, false));
+            }
+            return Err(Error::already_exists(
+                "ALREADY_REFERRED",
+                format!(
+                    "customers/{referred} was referred by customers/{} already",
+                    existing.referrer_id
+                ),
+            ));
+        }
+        let tx = self.db.begin_write().await?;
+        let who = self.load(&tx, referrer).await?;
+        require_live(&who, "record referrals")?;
+        let whom = customers::get(tx.conn(), referred).await?.ok_or_else(|| {
+            Error::invalid(
+                "referral.referred",
+                format!("customers/{referred} does not exist"),
+            )
+        })?;
+        require_live(&whom, "record its referral")?;
+        let referral = Referral {
+            id: ReferralId::new(),
+            referrer_id: referrer,
+            referred_id: referred,
+            occurred_at,
+            created_at: now,
+        };
+        history::insert_referral(tx.conn(), &referral).await?;
+        self.commit(
+            tx,
+            vec![EventPayload::ReferralRecorded(referral.clone())],
+            now,
+        )
+        .await?;
+        Ok((referral, true))
+    }
+
+    /// A page of the referrals a customer made, newest first.
+    pub async fn list_referrals(
+        &self,
+        referrer: CustomerId,
+        after: Option<&HistoryCursor>,
+        limit: u64,
+    ) -> Result<Vec<Referral>, Error> {
+        self.get_customer(referrer).await?;
+        history::list_referrals(self.db.conn(), referrer, after, limit).await
+    }
+
+    // ---- feed ----
+
+    /// Up to `limit` events after `after`.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<crate::model::Event>, Error> {
+        events::read_after(self.db.conn(), after, limit).await
+    }
+}
+
+fn same_purchase(
+    existing: Purchase,
+    customer_id: CustomerId,
+    new: &NewPurchase,
+    total: i64,
+) -> Result<(Purchase, bool), Error> {
+    if existing.customer_id == customer_id
+        && existing.total_minor == total
+        && existing.currency_code == new.currency_code
+    {
+        Ok((existing, false))
+    } else {
+        Err(Error::already_exists(
+            "ORDER_ID_TAKEN",
+            format!(
+                "order_id {} was recorded with other content (another customer or amount)",
+                new.order_id
+            ),
+        ))
+    }
+}

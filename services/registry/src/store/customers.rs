@@ -1,0 +1,429 @@
+//! Customer rows and their lookup keys.
+
+use chrono::{DateTime, Utc};
+use clientela_domain::Labeled;
+use clientela_domain::ids::CustomerId;
+use clientela_domain::text::fold;
+use clientela_runtime::Error;
+use sea_orm::sea_query::{Expr, ExprTrait, Order};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::entity::{customer, customer_key};
+use super::{from_code, from_json, to_json};
+use crate::model::{Customer, CustomerFields, Status};
+
+fn tax_key(fields: &CustomerFields) -> Option<String> {
+    fields
+        .tax_id
+        .as_ref()
+        .map(|t| format!("{}:{}", t.country_code, t.normalized))
+}
+
+fn search_text(fields: &CustomerFields) -> String {
+    let mut parts = vec![fold(&fields.display_name), fold(&fields.legal_name)];
+    parts.extend(fields.emails.iter().map(|e| e.to_lowercase()));
+    if let Some(t) = &fields.tax_id {
+        parts.push(t.normalized.to_lowercase());
+        parts.push(fold(&t.value));
+    }
+    parts.join(" ")
+}
+
+fn to_active(c: &Customer, request_id: Option<&str>) -> Result<customer::ActiveModel, Error> {
+    let f = &c.fields;
+    Ok(customer::ActiveModel {
+        id: Set(c.id.as_uuid()),
+        kind: Set(f.kind.code().to_owned()),
+        display_name: Set(f.display_name.clone()),
+        legal_name: Set(f.legal_name.clone()),
+        tax_country: Set(f.tax_id.as_ref().map(|t| t.country_code.clone())),
+        tax_id: Set(f.tax_id.as_ref().map(|t| t.value.clone())),
+        tax_key: Set(tax_key(f)),
+        emails: Set(to_json(&f.emails)?),
+        phones: Set(to_json(&f.phones)?),
+        address: Set(f.address.as_ref().map(to_json).transpose()?),
+        region_key: Set(f
+            .address
+            .as_ref()
+            .map(|a| fold(&a.region))
+            .filter(|r| !r.is_empty())),
+        channel_role: Set(f.channel_role.map(|v| v.code().to_owned())),
+        business_kind: Set(f.business_kind.map(|v| v.code().to_owned())),
+        influence: Set(to_json(&f.influence)?),
+        tags: Set(to_json(&f.tags)?),
+        attributes: Set(to_json(&f.attributes)?),
+        consent: Set(to_json(&f.consent)?),
+        language_code: Set(f.language_code.clone()),
+        external_id: Set(f.external_id.clone()),
+        status: Set(c.status.code().to_owned()),
+        merged_into: Set(c.merged_into.map(|m| m.as_uuid())),
+        search_text: Set(search_text(f)),
+        request_id: Set(request_id.map(str::to_owned)),
+        version: Set(c.version),
+        created_at: Set(c.created_at),
+        updated_at: Set(c.updated_at),
+    })
+}
+
+fn from_model(m: customer::Model) -> Result<Customer, Error> {
+    let tax_id = match (m.tax_country, m.tax_id) {
+        (Some(country_code), Some(value)) => {
+            let normalized = m
+                .tax_key
+                .as_deref()
+                .and_then(|k| k.split_once(':'))
+                .map(|(_, n)| n.to_owned())
+                .unwrap_or_default();
+            Some(crate::model::TaxIdValue {
+                country_code,
+                value,
+                normalized,
+            })
+        }
+        _ => None,
+    };
+    Ok(Customer {
+        id: CustomerId::from_uuid(m.id),
+        fields: CustomerFields {
+            kind: from_code(&m.kind, "customer kind")?,
+            display_name: m.display_name,
+            legal_name: m.legal_name,
+            tax_id,
+            emails: from_json(&m.emails, "emails")?,
+            phones: from_json(&m.phones, "phones")?,
+            address: m
+                .address
+                .as_deref()
+                .map(|a| from_json(a, "address"))
+                .transpose()?,
+            channel_role: m
+                .channel_role
+                .as_deref()
+                .map(|c| from_code(c, "channel role"))
+                .transpose()?,
+            business_kind: m
+                .business_kind
+                .as_deref()
+                .map(|c| from_code(c, "business kind"))
+                .transpose()?,
+            influence: from_json(&m.influence, "influence")?,
+            tags: from_json(&m.tags, "tags")?,
+            attributes: from_json(&m.attributes, "attributes")?,
+            consent: from_json(&m.consent, "consent")?,
+            language_code: m.language_code,
+            external_id: m.external_id,
+        },
+        status: Status::from_code(&m.status)
+            .ok_or_else(|| Error::Internal(format!("corrupt customer status {:?}", m.status)))?,
+        merged_into: m.merged_into.map(CustomerId::from_uuid),
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        version: m.version,
+    })
+}
+
+/// The lookup keys of a customer: normalized emails, phones and tags.
+fn keys(c: &Customer) -> Vec<customer_key::ActiveModel> {
+    let id = c.id.as_uuid();
+    let mut out: Vec<(&str, String)> = Vec::new();
+    out.extend(c.fields.emails.iter().map(|e| ("email", e.to_lowercase())));
+    out.extend(c.fields.phones.iter().map(|p| ("phone", p.clone())));
+    out.extend(c.fields.tags.iter().map(|t| ("tag", fold(t))));
+    out.sort();
+    out.dedup();
+    out.into_iter()
+        .map(|(kind, value)| customer_key::ActiveModel {
+            kind: Set(kind.to_owned()),
+            value: Set(value),
+            customer_id: Set(id),
+        })
+        .collect()
+}
+
+async fn replace_keys(conn: &impl ConnectionTrait, c: &Customer) -> Result<(), Error> {
+    customer_key::Entity::delete_many()
+        .filter(customer_key::Column::CustomerId.eq(c.id.as_uuid()))
+        .exec(conn)
+        .await?;
+    let rows = keys(c);
+    if !rows.is_empty() {
+        customer_key::Entity::insert_many(rows).exec(conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts a new customer with its keys.
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    c: &Customer,
+    request_id: Option<&str>,
+) -> Result<(), Error> {
+    customer::Entity::insert(to_active(c, request_id)?)
+        .exec_without_returning(conn)
+        .await
+        .map_err(|e| unique_to_reason(e, c))?;
+    replace_keys(conn, c).await
+}
+
+/// Turns a unique violation into the key the caller collided with.
+fn unique_to_reason(e: sea_orm::DbErr, c: &Customer) -> Error {
+    match Error::from(e) {
+        Error::AlreadyExists { .. } => {
+            let mut keys = Vec::new();
+            if c.fields.tax_id.is_some() {
+                keys.push("tax_id");
+            }
+            if c.fields.external_id.is_some() {
+                keys.push("external_id");
+            }
+            Error::already_exists(
+                "CUSTOMER_EXISTS",
+                format!("a live customer has the same {}", keys.join(" or ")),
+            )
+        }
+        other => other,
+    }
+}
+
+/// Writes `c` if its stored version is still `expected_version`; false if it changed.
+pub async fn update(
+    conn: &impl ConnectionTrait,
+    c: &Customer,
+    expected_version: i64,
+) -> Result<bool, Error> {
+    let mut active = to_active(c, None)?;
+    active.request_id = sea_orm::ActiveValue::NotSet;
+    let result = customer::Entity::update_many()
+        .set(active)
+        .filter(customer::Column::Id.eq(c.id.as_uuid()))
+        .filter(customer::Column::Version.eq(expected_version))
+        .exec(conn)
+        .await
+        .map_err(|e| unique_to_reason(e, c))?;
+    if result.rows_affected == 0 {
+        return Ok(false);
+    }
+    replace_keys(conn, c).await?;
+    Ok(true)
+}
+
+/// One customer.
+pub async fn get(conn: &impl ConnectionTrait, id: CustomerId) -> Result<Option<Customer>, Error> {
+    customer::Entity::find_by_id(id.as_uuid())
+        .one(conn)
+        .await?
+        .map(from_model)
+        .transpose()
+}
+
+/// The customer an earlier create with `request_id` made.
+pub async fn get_by_request_id(
+    conn: &impl ConnectionTrait,
+    request_id: &str,
+) -> Result<Option<Customer>, Error> {
+    customer::Entity::find()
+        .filter(customer::Column::RequestId.eq(request_id))
+        .one(conn)
+        .await?
+        .map(from_model)
+        .transpose()
+}
+
+/// How a list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderBy {
+    /// Creation time.
+    CreateTime,
+    /// Last change.
+    UpdateTime,
+    /// Display name.
+    DisplayName,
+}
+
+/// Filters of ListCustomers and ExportCustomers.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    /// Statuses to include.
+    pub statuses: Vec<Status>,
+    /// Kind.
+    pub kind: Option<clientela_domain::taxonomy::CustomerKind>,
+    /// Folded region.
+    pub region: Option<String>,
+    /// Folded tag.
+    pub tag: Option<String>,
+    /// Folded search text.
+    pub query: Option<String>,
+}
+
+/// A keyset cursor: the sort key and id of the last row returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    /// The sort key as text (RFC 3339 time or the name).
+    pub key: String,
+    /// Tie-breaker.
+    pub id: Uuid,
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// A page of customers after `after`, and the cursor of its last row.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    filter: &CustomerFilter,
+    order: OrderBy,
+    descending: bool,
+    after: Option<&Cursor>,
+    limit: u64,
+) -> Result<Vec<Customer>, Error> {
+    let mut cond = Condition::all();
+    if !filter.statuses.is_empty() {
+        cond = cond.add(customer::Column::Status.is_in(filter.statuses.iter().map(|s| s.code())));
+    }
+    if let Some(kind) = filter.kind {
+        cond = cond.add(customer::Column::Kind.eq(kind.code()));
+    }
+    if let Some(region) = &filter.region {
+        cond = cond.add(customer::Column::RegionKey.eq(region.as_str()));
+    }
+    if let Some(tag) = &filter.tag {
+        cond = cond.add(
+            customer::Column::Id.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(customer_key::Column::CustomerId)
+                    .from(customer_key::Entity)
+                    .and_where(customer_key::Column::Kind.eq("tag"))
+                    .and_where(customer_key::Column::Value.eq(tag.as_str()))
+                    .to_owned(),
+            ),
+        );
+    }
+    if let Some(q) = &filter.query {
+        let pattern = format!("%{}%", escape_like(q));
+        cond = cond.add(
+            Expr::col(customer::Column::SearchText)
+                .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    let column = match order {
+        OrderBy::CreateTime => customer::Column::CreatedAt,
+        OrderBy::UpdateTime => customer::Column::UpdatedAt,
+        OrderBy::DisplayName => customer::Column::DisplayName,
+    };
+    if let Some(cursor) = after {
+        let key: sea_orm::Value = match order {
+            OrderBy::DisplayName => cursor.key.clone().into(),
+            _ => DateTime::parse_from_rfc3339(&cursor.key)
+                .map_err(|_| Error::invalid("page_token", "not a page token this server issued"))?
+                .with_timezone(&Utc)
+                .into(),
+        };
+        let after_key = if descending {
+            Condition::any().add(column.lt(key.clone())).add(
+                Condition::all()
+                    .add(column.eq(key))
+                    .add(customer::Column::Id.lt(cursor.id)),
+            )
+        } else {
+            Condition::any().add(column.gt(key.clone())).add(
+                Condition::all()
+                    .add(column.eq(key))
+                    .add(customer::Column::Id.gt(cursor.id)),
+            )
+        };
+        cond = cond.add(after_key);
+    }
+    let direction = if descending { Order::Desc } else { Order::Asc };
+    customer::Entity::find()
+        .filter(cond)
+        .order_by(column, direction.clone())
+        .order_by(customer::Column::Id, direction)
+        .limit(limit)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
+/// The cursor positioned at `c` for `order`.
+pub fn cursor_of(c: &Customer, order: OrderBy) -> Cursor {
+    let key = match order {
+        OrderBy::CreateTime => c.created_at.to_rfc3339(),
+        OrderBy::UpdateTime => c.updated_at.to_rfc3339(),
+        OrderBy::DisplayName => c.fields.display_name.clone(),
+    };
+    Cursor {
+        key,
+        id: c.id.as_uuid(),
+    }
+}
+
+/// Live customers other than `c` sharing its tax id, an email or a phone, with what
+/// they share.
+pub async fn find_duplicates(
+    conn: &impl ConnectionTrait,
+    c: &Customer,
+) -> Result<Vec<(Customer, Vec<&'static str>)>, Error> {
+    let mut matches: std::collections::BTreeMap<Uuid, Vec<&'static str>> = Default::default();
+    if let Some(key) = tax_key(&c.fields) {
+        let ids: Vec<Uuid> = customer::Entity::find()
+            .select_only()
+            .column(customer::Column::Id)
+            .filter(customer::Column::TaxKey.eq(key))
+            .filter(customer::Column::Id.ne(c.id.as_uuid()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for id in ids {
+            matches.entry(id).or_default().push("tax_id");
+        }
+    }
+    for (kind, label) in [("email", "email"), ("phone", "phone")] {
+        let values: Vec<String> = keys(c)
+            .into_iter()
+            .filter_map(|k| match (k.kind, k.value) {
+                (Set(k), Set(v)) if k == kind => Some(v),
+                _ => None,
+            })
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let ids: Vec<Uuid> = customer_key::Entity::find()
+            .select_only()
+            .column(customer_key::Column::CustomerId)
+            .filter(customer_key::Column::Kind.eq(kind))
+            .filter(customer_key::Column::Value.is_in(values))
+            .filter(customer_key::Column::CustomerId.ne(c.id.as_uuid()))
+            .distinct()
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for id in ids {
+            matches.entry(id).or_default().push(label);
+        }
+    }
+    let mut out = Vec::new();
+    for (id, matched) in matches {
+        if let Some(candidate) = get(conn, CustomerId::from_uuid(id)).await?
+            && candidate.status.is_live()
+        {
+            out.push((candidate, matched));
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps `updated_at` strictly increasing per row even when the clock repeats.
+pub fn touch(c: &mut Customer, now: DateTime<Utc>) {
+    c.updated_at = std::cmp::max(now, c.updated_at);
+    c.version += 1;
+}

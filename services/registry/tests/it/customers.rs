@@ -1,0 +1,448 @@
+//! Customers: create, get, list, update with masks and etags, archive and restore,
+//! duplicates and merges.
+
+use clientela_proto::clientela::registry::v1 as pb;
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::both_engines;
+use crate::harness::*;
+
+both_engines!(
+    a_new_customer_is_a_prospect_with_canonical_values,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let created = create(
+            &mut client,
+            pb::Customer {
+                kind: pb::CustomerKind::Organization as i32,
+                display_name: "  Lubricantes del Sur  ".into(),
+                legal_name: "Lubricantes del Sur SpA".into(),
+                tax_id: Some(pb::TaxId {
+                    country_code: "cl".into(),
+                    value: "76.086.428-5".into(),
+                }),
+                emails: vec!["Ventas@LubriSur.CL".into()],
+                phones: vec!["+56 9 1234 5678".into()],
+                address: Some(pb::Address {
+                    country_code: "CL".into(),
+                    region: "Región de Valparaíso".into(),
+                    locality: "Viña del Mar".into(),
+                    ..Default::default()
+                }),
+                tags: vec!["mayorista".into(), "mayorista".into()],
+                business_kind: pb::BusinessKind::B2b as i32,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(created.name.starts_with("customers/"));
+        assert_eq!(created.status, pb::CustomerStatus::Prospect as i32);
+        assert_eq!(created.display_name, "Lubricantes del Sur");
+        let tax = created.tax_id.clone().unwrap();
+        assert_eq!(
+            (tax.country_code.as_str(), tax.value.as_str()),
+            ("CL", "76086428-5")
+        );
+        assert_eq!(created.phones, vec!["+56912345678"]);
+        assert_eq!(created.tags, vec!["mayorista"]);
+        assert_eq!(created.language_code, "es");
+        assert!(!created.etag.is_empty());
+
+        let got = client
+            .get_customer(pb::GetCustomerRequest {
+                name: created.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(got, created);
+    }
+);
+
+both_engines!(
+    create_is_idempotent_on_request_id,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let request = pb::CreateCustomerRequest {
+            customer: Some(person(1)),
+            request_id: "crm-import-77".into(),
+        };
+        let first = client
+            .create_customer(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let second = client.create_customer(request).await.unwrap().into_inner();
+        assert!(first.created);
+        assert!(!second.created);
+        assert_eq!(first.customer, second.customer);
+        let all = client
+            .list_customers(pb::ListCustomersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(all.customers.len(), 1);
+    }
+);
+
+both_engines!(
+    a_live_tax_id_is_unique_but_an_archived_one_does_not_block,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let with_rut = |n| pb::Customer {
+            tax_id: Some(pb::TaxId {
+                country_code: "CL".into(),
+                value: "11.111.111-1".into(),
+            }),
+            ..person(n)
+        };
+        let first = create(&mut client, with_rut(1)).await;
+        let dup = client
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(with_rut(2)),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(dup.code(), Code::AlreadyExists);
+
+        client
+            .archive_customer(pb::ArchiveCustomerRequest {
+                name: first.name.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let second = create(&mut client, with_rut(2)).await;
+        assert_ne!(second.name, first.name);
+
+        // Restoring the first would duplicate the live tax id.
+        let restore = client
+            .restore_customer(pb::RestoreCustomerRequest {
+                name: first.name.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(restore.code(), Code::AlreadyExists);
+    }
+);
+
+both_engines!(
+    update_writes_only_the_masked_fields_and_checks_the_etag,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let created = create(&mut client, person(1)).await;
+        let mut change = created.clone();
+        change.display_name = "Persona Uno".into();
+        change.emails = vec!["otra@example.cl".into()];
+        let updated = client
+            .update_customer(pb::UpdateCustomerRequest {
+                customer: Some(change.clone()),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(updated.display_name, "Persona Uno");
+        assert_eq!(
+            updated.emails, created.emails,
+            "emails were not in the mask"
+        );
+        assert_ne!(updated.etag, created.etag);
+
+        // The old etag is stale now.
+        let stale = client
+            .update_customer(pb::UpdateCustomerRequest {
+                customer: Some(change),
+                update_mask: Some(FieldMask {
+                    paths: vec!["emails".into()],
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(stale.code(), Code::Aborted);
+
+        let bad_path = client
+            .update_customer(pb::UpdateCustomerRequest {
+                customer: Some(updated.clone()),
+                update_mask: Some(FieldMask {
+                    paths: vec!["status".into()],
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_invalid(&bad_path, "update_mask.paths[0]");
+    }
+);
+
+both_engines!(
+    archived_customers_are_read_only_until_restored,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let created = create(&mut client, person(1)).await;
+        let archived = client
+            .archive_customer(pb::ArchiveCustomerRequest {
+                name: created.name.clone(),
+                etag: created.etag.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(archived.status, pb::CustomerStatus::Archived as i32);
+        let purchase = client
+            .record_purchase(pb::RecordPurchaseRequest {
+                parent: created.name.clone(),
+                purchase: Some(purchase("o-1", 60, &[(1, 1000, false)])),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(purchase.code(), Code::FailedPrecondition);
+        let listed = client
+            .list_customers(pb::ListCustomersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            listed.customers.is_empty(),
+            "archived customers are not listed by default"
+        );
+        let restored = client
+            .restore_customer(pb::RestoreCustomerRequest {
+                name: created.name.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(restored.status, pb::CustomerStatus::Prospect as i32);
+    }
+);
+
+both_engines!(list_filters_orders_and_pages, |app: TestApp| async move {
+    let mut client = app.client.clone();
+    for n in 0..7 {
+        let mut c = person(n);
+        if n % 2 == 0 {
+            c.tags = vec!["Voz".into()];
+            c.address = Some(pb::Address {
+                country_code: "CL".into(),
+                region: "Región del Biobío".into(),
+                ..Default::default()
+            });
+        }
+        if n == 3 {
+            c.display_name = "Ñandú Peñalolén".into();
+        }
+        create(&mut client, c).await;
+    }
+    let by_tag = client
+        .list_customers(pb::ListCustomersRequest {
+            tag: "voz".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_tag.customers.len(), 4);
+    let by_region = client
+        .list_customers(pb::ListCustomersRequest {
+            region: "region del biobio".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_region.customers.len(), 4);
+    let by_text = client
+        .list_customers(pb::ListCustomersRequest {
+            query: "PENALOLEN".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_text.customers.len(), 1);
+    assert_eq!(by_text.customers[0].display_name, "Ñandú Peñalolén");
+
+    // Pages of 3, by name descending, cover every customer once.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_customers(pb::ListCustomersRequest {
+                page_size: 3,
+                page_token: token.clone(),
+                order_by: "display_name desc".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.customers.into_iter().map(|c| c.display_name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted);
+    assert_eq!(seen.len(), 7);
+
+    // A token is bound to its query.
+    let page = client
+        .list_customers(pb::ListCustomersRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let misuse = client
+        .list_customers(pb::ListCustomersRequest {
+            page_token: page.next_page_token,
+            tag: "voz".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&misuse, "page_token");
+});
+
+both_engines!(
+    duplicates_are_found_and_merged_with_their_history,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let a = create(
+            &mut client,
+            pb::Customer {
+                phones: vec!["+56 2 2345 6789".into()],
+                ..person(1)
+            },
+        )
+        .await;
+        let b = create(
+            &mut client,
+            pb::Customer {
+                emails: vec!["PERSONA1@example.cl".into()],
+                phones: vec!["+56223456789".into()],
+                legal_name: "Persona Uno Ltda".into(),
+                ..person(2)
+            },
+        )
+        .await;
+        let found = client
+            .find_duplicates(pb::FindDuplicatesRequest {
+                name: a.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .candidates;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].customer.as_ref().unwrap().name, b.name);
+        let mut matched = found[0].matched_on.clone();
+        matched.sort();
+        assert_eq!(matched, vec!["email", "phone"]);
+
+        buy(&mut client, &b.name, "o-b-1", &[(2, 5000, false)]).await;
+        client
+            .record_survey(pb::RecordSurveyRequest {
+                parent: b.name.clone(),
+                survey: Some(pb::Survey {
+                    kind: pb::SurveyKind::Nps as i32,
+                    score: 9,
+                    occur_time: Some(ts(10)),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+
+        let dry = client
+            .merge_customers(pb::MergeCustomersRequest {
+                survivor: a.name.clone(),
+                merged: b.name.clone(),
+                dry_run: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(dry.dry_run);
+        assert_eq!((dry.moved_purchases, dry.moved_surveys), (1, 1));
+        let still = client
+            .get_customer(pb::GetCustomerRequest {
+                name: b.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(
+            still.status,
+            pb::CustomerStatus::Customer as i32,
+            "a dry run changes nothing"
+        );
+
+        let done = client
+            .merge_customers(pb::MergeCustomersRequest {
+                survivor: a.name.clone(),
+                merged: b.name.clone(),
+                dry_run: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let survivor = done.survivor.unwrap();
+        assert_eq!(survivor.status, pb::CustomerStatus::Customer as i32);
+        assert_eq!(
+            survivor.legal_name, "Persona Uno Ltda",
+            "blank fields are filled from the merged customer"
+        );
+        let tomb = client
+            .get_customer(pb::GetCustomerRequest {
+                name: b.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(tomb.status, pb::CustomerStatus::Merged as i32);
+        assert_eq!(tomb.merged_into, a.name);
+        let purchases = client
+            .list_purchases(pb::ListPurchasesRequest {
+                parent: a.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .purchases;
+        assert_eq!(purchases.len(), 1);
+        assert!(purchases[0].name.starts_with(&a.name));
+        let again = client
+            .merge_customers(pb::MergeCustomersRequest {
+                survivor: a.name.clone(),
+                merged: b.name.clone(),
+                dry_run: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), Code::FailedPrecondition);
+    }
+);

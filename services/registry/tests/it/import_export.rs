@@ -1,0 +1,155 @@
+//! Bulk: imports report every row's outcome, bad rows never stop good ones, re-running
+//! changes nothing; exports stream every matching customer.
+
+use clientela_proto::clientela::registry::v1 as pb;
+use futures::StreamExt;
+
+use crate::both_engines;
+use crate::harness::*;
+
+fn outcome(r: &pb::ImportRowResult) -> pb::ImportOutcome {
+    pb::ImportOutcome::try_from(r.outcome).unwrap()
+}
+
+both_engines!(
+    importing_customers_twice_changes_nothing_and_reports_each_row,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let row = |n: u32| pb::CreateCustomerRequest {
+            customer: Some(person(n)),
+            request_id: format!("erp-{n}"),
+        };
+        let batches = vec![
+            pb::ImportCustomersRequest {
+                rows: (0..3).map(row).collect(),
+            },
+            pb::ImportCustomersRequest {
+                rows: vec![
+                    row(3),
+                    pb::CreateCustomerRequest {
+                        customer: Some(pb::Customer {
+                            display_name: String::new(),
+                            ..person(4)
+                        }),
+                        request_id: "erp-4".into(),
+                    },
+                    row(5),
+                ],
+            },
+        ];
+        let run = |batches: Vec<pb::ImportCustomersRequest>| {
+            let mut client = client.clone();
+            async move {
+                let mut responses = client
+                    .import_customers(tokio_stream::iter(batches))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut results = Vec::new();
+                while let Some(r) = responses.next().await {
+                    results.extend(r.unwrap().results);
+                }
+                results
+            }
+        };
+        let first = run(batches.clone()).await;
+        assert_eq!(first.len(), 6);
+        assert_eq!(
+            first.iter().map(|r| r.row).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        let outcomes: Vec<_> = first.iter().map(outcome).collect();
+        use pb::ImportOutcome::{Created, Failed, Unchanged};
+        assert_eq!(
+            outcomes,
+            vec![Created, Created, Created, Created, Failed, Created]
+        );
+        assert_eq!(first[4].error_code, "InvalidArgument");
+        assert_eq!(first[4].field_violations[0].field, "customer.display_name");
+
+        let second = run(batches).await;
+        let outcomes: Vec<_> = second.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Unchanged, Unchanged, Unchanged, Unchanged, Failed, Unchanged
+            ]
+        );
+        assert_eq!(second[0].name, first[0].name);
+        let listed = client
+            .list_customers(pb::ListCustomersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.customers.len(), 5);
+
+        // Purchases for them, one bad.
+        let p = |n: usize, order: &str| pb::RecordPurchaseRequest {
+            parent: first[n].name.clone(),
+            purchase: Some(purchase(order, 100, &[(1, 700, false)])),
+        };
+        let rows = vec![
+            p(0, "I-1"),
+            p(1, "I-2"),
+            pb::RecordPurchaseRequest {
+                parent: "customers/nope".into(),
+                ..p(2, "I-3")
+            },
+        ];
+        let mut responses = client
+            .import_purchases(tokio_stream::iter(vec![
+                pb::ImportPurchasesRequest { rows: rows.clone() },
+                pb::ImportPurchasesRequest { rows },
+            ]))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut results = Vec::new();
+        while let Some(r) = responses.next().await {
+            results.extend(r.unwrap().results);
+        }
+        let outcomes: Vec<_> = results.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![Created, Created, Failed, Unchanged, Unchanged, Failed]
+        );
+        assert_eq!(results[2].field_violations[0].field, "parent");
+    }
+);
+
+both_engines!(
+    export_streams_every_matching_customer,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        for n in 0..1203 {
+            let mut c = person(n);
+            if n % 3 == 0 {
+                c.tags = vec!["export".into()];
+            }
+            create(&mut client, c).await;
+        }
+        let count = |tag: &str| {
+            let mut client = client.clone();
+            let tag = tag.to_owned();
+            async move {
+                let mut stream = client
+                    .export_customers(pb::ExportCustomersRequest {
+                        tag,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut names = std::collections::HashSet::new();
+                while let Some(batch) = stream.next().await {
+                    for c in batch.unwrap().customers {
+                        assert!(names.insert(c.name), "exported twice");
+                    }
+                }
+                names.len()
+            }
+        };
+        assert_eq!(count("").await, 1203);
+        assert_eq!(count("export").await, 401);
+    }
+);

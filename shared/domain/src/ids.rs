@@ -1,0 +1,89 @@
+//! Typed identifiers: a customer id cannot be passed where a purchase id is expected.
+//! UUID v7, so ids sort by creation time and index well.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+/// An id that is not a UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid id")]
+pub struct IdError;
+
+macro_rules! id_type {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Wraps a stored UUID.
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            /// The UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Uuid::parse_str(s).map(Self).map_err(|_| IdError)
+            }
+        }
+    )*};
+}
+
+id_type!(
+    /// A customer.
+    CustomerId,
+    /// A purchase.
+    PurchaseId,
+    /// A return.
+    ReturnId,
+    /// A survey answer.
+    SurveyId,
+    /// A complaint.
+    ComplaintId,
+    /// A referral.
+    ReferralId,
+    /// A feed event.
+    EventId,
+);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_creation() {
+        let a = CustomerId::new();
+        let b = CustomerId::new();
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<CustomerId>().unwrap(), a);
+        assert_eq!("nope".parse::<PurchaseId>(), Err(IdError));
+    }
+}

@@ -1,0 +1,323 @@
+//! Bearer-token authentication and per-method role checks, as a tower layer in front of
+//! every gRPC service. Health and reflection stay open so probes and grpcurl work.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::{BoxFuture, FutureExt};
+use serde::Deserialize;
+use tower::{Layer, Service};
+
+use crate::error::Error;
+use crate::settings::AuthSettings;
+
+/// What a caller is allowed to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Reads and day-to-day writes.
+    Sales,
+    /// Another internal service: reads, writes and bulk operations.
+    Service,
+    /// Reads only.
+    Readonly,
+}
+
+/// What a method does, which decides the roles that may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Get, List, Watch, Export...: every role.
+    Read,
+    /// Ordinary writes: admin, sales, service.
+    Write,
+    /// Merges, restores, imports, policy changes: admin and service.
+    Admin,
+}
+
+impl Access {
+    /// Whether `role` may perform this access.
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Read => true,
+            Access::Write => matches!(role, Role::Admin | Role::Sales | Role::Service),
+            Access::Admin => matches!(role, Role::Admin | Role::Service),
+        }
+    }
+}
+
+/// A service's table of method (the last path segment, e.g. `GetCustomer`) to access.
+/// A method missing from the table is refused to everyone but admin: new methods are
+/// closed until someone decides who may call them.
+pub type MethodTable = fn(&str) -> Option<Access>;
+
+/// The auth layer's state, shared by every connection.
+#[derive(Clone)]
+pub struct Authenticator {
+    tokens: Arc<HashMap<String, (String, Role)>>,
+    tables: Arc<HashMap<String, MethodTable>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("tokens", &self.tokens.len())
+            .field("services", &self.tables.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Paths that never need a token.
+fn is_open(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+impl Authenticator {
+    /// Reads the configured tokens (secrets from the environment or files).
+    pub fn from_settings(settings: &AuthSettings) -> Result<Self, String> {
+        let mut tokens = HashMap::new();
+        for (name, token) in &settings.tokens {
+            let secret = match (&token.secret, &token.secret_file) {
+                (Some(s), None) => s.expose().trim().to_owned(),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("auth token {name}: cannot read {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+                _ => {
+                    return Err(format!(
+                        "auth token {name}: set exactly one of secret and secret_file"
+                    ));
+                }
+            };
+            if secret.len() < 16 {
+                return Err(format!(
+                    "auth token {name}: a token needs at least 16 characters"
+                ));
+            }
+            tokens.insert(secret, (name.clone(), token.role));
+        }
+        Ok(Self {
+            tokens: Arc::new(tokens),
+            tables: Arc::new(HashMap::new()),
+        })
+    }
+
+    /// True when no token is configured: every call is accepted.
+    pub fn is_disabled(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Registers the method table of one gRPC service (`clientela.registry.v1.CustomerRegistryService`).
+    pub fn with_service(mut self, service: &str, table: MethodTable) -> Self {
+        Arc::make_mut(&mut self.tables).insert(service.to_owned(), table);
+        self
+    }
+
+    /// Decides one call: `Ok(Some(name))` names the token's owner, `Ok(None)` is an open
+    /// path or auth turned off.
+    pub fn check(&self, path: &str, authorization: Option<&str>) -> Result<Option<String>, Error> {
+        if is_open(path) || self.is_disabled() {
+            return Ok(None);
+        }
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                Error::Unauthenticated(
+                    "missing bearer token (authorization: Bearer <token>)".into(),
+                )
+            })?;
+        let (owner, role) = self
+            .tokens
+            .get(token)
+            .ok_or_else(|| Error::Unauthenticated("unknown bearer token".into()))?;
+        let (service, method) = split_path(path);
+        let access = self.tables.get(service).and_then(|table| table(method));
+        let allowed = match access {
+            Some(access) => access.allows(*role),
+            None => *role == Role::Admin,
+        };
+        if allowed {
+            Ok(Some(owner.clone()))
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "role {role:?} may not call {method}"
+            )))
+        }
+    }
+}
+
+/// Splits "/pkg.Service/Method" into ("pkg.Service", "Method").
+pub fn split_path(path: &str) -> (&str, &str) {
+    let trimmed = path.trim_start_matches('/');
+    trimmed.split_once('/').unwrap_or((trimmed, ""))
+}
+
+/// Tower layer that runs [`Authenticator::check`] before the service.
+#[derive(Clone, Debug)]
+pub struct AuthLayer(pub Authenticator);
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: self.0.clone(),
+        }
+    }
+}
+
+/// See [`AuthLayer`].
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Authenticator,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self.auth.check(req.uri().path(), header) {
+            Ok(owner) => {
+                if let Some(owner) = owner {
+                    tracing::Span::current().record("caller", owner.as_str());
+                }
+                // Take the service that was polled ready, leave a fresh clone behind.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                inner.call(req).boxed()
+            }
+            Err(error) => {
+                let status = tonic::Status::from(error);
+                let response = status.into_http::<ResBody>();
+                futures::future::ready(Ok(response)).boxed()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::settings::{Secret, TokenSettings};
+
+    fn table(method: &str) -> Option<Access> {
+        match method {
+            "GetCustomer" => Some(Access::Read),
+            "CreateCustomer" => Some(Access::Write),
+            "MergeCustomers" => Some(Access::Admin),
+            _ => None,
+        }
+    }
+
+    fn auth() -> Authenticator {
+        let mut settings = AuthSettings::default();
+        for (name, role) in [
+            ("ops", Role::Admin),
+            ("ana", Role::Sales),
+            ("bi", Role::Readonly),
+        ] {
+            settings.tokens.insert(
+                name.into(),
+                TokenSettings {
+                    role,
+                    secret: Some(Secret::new(format!("{name}-token-0123456789"))),
+                    secret_file: None,
+                },
+            );
+        }
+        Authenticator::from_settings(&settings)
+            .unwrap()
+            .with_service("x.v1.S", table)
+    }
+
+    #[test]
+    fn roles_are_checked_per_method() {
+        let a = auth();
+        let bearer = |n: &str| format!("Bearer {n}-token-0123456789");
+        assert_eq!(
+            a.check("/x.v1.S/GetCustomer", Some(&bearer("bi")))
+                .unwrap()
+                .as_deref(),
+            Some("bi")
+        );
+        assert!(matches!(
+            a.check("/x.v1.S/CreateCustomer", Some(&bearer("bi"))),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(
+            a.check("/x.v1.S/CreateCustomer", Some(&bearer("ana")))
+                .is_ok()
+        );
+        assert!(matches!(
+            a.check("/x.v1.S/MergeCustomers", Some(&bearer("ana"))),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(
+            a.check("/x.v1.S/MergeCustomers", Some(&bearer("ops")))
+                .is_ok()
+        );
+        // A method nobody classified: admin only.
+        assert!(a.check("/x.v1.S/Unlisted", Some(&bearer("ana"))).is_err());
+        assert!(a.check("/x.v1.S/Unlisted", Some(&bearer("ops"))).is_ok());
+    }
+
+    #[test]
+    fn missing_or_unknown_tokens_are_unauthenticated_but_health_is_open() {
+        let a = auth();
+        assert!(matches!(
+            a.check("/x.v1.S/GetCustomer", None),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            a.check("/x.v1.S/GetCustomer", Some("Bearer nope")),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(a.check("/grpc.health.v1.Health/Check", None).is_ok());
+        assert!(
+            a.check(
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                None
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn short_tokens_are_refused_at_start() {
+        let mut settings = AuthSettings::default();
+        settings.tokens.insert(
+            "weak".into(),
+            TokenSettings {
+                role: Role::Admin,
+                secret: Some(Secret::new("1234")),
+                secret_file: None,
+            },
+        );
+        assert!(Authenticator::from_settings(&settings).is_err());
+    }
+}

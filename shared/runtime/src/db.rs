@@ -1,0 +1,173 @@
+//! Database connect and migrate with sea-orm, for SQLite and PostgreSQL alike, and the
+//! write gate that keeps SQLite's single writer from failing under concurrent callers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    Statement, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::settings::DatabaseSettings;
+
+/// A service's database: the pool, plus a gate that serializes write transactions on
+/// SQLite.
+///
+/// SQLite allows one writer at a time; a deferred transaction that reads and then writes
+/// fails with SQLITE_BUSY (not a wait) when another writer got there first. Queuing the
+/// writers in-process turns that failure into a short wait. PostgreSQL needs no gate.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    write_gate: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction; on SQLite it also holds the write gate until commit or drop.
+#[derive(Debug)]
+pub struct WriteTx {
+    txn: DatabaseTransaction,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// The transaction, for queries.
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    /// Commits; the gate opens after the commit.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://...` or `postgres://...`), creating a SQLite file's
+    /// folder if needed.
+    pub async fn connect(url: &str, settings: &DatabaseSettings) -> Result<Self, DbErr> {
+        let is_sqlite = url.starts_with("sqlite:");
+        if is_sqlite {
+            create_sqlite_dir(url)?;
+        }
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(settings.max_connections.max(1))
+            .min_connections(if is_sqlite { 1 } else { 0 })
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let conn = sea_orm::Database::connect(options).await?;
+        let write_gate =
+            (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self { conn, write_gate })
+    }
+
+    /// The pool, for reads.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// SQLite or PostgreSQL.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Begins a write transaction (waiting for the gate on SQLite).
+    pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
+        let txn = self.conn.begin().await?;
+        Ok(WriteTx { txn, _gate: gate })
+    }
+
+    /// Runs the pending migrations of `M`. On PostgreSQL they run inside one transaction
+    /// holding an advisory lock, so replicas starting together never race: the first one
+    /// migrates, the others wait and then find nothing to do.
+    pub async fn migrate<M: MigratorTrait>(&self, lock_name: &str) -> Result<(), DbErr> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.conn.begin().await?;
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [advisory_key(lock_name).into()],
+                ))
+                .await?;
+                M::up(&txn, None).await?;
+                txn.commit().await
+            }
+            _ => {
+                let _gate = match &self.write_gate {
+                    Some(gate) => Some(gate.clone().lock_owned().await),
+                    None => None,
+                };
+                M::up(&self.conn, None).await
+            }
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) -> Result<(), DbErr> {
+        self.conn.close_by_ref().await
+    }
+}
+
+/// A stable 63-bit key for `pg_advisory_xact_lock`, from a name (FNV-1a, written out
+/// because the key must not change between Rust releases, unlike `DefaultHasher`).
+fn advisory_key(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 1) as i64
+}
+
+fn create_sqlite_dir(url: &str) -> Result<(), DbErr> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advisory_keys_are_stable() {
+        assert_eq!(advisory_key("registry"), advisory_key("registry"));
+        assert_ne!(advisory_key("registry"), advisory_key("loyalty"));
+        assert!(advisory_key("registry") >= 0);
+    }
+}

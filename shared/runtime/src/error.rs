@@ -1,0 +1,271 @@
+//! The one error type of every Clientela service, and its one exhaustive mapping to a
+//! gRPC status with rich details (`BadRequest` field violations, `ErrorInfo` reason).
+
+use clientela_domain::FieldViolation;
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` of every error Clientela returns.
+pub const ERROR_DOMAIN: &str = "clientela";
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed: one or more fields are bad.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The named resource does not exist.
+    #[error("{resource} {name} not found")]
+    NotFound {
+        /// e.g. "customer".
+        resource: &'static str,
+        /// The name the caller gave.
+        name: String,
+    },
+    /// The resource (or a unique key of it) exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        /// Machine-readable reason, e.g. `TAX_ID_TAKEN`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// The request is valid but the system is not in a state that allows it.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Machine-readable reason, e.g. `CUSTOMER_ARCHIVED`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// A concurrency conflict (stale etag): read again and retry.
+    #[error("{message}")]
+    Aborted {
+        /// Machine-readable reason, e.g. `ETAG_MISMATCH`.
+        reason: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the role this method needs.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A dependency (the database) is down or overloaded: retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure. The detail is logged, never returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// One bad field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// Not found.
+    pub fn not_found(resource: &'static str, name: impl Into<String>) -> Self {
+        Self::NotFound {
+            resource,
+            name: name.into(),
+        }
+    }
+
+    /// Failed precondition.
+    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Already exists.
+    pub fn already_exists(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::AlreadyExists {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Aborted.
+    pub fn aborted(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Aborted {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::AlreadyExists { .. } => Code::AlreadyExists,
+            Self::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Self::Aborted { .. } => Code::Aborted,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The `ErrorInfo.reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::AlreadyExists { reason, .. }
+            | Self::FailedPrecondition { reason, .. }
+            | Self::Aborted { reason, .. } => reason,
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::PermissionDenied(_) => "PERMISSION_DENIED",
+            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The field violations of an INVALID_ARGUMENT, empty otherwise.
+    pub fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            Self::InvalidArgument(v) => v,
+            _ => &[],
+        }
+    }
+
+    /// The message a caller may see: never an internal detail.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "internal error; see the server log".to_owned(),
+            Self::Unavailable(_) => "service temporarily unavailable; retry later".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(v: FieldViolation) -> Self {
+        Self::InvalidArgument(vec![v])
+    }
+}
+
+impl From<Vec<FieldViolation>> for Error {
+    fn from(v: Vec<FieldViolation>) -> Self {
+        Self::InvalidArgument(v)
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match &error {
+            Error::Internal(detail) => tracing::error!(%detail, "internal error"),
+            Error::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
+            _ => {}
+        }
+        let mut details = ErrorDetails::new();
+        details.set_error_info(
+            error.reason(),
+            ERROR_DOMAIN,
+            std::collections::HashMap::new(),
+        );
+        for v in error.field_violations() {
+            details.add_bad_request_violation(v.field.clone(), v.description.clone());
+        }
+        Status::with_error_details(error.code(), error.public_message(), details)
+    }
+}
+
+/// Database errors: unique violations are ALREADY_EXISTS, foreign keys are
+/// FAILED_PRECONDITION, pool exhaustion and lost connections are UNAVAILABLE; anything
+/// else is INTERNAL. The SQL text stays in the log.
+impl From<DbErr> for Error {
+    fn from(err: DbErr) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(detail)) => {
+                tracing::debug!(%detail, "unique violation");
+                return Error::already_exists(
+                    "ALREADY_EXISTS",
+                    "a record with the same unique key exists",
+                );
+            }
+            Some(SqlErr::ForeignKeyConstraintViolation(detail)) => {
+                tracing::debug!(%detail, "foreign key violation");
+                return Error::precondition(
+                    "REFERENCED_RECORD_MISSING",
+                    "a referenced record does not exist",
+                );
+            }
+            _ => {}
+        }
+        match &err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err.to_string()),
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
+                if is_transient(e) =>
+            {
+                Error::Unavailable(err.to_string())
+            }
+            _ => Error::Internal(err.to_string()),
+        }
+    }
+}
+
+fn is_transient(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match e {
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::WorkerCrashed => true,
+        // PostgreSQL serialization failure / deadlock, SQLite busy: a retry may succeed.
+        E::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6")),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_field_violations_and_reason() {
+        let status: Status = Error::InvalidArgument(vec![
+            FieldViolation::new("customer.display_name", "must not be empty"),
+            FieldViolation::new("customer.emails[0]", "not an email address"),
+        ])
+        .into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad = details.bad_request().unwrap();
+        assert_eq!(bad.field_violations.len(), 2);
+        assert_eq!(bad.field_violations[0].field, "customer.display_name");
+        assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
+        assert!(status.message().contains("customer.emails[0]"));
+    }
+
+    #[test]
+    fn internal_details_are_not_returned() {
+        let status: Status = Error::Internal("SELECT * FROM secrets failed".into()).into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("SELECT"));
+    }
+
+    #[test]
+    fn every_error_has_a_reason() {
+        let status: Status = Error::precondition("CUSTOMER_ARCHIVED", "archived").into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            status.get_error_details().error_info().unwrap().reason,
+            "CUSTOMER_ARCHIVED"
+        );
+    }
+}

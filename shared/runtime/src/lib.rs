@@ -1,0 +1,19 @@
+//! What every Clientela server needs, written once: settings, tracing, metrics, health,
+//! reflection, auth, graceful shutdown, database connect + migrate, and error mapping.
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod pagination;
+pub mod server;
+pub mod settings;
+pub mod telemetry;
+
+pub use auth::{Access, Role};
+pub use db::{Db, WriteTx};
+pub use error::Error;
+pub use server::{App, ServeError, shutdown_signal};
+pub use settings::{CommonSettings, DatabaseSettings, Secret};
+
+/// Result with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

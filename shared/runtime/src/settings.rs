@@ -1,0 +1,299 @@
+//! Typed settings shared by every server: built-in defaults, then an optional file, then
+//! `CLIENTELA__SECTION__KEY` environment variables (the `config` crate's layering).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Loads settings of type `T` from its serde defaults, an optional TOML file and the
+/// environment. `T` is usually the binary's settings, which embed [`CommonSettings`].
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, config::ConfigError> {
+    load_from(file, std::env::vars())
+}
+
+/// As [`load`], with an explicit environment (tests use it to avoid process-wide state).
+pub fn load_from<T: DeserializeOwned>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, config::ConfigError> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        builder = builder.add_source(config::File::from(path).required(true));
+    }
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("CLIENTELA__"))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("CLIENTELA")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env)),
+    );
+    builder.build()?.try_deserialize()
+}
+
+/// Settings every server reads, whatever services it runs.
+#[derive(Debug, Clone, Deserialize)]
+// No deny_unknown_fields here: it is flattened beside each service's own section.
+#[serde(default)]
+pub struct CommonSettings {
+    /// Network, timeouts and shutdown.
+    pub server: ServerSettings,
+    /// Log format and filter.
+    pub log: LogSettings,
+    /// Bearer tokens and their roles.
+    pub auth: AuthSettings,
+    /// Where the embedded SQLite databases live when a service has no database URL.
+    pub data_dir: PathBuf,
+}
+
+impl Default for CommonSettings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            log: LogSettings::default(),
+            auth: AuthSettings::default(),
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// Network, timeouts and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// gRPC listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Prometheus `/metrics` listen address; `None` (set it to "") turns metrics off.
+    #[serde(deserialize_with = "optional_addr")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Deadline for one unary RPC, in seconds (the client's grpc-timeout wins if shorter).
+    pub request_timeout_secs: u64,
+    /// On SIGTERM, seconds to report NOT_SERVING before refusing new work, so that load
+    /// balancers notice first.
+    pub drain_delay_secs: u64,
+    /// On SIGTERM, seconds that in-flight requests get to finish.
+    pub shutdown_grace_secs: u64,
+    /// Seconds between database health checks.
+    pub health_check_interval_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            request_timeout_secs: 30,
+            drain_delay_secs: 0,
+            shutdown_grace_secs: 20,
+            health_check_interval_secs: 5,
+        }
+    }
+}
+
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let raw = Option::<String>::deserialize(d)?;
+    match raw.as_deref().map(str::trim) {
+        None | Some("") | Some("off") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (human-readable) or `json`.
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive, e.g. `info,clientela_registry=debug`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Bearer tokens. With none configured, auth is off, which is allowed only on loopback.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Named tokens, e.g. `[auth.tokens.ops] role = "admin"` with the secret in
+    /// `CLIENTELA__AUTH__TOKENS__OPS__SECRET` or a file named by `secret_file`.
+    pub tokens: BTreeMap<String, TokenSettings>,
+}
+
+/// One bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// `admin`, `sales`, `service` or `readonly`.
+    pub role: crate::auth::Role,
+    /// The token itself (from the environment, never a committed file).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// A file holding the token (a mounted Kubernetes Secret).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// A database connection for one service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host/db` or `sqlite://path?mode=rwc`; empty means a SQLite file
+    /// named after the service under `data_dir`. It may hold a password: it is a secret.
+    pub url: Secret,
+    /// Connection pool size.
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before answering UNAVAILABLE.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            max_connections: 10,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// The URL to connect to: the configured one, or `sqlite://{data_dir}/{service}.db`.
+    pub fn resolved_url(&self, data_dir: &Path, service: &str) -> String {
+        if self.url.expose().trim().is_empty() {
+            let path = data_dir.join(format!("{service}.db"));
+            format!("sqlite://{}?mode=rwc", path.display())
+        } else {
+            self.url.expose().trim().to_owned()
+        }
+    }
+}
+
+/// A secret string: `Debug` and `Display` print `[redacted]`, so it never reaches a log.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default)]
+    struct App {
+        #[serde(flatten)]
+        common: CommonSettings,
+        registry: DatabaseSettings,
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_environment() {
+        let app: App = load_from(None, env(&[])).unwrap();
+        assert_eq!(app.common.server.listen.port(), 50051);
+        assert_eq!(app.common.log.format, LogFormat::Text);
+        assert!(app.common.auth.tokens.is_empty());
+        assert_eq!(
+            app.registry.resolved_url(Path::new("./data"), "registry"),
+            "sqlite://./data/registry.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let dir = std::env::temp_dir().join(format!("clientela-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"0.0.0.0:7000\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let app: App = load_from(
+            Some(&file),
+            env(&[
+                ("CLIENTELA__SERVER__LISTEN", "127.0.0.1:0"),
+                ("CLIENTELA__REGISTRY__URL", "postgres://u:pw@db/registry"),
+                ("CLIENTELA__REGISTRY__MAX_CONNECTIONS", "3"),
+                ("CLIENTELA__AUTH__TOKENS__OPS__ROLE", "admin"),
+                ("CLIENTELA__AUTH__TOKENS__OPS__SECRET", "s3cret"),
+                ("CLIENTELA__SERVER__METRICS_LISTEN", ""),
+                ("OTHER_VAR", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(app.common.server.listen.port(), 0);
+        assert_eq!(app.common.log.format, LogFormat::Json);
+        assert_eq!(app.common.server.metrics_listen, None);
+        assert_eq!(app.registry.max_connections, 3);
+        let ops = &app.common.auth.tokens["ops"];
+        assert_eq!(ops.role, crate::auth::Role::Admin);
+        assert_eq!(ops.secret.as_ref().unwrap().expose(), "s3cret");
+        let printed = format!("{app:?}");
+        assert!(!printed.contains("s3cret"), "secret leaked: {printed}");
+        assert!(
+            !printed.contains("pw@db"),
+            "database password leaked: {printed}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = load_from::<App>(None, env(&[("CLIENTELA__SERVER__LISTN", "x")])).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+}
