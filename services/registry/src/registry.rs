@@ -112,6 +112,30 @@ fn require_live(c: &Customer, action: &str) -> Result<(), Error> {
     }
 }
 
+/// The error of a write that lost an optimistic-concurrency race.
+fn concurrent(what: &str) -> Error {
+    Error::aborted(
+        "CONCURRENT_UPDATE",
+        format!("the {what} changed concurrently; retry"),
+    )
+}
+
+/// Writes a changed customer under optimistic concurrency: bumps its version and
+/// `updated_at`, and fails with ABORTED if someone else wrote it since it was read.
+async fn save_customer(
+    tx: &WriteTx,
+    customer: &mut Customer,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let expected = customer.version;
+    customers::touch(customer, now);
+    if customers::update(tx.conn(), customer, expected).await? {
+        Ok(())
+    } else {
+        Err(concurrent("customer"))
+    }
+}
+
 impl Registry {
     /// The logic over a migrated database.
     pub async fn new(db: Db) -> Result<Self, Error> {
@@ -238,14 +262,7 @@ impl Registry {
             return Ok(customer);
         }
         let now = now();
-        let expected = customer.version;
-        customers::touch(&mut customer, now);
-        if !customers::update(tx.conn(), &customer, expected).await? {
-            return Err(Error::aborted(
-                "CONCURRENT_UPDATE",
-                "the customer changed concurrently; retry",
-            ));
-        }
+        save_customer(&tx, &mut customer, now).await?;
         self.commit(
             tx,
             vec![EventPayload::CustomerUpdated(customer.clone())],
@@ -276,15 +293,8 @@ impl Registry {
             ));
         }
         let now = now();
-        let expected = customer.version;
         customer.status = to;
-        customers::touch(&mut customer, now);
-        if !customers::update(tx.conn(), &customer, expected).await? {
-            return Err(Error::aborted(
-                "CONCURRENT_UPDATE",
-                "the customer changed concurrently; retry",
-            ));
-        }
+        save_customer(&tx, &mut customer, now).await?;
         self.commit(
             tx,
             vec![EventPayload::CustomerUpdated(customer.clone())],
@@ -368,29 +378,15 @@ impl Registry {
         let moved = history::move_history(tx.conn(), merged, survivor).await?;
 
         // The tombstone first, so its unique keys no longer block the survivor.
-        let gone_version = gone.version;
         let gone_was_customer = gone.status == Status::Customer;
         gone.status = Status::Merged;
         gone.merged_into = Some(survivor);
-        customers::touch(&mut gone, now);
-        if !customers::update(tx.conn(), &gone, gone_version).await? {
-            return Err(Error::aborted(
-                "CONCURRENT_UPDATE",
-                "a customer changed concurrently; retry",
-            ));
-        }
-        let keep_version = keep.version;
+        save_customer(&tx, &mut gone, now).await?;
         keep.fields.absorb(&gone.fields);
         if gone_was_customer || !moved.purchases.is_empty() {
             keep.status = Status::Customer;
         }
-        customers::touch(&mut keep, now);
-        if !customers::update(tx.conn(), &keep, keep_version).await? {
-            return Err(Error::aborted(
-                "CONCURRENT_UPDATE",
-                "a customer changed concurrently; retry",
-            ));
-        }
+        save_customer(&tx, &mut keep, now).await?;
         let outcome = MergeOutcome {
             survivor: keep.clone(),
             merged: gone.clone(),
@@ -474,15 +470,8 @@ impl Registry {
         }
         let mut payloads = vec![EventPayload::PurchaseRecorded(purchase.clone())];
         if customer.status == Status::Prospect {
-            let expected = customer.version;
             customer.status = Status::Customer;
-            customers::touch(&mut customer, now);
-            if !customers::update(tx.conn(), &customer, expected).await? {
-                return Err(Error::aborted(
-                    "CONCURRENT_UPDATE",
-                    "the customer changed concurrently; retry",
-                ));
-            }
+            save_customer(&tx, &mut customer, now).await?;
             payloads.push(EventPayload::CustomerUpdated(customer));
         }
         self.commit(tx, payloads, now).await?;
@@ -736,10 +725,7 @@ impl Registry {
         complaint.resolution = resolution;
         complaint.version += 1;
         if !history::resolve_complaint(tx.conn(), &complaint, expected).await? {
-            return Err(Error::aborted(
-                "CONCURRENT_UPDATE",
-                "the complaint changed concurrently; retry",
-            ));
+            return Err(concurrent("complaint"));
         }
         self.commit(
             tx,

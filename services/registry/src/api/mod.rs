@@ -636,24 +636,13 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<Streaming<pb::ImportCustomersRequest>>,
     ) -> GrpcResult<Self::ImportCustomersStream> {
         let api = self.clone();
-        let stream = import(
-            request.into_inner(),
-            self.stopping.clone(),
-            move |batch: pb::ImportCustomersRequest, first_row| {
-                let api = api.clone();
-                async move {
-                    let mut results = Vec::with_capacity(batch.rows.len());
-                    for (i, row) in batch.rows.into_iter().enumerate() {
-                        let outcome = api
-                            .create_customer_inner(row)
-                            .await
-                            .map(|r| (r.customer.map(|c| c.name).unwrap_or_default(), r.created));
-                        results.push(import_result(first_row + i as i64, outcome));
-                    }
-                    pb::ImportCustomersResponse { results }
-                }
-            },
-        );
+        let stream = import(request.into_inner(), self.stopping.clone(), move |row| {
+            let api = api.clone();
+            async move {
+                let r = api.create_customer_inner(row).await?;
+                Ok((r.customer.map(|c| c.name).unwrap_or_default(), r.created))
+            }
+        });
         Ok(Response::new(stream))
     }
 
@@ -664,24 +653,13 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<Streaming<pb::ImportPurchasesRequest>>,
     ) -> GrpcResult<Self::ImportPurchasesStream> {
         let api = self.clone();
-        let stream = import(
-            request.into_inner(),
-            self.stopping.clone(),
-            move |batch: pb::ImportPurchasesRequest, first_row| {
-                let api = api.clone();
-                async move {
-                    let mut results = Vec::with_capacity(batch.rows.len());
-                    for (i, row) in batch.rows.into_iter().enumerate() {
-                        let outcome = api
-                            .record_purchase_inner(row)
-                            .await
-                            .map(|r| (r.purchase.map(|p| p.name).unwrap_or_default(), r.created));
-                        results.push(import_result(first_row + i as i64, outcome));
-                    }
-                    pb::ImportPurchasesResponse { results }
-                }
-            },
-        );
+        let stream = import(request.into_inner(), self.stopping.clone(), move |row| {
+            let api = api.clone();
+            async move {
+                let r = api.record_purchase_inner(row).await?;
+                Ok((r.purchase.map(|p| p.name).unwrap_or_default(), r.created))
+            }
+        });
         Ok(Response::new(stream))
     }
 
@@ -790,20 +768,19 @@ impl CustomerRegistryService for RegistryApi {
     }
 }
 
-/// Runs an import: each request (a batch of rows) is handled in order and answered with
-/// the outcome of each of its rows. A transport error ends the stream; rows handled
-/// before it stay handled.
-fn import<Req, Resp, F, Fut>(
+/// Runs an import: the rows of each request (a batch) are handled in order, each as its
+/// own call, and the batch is answered with the outcome of every row. A bad row never
+/// stops the good ones; a transport error ends the stream, and the rows handled before it
+/// stay handled.
+fn import<Req, F, Fut>(
     mut incoming: Streaming<Req>,
     stopping: CancellationToken,
-    handle: F,
-) -> BoxStream<Resp>
+    handle_row: F,
+) -> BoxStream<Req::Response>
 where
-    Req: Send + 'static,
-    Resp: Send + 'static,
-    F: Fn(Req, i64) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Resp> + Send,
-    Req: RowCount,
+    Req: ImportBatch,
+    F: Fn(Req::Row) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(String, bool), Error>> + Send,
 {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
@@ -813,39 +790,56 @@ where
                 () = stopping.cancelled() => break,
                 m = incoming.next() => m,
             };
-            match message {
+            let batch = match message {
                 None => break,
                 Some(Err(status)) => {
                     tracing::info!(%status, "import stream ended by the client");
                     break;
                 }
-                Some(Ok(batch)) => {
-                    let rows = batch.row_count();
-                    let response = handle(batch, next_row).await;
-                    next_row += rows;
-                    if tx.send(Ok(response)).await.is_err() {
-                        break;
-                    }
-                }
+                Some(Ok(batch)) => batch,
+            };
+            let rows = batch.into_rows();
+            let mut results = Vec::with_capacity(rows.len());
+            for row in rows {
+                results.push(import_result(next_row, handle_row(row).await));
+                next_row += 1;
+            }
+            if tx.send(Ok(Req::respond(results))).await.is_err() {
+                break;
             }
         }
     });
     Box::pin(ReceiverStream::new(rx))
 }
 
-/// How many rows an import request carries.
-trait RowCount {
-    fn row_count(&self) -> i64;
+/// A request of an import stream: a batch of rows.
+trait ImportBatch: Send + 'static {
+    /// One row: exactly the request of the matching unary call.
+    type Row: Send;
+    /// The response carrying a batch's outcomes.
+    type Response: Send + 'static;
+    fn into_rows(self) -> Vec<Self::Row>;
+    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response;
 }
 
-impl RowCount for pb::ImportCustomersRequest {
-    fn row_count(&self) -> i64 {
-        self.rows.len() as i64
+impl ImportBatch for pb::ImportCustomersRequest {
+    type Row = pb::CreateCustomerRequest;
+    type Response = pb::ImportCustomersResponse;
+    fn into_rows(self) -> Vec<Self::Row> {
+        self.rows
+    }
+    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
+        pb::ImportCustomersResponse { results }
     }
 }
 
-impl RowCount for pb::ImportPurchasesRequest {
-    fn row_count(&self) -> i64 {
-        self.rows.len() as i64
+impl ImportBatch for pb::ImportPurchasesRequest {
+    type Row = pb::RecordPurchaseRequest;
+    type Response = pb::ImportPurchasesResponse;
+    fn into_rows(self) -> Vec<Self::Row> {
+        self.rows
+    }
+    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
+        pb::ImportPurchasesResponse { results }
     }
 }

@@ -193,3 +193,112 @@ async fn shutdown_ends_open_feed_streams_and_stops_cleanly() {
         .unwrap();
     assert!(end.is_none_or(|r| r.is_err()));
 }
+
+async fn health_of(addr: std::net::SocketAddr, service: &str) -> i32 {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_reports_not_serving_while_still_answering() {
+    let (url, dir) = clientela_testkit::sqlite_database();
+    let mut common = settings();
+    common.server.drain_delay_secs = 2;
+    let app = spawn_with(url, Some(dir), common).await;
+    let mut client = app.client.clone();
+    let c = create(&mut client, person(1)).await;
+    let addr = app.addr;
+    let stopping = tokio::spawn(app.stop());
+    // Within the drain: health says NOT_SERVING, yet calls are still answered.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while health_of(addr, "").await != ServingStatus::NotServing as i32 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health did not flip to NOT_SERVING"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        health_of(addr, clientela_registry::SERVICE_NAME).await,
+        ServingStatus::NotServing as i32
+    );
+    let got = client
+        .get_customer(pb::GetCustomerRequest {
+            name: c.name.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().customer.unwrap().name, c.name);
+    stopping.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_turns_health_not_serving_and_calls_unavailable() {
+    use sea_orm::ConnectionTrait;
+    let Some(url) = clientela_testkit::postgres_database().await else {
+        return;
+    };
+    let (base, db) = url.rsplit_once('/').unwrap();
+    let admin = sea_orm::Database::connect(format!("{base}/postgres"))
+        .await
+        .unwrap();
+    let mut common = settings();
+    common.server.health_check_interval_secs = 1;
+    let app = spawn_with(url.clone(), None, common).await;
+    let mut client = app.client.clone();
+    let c = create(&mut client, person(1)).await;
+
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .await
+        .unwrap();
+    let addr = app.addr;
+    let wait_for = |wanted: ServingStatus| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while health_of(addr, clientela_registry::SERVICE_NAME).await != wanted as i32 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "health never became {wanted:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    wait_for(ServingStatus::NotServing).await;
+    assert_eq!(health_of(addr, "").await, ServingStatus::NotServing as i32);
+    let down = client
+        .get_customer(pb::GetCustomerRequest {
+            name: c.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+
+    admin
+        .execute_unprepared(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    wait_for(ServingStatus::Serving).await;
+    client
+        .get_customer(pb::GetCustomerRequest {
+            name: c.name.clone(),
+        })
+        .await
+        .unwrap();
+}
