@@ -44,12 +44,17 @@ pub async fn open_database(
     common: &CommonSettings,
     settings: &RegistrySettings,
 ) -> Result<Db, ServeError> {
-    let url = settings.database.resolved_url(&common.data_dir, "registry");
     let wrap = |source| ServeError::Database {
         service: "registry".into(),
         source,
     };
-    let db = Db::connect(&url, &settings.database).await.map_err(wrap)?;
+    let url = settings
+        .database
+        .resolved_url(&common.data_dir, "registry")
+        .map_err(|e| wrap(sea_orm::DbErr::Custom(e)))?;
+    let db = Db::connect(url.expose(), &settings.database)
+        .await
+        .map_err(wrap)?;
     db.migrate::<migration::Migrator>("clientela-registry-migrations")
         .await
         .map_err(wrap)?;

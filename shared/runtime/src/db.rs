@@ -50,6 +50,11 @@ impl Db {
     /// folder if needed.
     pub async fn connect(url: &str, settings: &DatabaseSettings) -> Result<Self, DbErr> {
         let is_sqlite = url.starts_with("sqlite:");
+        if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(DbErr::Custom(
+                "unsupported database URL: use postgres://… or sqlite://…".to_owned(),
+            ));
+        }
         if is_sqlite {
             create_sqlite_dir(url)?;
         }

@@ -20,6 +20,11 @@ use crate::db::Db;
 use crate::settings::CommonSettings;
 use crate::telemetry::{RpcLayer, RpcMetrics};
 
+/// The health service name the kubelet's liveness probe asks: SERVING while the process
+/// runs, whatever its database does (a database outage should take a pod out of the load
+/// balancer, not restart it).
+pub const LIVENESS: &str = "liveness";
+
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -217,6 +222,9 @@ impl App {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         health.set_service_status("", ServingStatus::Serving).await;
+        health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
 
         let rpc_layer = RpcLayer::new(RpcMetrics::new(&metrics)?);
         let metrics_task =

@@ -164,6 +164,8 @@ pub struct DatabaseSettings {
     /// `postgres://user@host/db` or `sqlite://path?mode=rwc`; empty means a SQLite file
     /// named after the service under `data_dir`. It may hold a password: it is a secret.
     pub url: Secret,
+    /// A file holding the URL (a mounted Kubernetes Secret); used when `url` is empty.
+    pub url_file: Option<PathBuf>,
     /// Connection pool size.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering UNAVAILABLE.
@@ -174,6 +176,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: Secret::default(),
+            url_file: None,
             max_connections: 10,
             acquire_timeout_secs: 5,
         }
@@ -181,14 +184,20 @@ impl Default for DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    /// The URL to connect to: the configured one, or `sqlite://{data_dir}/{service}.db`.
-    pub fn resolved_url(&self, data_dir: &Path, service: &str) -> String {
-        if self.url.expose().trim().is_empty() {
-            let path = data_dir.join(format!("{service}.db"));
-            format!("sqlite://{}?mode=rwc", path.display())
-        } else {
-            self.url.expose().trim().to_owned()
+    /// The URL to connect to: `url`, else the content of `url_file`, else
+    /// `sqlite://{data_dir}/{service}.db`.
+    pub fn resolved_url(&self, data_dir: &Path, service: &str) -> Result<Secret, String> {
+        if !self.url.expose().trim().is_empty() {
+            return Ok(Secret::new(self.url.expose().trim()));
         }
+        if let Some(path) = self.url_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+            let url = std::fs::read_to_string(path).map_err(|e| {
+                format!("cannot read the database URL file {}: {e}", path.display())
+            })?;
+            return Ok(Secret::new(url.trim()));
+        }
+        let path = data_dir.join(format!("{service}.db"));
+        Ok(Secret::new(format!("sqlite://{}?mode=rwc", path.display())))
     }
 }
 
@@ -248,7 +257,10 @@ mod tests {
         assert_eq!(app.common.log.format, LogFormat::Text);
         assert!(app.common.auth.tokens.is_empty());
         assert_eq!(
-            app.registry.resolved_url(Path::new("./data"), "registry"),
+            app.registry
+                .resolved_url(Path::new("./data"), "registry")
+                .unwrap()
+                .expose(),
             "sqlite://./data/registry.db?mode=rwc"
         );
     }
@@ -288,6 +300,31 @@ mod tests {
         assert!(
             !printed.contains("pw@db"),
             "database password leaked: {printed}"
+        );
+    }
+
+    #[test]
+    fn the_database_url_can_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("clientela-url-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("uri");
+        std::fs::write(&file, "postgresql://app:pw@db:5432/app\n").unwrap();
+        let settings = DatabaseSettings {
+            url_file: Some(file),
+            ..DatabaseSettings::default()
+        };
+        let url = settings
+            .resolved_url(Path::new("./data"), "registry")
+            .unwrap();
+        assert_eq!(url.expose(), "postgresql://app:pw@db:5432/app");
+        let missing = DatabaseSettings {
+            url_file: Some(dir.join("nope")),
+            ..DatabaseSettings::default()
+        };
+        assert!(
+            missing
+                .resolved_url(Path::new("./data"), "registry")
+                .is_err()
         );
     }
 
