@@ -3,8 +3,6 @@
 //! Kubernetes Deployment sets (deploy/k8s/base/registry.env), probed like the kubelet
 //! probes it, then sent SIGTERM under load.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +15,8 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::process::Process;
 
 const REGISTRY: &str = "clientela.registry.v1.CustomerRegistryService";
 const TOKEN: &str = "service-token-for-the-production-test";
@@ -98,23 +98,8 @@ async fn sigterm_under_load_drains_loses_nothing_and_exits_zero() {
         .parse()
         .unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clientela"))
-        .args(["serve", "registry"])
-        .env_clear()
-        .envs(env.iter().cloned())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("clientela listening on ")
-        .expect(&line)
-        .to_owned();
+    let mut server = Process::spawn(&["serve", "registry"], &env);
+    let addr = server.addr.clone();
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -186,13 +171,7 @@ async fn sigterm_under_load_drains_loses_nothing_and_exits_zero() {
     assert!(before_term > 0, "no request succeeded before SIGTERM");
 
     let sent_term = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.terminate();
     // Health turns NOT_SERVING first, while the server still answers.
     let mut not_serving_at = None;
     while not_serving_at.is_none() && sent_term.elapsed() < Duration::from_secs(drain) {
@@ -212,7 +191,7 @@ async fn sigterm_under_load_drains_loses_nothing_and_exits_zero() {
 
     // The process exits 0 within the grace period the Deployment gives it.
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -235,23 +214,8 @@ async fn sigterm_under_load_drains_loses_nothing_and_exits_zero() {
     );
 
     // Nothing that was accepted is lost: restart on the same database and read each back.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clientela"))
-        .args(["serve", "registry"])
-        .env_clear()
-        .envs(env.iter().cloned())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("clientela listening on ")
-        .expect(&line)
-        .to_owned();
+    let again = Process::spawn(&["serve", "registry"], &env);
+    let addr = again.addr.clone();
     let mut client = CustomerRegistryServiceClient::new(
         Channel::from_shared(format!("http://{addr}"))
             .unwrap()
@@ -265,6 +229,4 @@ async fn sigterm_under_load_drains_loses_nothing_and_exits_zero() {
             .await
             .unwrap();
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

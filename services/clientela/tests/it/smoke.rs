@@ -1,11 +1,12 @@
 //! Starts `clientela serve` as a user would and talks to it with real tools.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::process::Process;
+
 struct Server {
-    child: Child,
+    process: Process,
     addr: String,
     _dir: tempfile::TempDir,
 }
@@ -13,44 +14,30 @@ struct Server {
 impl Server {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clientela"))
-            .arg("serve")
-            .env("CLIENTELA__SERVER__LISTEN", "127.0.0.1:0")
-            .env("CLIENTELA__SERVER__METRICS_LISTEN", "127.0.0.1:0")
-            .env("CLIENTELA__DATA_DIR", dir.path())
-            .env("CLIENTELA__LOG__FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("clientela listening on ")
-            .expect(&line)
-            .to_owned();
+        let env = [
+            ("CLIENTELA__SERVER__LISTEN", "127.0.0.1:0".to_owned()),
+            (
+                "CLIENTELA__SERVER__METRICS_LISTEN",
+                "127.0.0.1:0".to_owned(),
+            ),
+            ("CLIENTELA__DATA_DIR", dir.path().display().to_string()),
+            ("CLIENTELA__LOG__FORMAT", "json".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        let process = Process::spawn(&["serve"], &env);
+        let addr = process.addr.clone();
         Self {
-            child,
+            process,
             addr,
             _dir: dir,
         }
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.process.terminate();
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.child.try_wait().unwrap() {
                 return status;
             }
             assert!(
@@ -59,13 +46,6 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
