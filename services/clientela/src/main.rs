@@ -4,10 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-use clientela_registry::RegistrySettings;
-use clientela_runtime::{App, CommonSettings};
-use serde::Deserialize;
+use clap::{Parser, Subcommand};
+use clientela::{Service, Settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,30 +39,6 @@ enum Command {
     Settings,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Service {
-    /// The customer registry.
-    Registry,
-}
-
-const ALL_SERVICES: &[Service] = &[Service::Registry];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Settings {
-    #[serde(flatten)]
-    common: CommonSettings,
-    registry: RegistrySettings,
-}
-
-fn chosen(services: Vec<Service>) -> Vec<Service> {
-    if services.is_empty() {
-        ALL_SERVICES.to_vec()
-    } else {
-        services
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -72,39 +46,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| "cannot read the settings")?;
     clientela_runtime::telemetry::init_tracing(&settings.common.log);
     match cli.command {
-        Command::Settings => {
-            println!("{settings:#?}");
-            Ok(())
-        }
-        Command::Migrate { services } => {
-            for service in chosen(services) {
-                match service {
-                    Service::Registry => {
-                        clientela_registry::open_database(&settings.common, &settings.registry)
-                            .await?;
-                    }
-                }
-                tracing::info!(?service, "migrated");
-            }
-            Ok(())
-        }
-        Command::Serve { services } => {
-            let signal = clientela_runtime::shutdown_signal();
-            let mut app = App::bind(settings.common.clone()).await?;
-            for service in chosen(services) {
-                match service {
-                    Service::Registry => {
-                        clientela_registry::register(&mut app, &settings.registry).await?;
-                    }
-                }
-            }
-            if let Some(addr) = app.local_addr() {
-                // Printed on stdout, one line, so scripts and tests can find the port.
-                println!("clientela listening on {addr}");
-                tracing::info!(%addr, metrics = ?app.metrics_addr(), "serving");
-            }
-            app.serve(signal).await?;
-            Ok(())
-        }
+        Command::Settings => println!("{settings:#?}"),
+        Command::Migrate { services } => clientela::migrate(&settings, services).await?,
+        Command::Serve { services } => clientela::serve(&settings, services).await?,
     }
+    Ok(())
 }

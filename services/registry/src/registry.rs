@@ -154,8 +154,9 @@ impl Registry {
         self.committed.subscribe()
     }
 
+    /// Loads a customer for writing: its row stays locked until the transaction ends.
     async fn load(&self, tx: &WriteTx, id: CustomerId) -> Result<Customer, Error> {
-        customers::get(tx.conn(), id)
+        customers::get_for_update(tx.conn(), id)
             .await?
             .ok_or_else(|| Error::not_found("customer", format!("customers/{id}")))
     }
@@ -370,8 +371,14 @@ impl Registry {
             return Err(Error::invalid("merged", "must differ from survivor"));
         }
         let tx = self.db.begin_write().await?;
-        let mut keep = self.load(&tx, survivor).await?;
-        let mut gone = self.load(&tx, merged).await?;
+        // Lock both rows in id order, so two opposite merges cannot deadlock.
+        let (mut keep, mut gone) = if survivor < merged {
+            let keep = self.load(&tx, survivor).await?;
+            (keep, self.load(&tx, merged).await?)
+        } else {
+            let gone = self.load(&tx, merged).await?;
+            (self.load(&tx, survivor).await?, gone)
+        };
         require_live(&keep, "merge into it")?;
         require_live(&gone, "merge it")?;
         let now = now();
@@ -519,7 +526,7 @@ impl Registry {
             return Ok((existing, purchase, false));
         }
         let tx = self.db.begin_write().await?;
-        let mut purchase = history::get_purchase(tx.conn(), purchase_id)
+        let mut purchase = history::get_purchase_for_update(tx.conn(), purchase_id)
             .await?
             .filter(|p| p.customer_id == customer_id)
             .ok_or_else(|| Error::not_found("purchase", purchase_name.clone()))?;
@@ -707,7 +714,7 @@ impl Registry {
     ) -> Result<Complaint, Error> {
         let name = format!("customers/{customer_id}/complaints/{complaint_id}");
         let tx = self.db.begin_write().await?;
-        let mut complaint = history::get_complaint(tx.conn(), complaint_id)
+        let mut complaint = history::get_complaint_for_update(tx.conn(), complaint_id)
             .await?
             .filter(|c| c.customer_id == customer_id)
             .ok_or_else(|| Error::not_found("complaint", name.clone()))?;

@@ -9,6 +9,9 @@ use sea_orm::ConnectionTrait;
 
 /// Set to `1` to make a missing PostgreSQL a test failure instead of a skip (CI does).
 pub const REQUIRE_ENV: &str = "CLIENTELA_REQUIRE_POSTGRES";
+/// Set to `1` to keep PostgreSQL durable (fsync on); tests turn it off for speed,
+/// benchmarks turn it back on so that a commit means what it means in production.
+pub const DURABLE_ENV: &str = "CLIENTELA_TEST_POSTGRES_DURABLE";
 /// Set to a server URL (`postgres://user@host:port`) to use it instead of a throwaway cluster.
 pub const URL_ENV: &str = "CLIENTELA_TEST_POSTGRES_URL";
 
@@ -31,7 +34,7 @@ fi
 dir=$(mktemp -d /tmp/clientela-pg.XXXXXX)
 "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
 "$bin/postgres" -D "$dir/data" -p "$PORT" -k "$dir" -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+  $PG_SPEED_OPTS -c max_connections=300 \
   >"$dir/postgres.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
@@ -86,8 +89,14 @@ fn start_cluster() -> Result<Cluster, String> {
         c.args(["-c", SCRIPT]);
         c
     };
+    let speed = if std::env::var(DURABLE_ENV).as_deref() == Ok("1") {
+        ""
+    } else {
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    };
     let mut child = command
         .env("PORT", port.to_string())
+        .env("PG_SPEED_OPTS", speed)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -220,6 +220,21 @@ pub async fn get(conn: &impl ConnectionTrait, id: CustomerId) -> Result<Option<C
         .transpose()
 }
 
+/// One customer, its row locked until the transaction ends (PostgreSQL `FOR UPDATE`;
+/// SQLite's single writer needs no lock). Concurrent writers of one customer queue here
+/// instead of failing each other's optimistic check.
+pub async fn get_for_update(
+    conn: &impl ConnectionTrait,
+    id: CustomerId,
+) -> Result<Option<Customer>, Error> {
+    customer::Entity::find_by_id(id.as_uuid())
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .map(from_model)
+        .transpose()
+}
+
 /// The customer an earlier create with `request_id` made.
 pub async fn get_by_request_id(
     conn: &impl ConnectionTrait,

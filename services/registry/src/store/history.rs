@@ -121,6 +121,20 @@ pub async fn get_purchase(
         .transpose()
 }
 
+/// One purchase, its row locked until the transaction ends, so that concurrent returns
+/// against it queue and never return more than was bought.
+pub async fn get_purchase_for_update(
+    conn: &impl ConnectionTrait,
+    id: PurchaseId,
+) -> Result<Option<Purchase>, Error> {
+    purchase::Entity::find_by_id(id.as_uuid())
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .map(purchase_from)
+        .transpose()
+}
+
 /// The purchase recorded under an order id.
 pub async fn purchase_by_order(
     conn: &impl ConnectionTrait,
@@ -384,12 +398,13 @@ pub async fn resolve_complaint(
     Ok(result.rows_affected == 1)
 }
 
-/// One complaint.
-pub async fn get_complaint(
+/// One complaint, its row locked until the transaction ends.
+pub async fn get_complaint_for_update(
     conn: &impl ConnectionTrait,
     id: ComplaintId,
 ) -> Result<Option<Complaint>, Error> {
     Ok(complaint::Entity::find_by_id(id.as_uuid())
+        .lock_exclusive()
         .one(conn)
         .await?
         .map(complaint_from))

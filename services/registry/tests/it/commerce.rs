@@ -338,3 +338,76 @@ both_engines!(history_lists_page_newest_first, |app: TestApp| async move {
     }
     assert_eq!(orders, vec!["P-4", "P-3", "P-2", "P-1", "P-0"]);
 });
+
+both_engines!(
+    concurrent_writes_to_one_customer_queue_instead_of_failing,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let c = create(&mut client, person(1)).await;
+        // Sixteen first purchases at once: one of them turns the prospect into a customer,
+        // none of them fails.
+        let buys: Vec<_> = (0..16)
+            .map(|n| {
+                let mut client = client.clone();
+                let parent = c.name.clone();
+                tokio::spawn(async move {
+                    client
+                        .record_purchase(pb::RecordPurchaseRequest {
+                            parent,
+                            purchase: Some(purchase(&format!("C-{n}"), 60, &[(5, 100, false)])),
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut purchases = Vec::new();
+        for b in buys {
+            purchases.push(b.await.unwrap().unwrap().into_inner().purchase.unwrap());
+        }
+        // Ten returns of one unit each against a purchase of five: exactly five succeed.
+        let target = purchases[0].name.clone();
+        let returns: Vec<_> = (0..10)
+            .map(|n| {
+                let mut client = client.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    client
+                        .record_return(pb::RecordReturnRequest {
+                            purchase: target,
+                            r#return: Some(pb::Return {
+                                return_id: format!("CR-{n}"),
+                                occur_time: Some(ts(5)),
+                                lines: vec![pb::ReturnLine {
+                                    line_number: 1,
+                                    quantity: 1,
+                                }],
+                                ..Default::default()
+                            }),
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for r in returns {
+            match r.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
+            }
+        }
+        assert_eq!(ok, 5);
+        let listed = client
+            .list_purchases(pb::ListPurchasesRequest {
+                parent: c.name.clone(),
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .purchases;
+        let returned = listed.iter().find(|p| p.name == target).unwrap();
+        assert_eq!(returned.lines[0].returned_quantity, 5);
+        assert_eq!(listed.len(), 16);
+    }
+);

@@ -1,0 +1,69 @@
+//! How the `clientela` binary composes Clientela's services: their settings in one
+//! struct, and serving or migrating any subset of them. Benchmarks serve through here too.
+
+use clientela_registry::RegistrySettings;
+use clientela_runtime::{App, CommonSettings, ServeError};
+use serde::Deserialize;
+
+/// A service the binary can run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// The customer registry.
+    Registry,
+}
+
+/// Every service, in start order.
+pub const ALL_SERVICES: &[Service] = &[Service::Registry];
+
+/// All settings: the shared sections and one section per service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Server, log, auth, data_dir.
+    #[serde(flatten)]
+    pub common: CommonSettings,
+    /// `[registry]`.
+    pub registry: RegistrySettings,
+}
+
+/// The services named, or all of them when none is.
+pub fn chosen(services: Vec<Service>) -> Vec<Service> {
+    if services.is_empty() {
+        ALL_SERVICES.to_vec()
+    } else {
+        services
+    }
+}
+
+/// Runs the pending migrations of `services`.
+pub async fn migrate(settings: &Settings, services: Vec<Service>) -> Result<(), ServeError> {
+    for service in chosen(services) {
+        match service {
+            Service::Registry => {
+                clientela_registry::open_database(&settings.common, &settings.registry).await?;
+            }
+        }
+        tracing::info!(?service, "migrated");
+    }
+    Ok(())
+}
+
+/// Serves `services` on one port until SIGTERM or ctrl-c. Prints
+/// `clientela listening on ADDR` on stdout once it accepts calls.
+pub async fn serve(settings: &Settings, services: Vec<Service>) -> Result<(), ServeError> {
+    let signal = clientela_runtime::shutdown_signal();
+    let mut app = App::bind(settings.common.clone()).await?;
+    for service in chosen(services) {
+        match service {
+            Service::Registry => {
+                clientela_registry::register(&mut app, &settings.registry).await?;
+            }
+        }
+    }
+    if let Some(addr) = app.local_addr() {
+        // One line on stdout, so scripts and tests can find the port.
+        println!("clientela listening on {addr}");
+        tracing::info!(%addr, metrics = ?app.metrics_addr(), "serving");
+    }
+    app.serve(signal).await
+}
