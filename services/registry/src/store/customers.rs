@@ -309,16 +309,20 @@ pub async fn list(
         cond = cond.add(customer::Column::RegionKey.eq(region.as_str()));
     }
     if let Some(tag) = &filter.tag {
-        cond = cond.add(
-            customer::Column::Id.in_subquery(
-                sea_orm::sea_query::Query::select()
-                    .column(customer_key::Column::CustomerId)
-                    .from(customer_key::Entity)
-                    .and_where(customer_key::Column::Kind.eq("tag"))
-                    .and_where(customer_key::Column::Value.eq(tag.as_str()))
-                    .to_owned(),
-            ),
-        );
+        // EXISTS, not IN: the planner then walks the order-by index and stops after a
+        // page of matches, instead of collecting and sorting every tagged customer.
+        cond = cond.add(Expr::exists(
+            sea_orm::sea_query::Query::select()
+                .expr(Expr::val(1))
+                .from(customer_key::Entity)
+                .and_where(Expr::col((customer_key::Entity, customer_key::Column::Kind)).eq("tag"))
+                .and_where(Expr::col((customer_key::Entity, customer_key::Column::Value)).eq(tag.as_str()))
+                .and_where(
+                    Expr::col((customer_key::Entity, customer_key::Column::CustomerId))
+                        .equals((customer::Entity, customer::Column::Id)),
+                )
+                .to_owned(),
+        ));
     }
     if let Some(q) = &filter.query {
         let pattern = format!("%{}%", escape_like(q));
