@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
 use clientela_domain::taxonomy::{SalesChannel, SurveyKind};
 use clientela_runtime::{Db, Error, WriteTx};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio::sync::watch;
 
 use crate::model::{
@@ -123,13 +124,13 @@ fn concurrent(what: &str) -> Error {
 /// Writes a changed customer under optimistic concurrency: bumps its version and
 /// `updated_at`, and fails with ABORTED if someone else wrote it since it was read.
 async fn save_customer(
-    tx: &WriteTx,
+    conn: &impl ConnectionTrait,
     customer: &mut Customer,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let expected = customer.version;
     customers::touch(customer, now);
-    if customers::update(tx.conn(), customer, expected).await? {
+    if customers::update(conn, customer, expected).await? {
         Ok(())
     } else {
         Err(concurrent("customer"))
@@ -156,9 +157,7 @@ impl Registry {
 
     /// Loads a customer for writing: its row stays locked until the transaction ends.
     async fn load(&self, tx: &WriteTx, id: CustomerId) -> Result<Customer, Error> {
-        customers::get_for_update(tx.conn(), id)
-            .await?
-            .ok_or_else(|| Error::not_found("customer", format!("customers/{id}")))
+        load(tx.conn(), id).await
     }
 
     /// Appends the events and commits, then wakes the watchers.
@@ -185,44 +184,45 @@ impl Registry {
         fields: CustomerFields,
         request_id: Option<String>,
     ) -> Result<(Customer, bool), Error> {
-        if let Some(rid) = &request_id
-            && let Some(existing) = customers::get_by_request_id(self.db.conn(), rid).await?
-        {
-            return Ok((existing, false));
-        }
+        single(self.create_customers(vec![(fields, request_id)]).await)
+    }
+
+    /// Creates customers in one transaction, each in its own savepoint: a row that fails
+    /// leaves the others untouched. Results come in the order of the rows; `Err` as a
+    /// whole means nothing was committed.
+    pub async fn create_customers(
+        &self,
+        rows: Vec<(CustomerFields, Option<String>)>,
+    ) -> Result<Vec<Result<(Customer, bool), Error>>, Error> {
         let now = now();
-        let customer = Customer {
-            id: CustomerId::new(),
-            fields,
-            status: Status::Prospect,
-            merged_into: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
         let tx = self.db.begin_write().await?;
-        match customers::insert(tx.conn(), &customer, request_id.as_deref()).await {
-            Ok(()) => {}
-            Err(Error::AlreadyExists { reason, message }) => {
-                drop(tx);
-                // A concurrent create with the same request_id won the race: same answer.
-                if let Some(rid) = &request_id
-                    && let Some(existing) =
-                        customers::get_by_request_id(self.db.conn(), rid).await?
-                {
-                    return Ok((existing, false));
+        let mut results = Vec::with_capacity(rows.len());
+        let mut payloads = Vec::new();
+        for (fields, request_id) in rows {
+            let savepoint = tx.conn().begin().await?;
+            match create_in(&savepoint, fields, request_id.as_deref(), now).await {
+                Ok((customer, created)) => {
+                    savepoint.commit().await?;
+                    if created {
+                        payloads.push(EventPayload::CustomerCreated(customer.clone()));
+                    }
+                    results.push(Ok((customer, created)));
                 }
-                return Err(Error::AlreadyExists { reason, message });
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    // A concurrent create with the same request_id won the race: same answer.
+                    let existing = match (&e, &request_id) {
+                        (Error::AlreadyExists { .. }, Some(rid)) => {
+                            customers::get_by_request_id(tx.conn(), rid).await?
+                        }
+                        _ => None,
+                    };
+                    results.push(existing.map(|c| (c, false)).ok_or(e));
+                }
             }
-            Err(other) => return Err(other),
         }
-        self.commit(
-            tx,
-            vec![EventPayload::CustomerCreated(customer.clone())],
-            now,
-        )
-        .await?;
-        Ok((customer, true))
+        self.commit(tx, payloads, now).await?;
+        Ok(results)
     }
 
     /// One customer, whatever its status.
@@ -263,7 +263,7 @@ impl Registry {
             return Ok(customer);
         }
         let now = now();
-        save_customer(&tx, &mut customer, now).await?;
+        save_customer(tx.conn(), &mut customer, now).await?;
         self.commit(
             tx,
             vec![EventPayload::CustomerUpdated(customer.clone())],
@@ -295,7 +295,7 @@ impl Registry {
         }
         let now = now();
         customer.status = to;
-        save_customer(&tx, &mut customer, now).await?;
+        save_customer(tx.conn(), &mut customer, now).await?;
         self.commit(
             tx,
             vec![EventPayload::CustomerUpdated(customer.clone())],
@@ -388,12 +388,12 @@ impl Registry {
         let gone_was_customer = gone.status == Status::Customer;
         gone.status = Status::Merged;
         gone.merged_into = Some(survivor);
-        save_customer(&tx, &mut gone, now).await?;
+        save_customer(tx.conn(), &mut gone, now).await?;
         keep.fields.absorb(&gone.fields);
         if gone_was_customer || !moved.purchases.is_empty() {
             keep.status = Status::Customer;
         }
-        save_customer(&tx, &mut keep, now).await?;
+        save_customer(tx.conn(), &mut keep, now).await?;
         let outcome = MergeOutcome {
             survivor: keep.clone(),
             merged: gone.clone(),
@@ -430,59 +430,52 @@ impl Registry {
         customer_id: CustomerId,
         new: NewPurchase,
     ) -> Result<(Purchase, bool), Error> {
+        single(self.record_purchases(vec![(customer_id, new)]).await)
+    }
+
+    /// Records purchases in one transaction, each in its own savepoint (see
+    /// [`Registry::create_customers`]).
+    pub async fn record_purchases(
+        &self,
+        rows: Vec<(CustomerId, NewPurchase)>,
+    ) -> Result<Vec<Result<(Purchase, bool), Error>>, Error> {
         let now = now();
-        check_not_future(new.occurred_at, now, "purchase.occur_time")?;
-        let mut total: i64 = 0;
-        for (i, line) in new.lines.iter().enumerate() {
-            let amount = line
-                .quantity
-                .checked_mul(line.unit_price_minor)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        format!("purchase.lines[{i}]"),
-                        "quantity × unit price overflows",
-                    )
-                })?;
-            total = total
-                .checked_add(amount)
-                .ok_or_else(|| Error::invalid("purchase.lines", "the total overflows"))?;
-        }
-        if let Some(existing) = history::purchase_by_order(self.db.conn(), &new.order_id).await? {
-            return same_purchase(existing, customer_id, &new, total);
-        }
         let tx = self.db.begin_write().await?;
-        let mut customer = self.load(&tx, customer_id).await?;
-        require_live(&customer, "record purchases")?;
-        let purchase = Purchase {
-            id: PurchaseId::new(),
-            customer_id,
-            order_id: new.order_id.clone(),
-            occurred_at: new.occurred_at,
-            lines: new.lines.clone(),
-            channel: new.channel,
-            currency_code: new.currency_code.clone(),
-            total_minor: total,
-            returned_minor: 0,
-            created_at: now,
-        };
-        if let Err(e) = history::insert_purchase(tx.conn(), &purchase).await {
-            drop(tx);
-            if let Error::AlreadyExists { .. } = e
-                && let Some(existing) =
-                    history::purchase_by_order(self.db.conn(), &new.order_id).await?
-            {
-                return same_purchase(existing, customer_id, &new, total);
+        let mut results = Vec::with_capacity(rows.len());
+        let mut payloads = Vec::new();
+        for (customer_id, new) in rows {
+            let total = match purchase_total(&new, now) {
+                Ok(total) => total,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            let savepoint = tx.conn().begin().await?;
+            match purchase_in(&savepoint, customer_id, &new, total, now).await {
+                Ok((purchase, created, events)) => {
+                    savepoint.commit().await?;
+                    payloads.extend(events);
+                    results.push(Ok((purchase, created)));
+                }
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    // A concurrent writer recorded the same order id first: compare with it.
+                    let existing = match &e {
+                        Error::AlreadyExists { .. } => {
+                            history::purchase_by_order(tx.conn(), &new.order_id).await?
+                        }
+                        _ => None,
+                    };
+                    results.push(match existing {
+                        Some(existing) => same_purchase(existing, customer_id, &new, total),
+                        None => Err(e),
+                    });
+                }
             }
-            return Err(e);
-        }
-        let mut payloads = vec![EventPayload::PurchaseRecorded(purchase.clone())];
-        if customer.status == Status::Prospect {
-            customer.status = Status::Customer;
-            save_customer(&tx, &mut customer, now).await?;
-            payloads.push(EventPayload::CustomerUpdated(customer));
         }
         self.commit(tx, payloads, now).await?;
-        Ok((purchase, true))
+        Ok(results)
     }
 
     /// A page of purchases, newest first.
@@ -829,6 +822,103 @@ impl Registry {
     ) -> Result<Vec<crate::model::Event>, Error> {
         events::read_after(self.db.conn(), after, limit).await
     }
+}
+
+/// The one result of a batch of one.
+fn single<T>(batch: Result<Vec<Result<T, Error>>, Error>) -> Result<T, Error> {
+    batch?
+        .pop()
+        .unwrap_or_else(|| Err(Error::Internal("a batch of one returned nothing".into())))
+}
+
+/// Inserts a customer unless `request_id` was seen; returns it and whether it is new.
+async fn create_in(
+    conn: &impl ConnectionTrait,
+    fields: CustomerFields,
+    request_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Customer, bool), Error> {
+    if let Some(rid) = request_id
+        && let Some(existing) = customers::get_by_request_id(conn, rid).await?
+    {
+        return Ok((existing, false));
+    }
+    let customer = Customer {
+        id: CustomerId::new(),
+        fields,
+        status: Status::Prospect,
+        merged_into: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    customers::insert(conn, &customer, request_id).await?;
+    Ok((customer, true))
+}
+
+/// Checks a new purchase's time and adds up its lines, without overflow.
+fn purchase_total(new: &NewPurchase, now: DateTime<Utc>) -> Result<i64, Error> {
+    check_not_future(new.occurred_at, now, "purchase.occur_time")?;
+    let mut total: i64 = 0;
+    for (i, line) in new.lines.iter().enumerate() {
+        let amount = line
+            .quantity
+            .checked_mul(line.unit_price_minor)
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("purchase.lines[{i}]"),
+                    "quantity × unit price overflows",
+                )
+            })?;
+        total = total
+            .checked_add(amount)
+            .ok_or_else(|| Error::invalid("purchase.lines", "the total overflows"))?;
+    }
+    Ok(total)
+}
+
+/// Records one purchase (or finds its order id recorded) and returns the events it
+/// makes: the purchase, and the customer's change to CUSTOMER on a first purchase.
+async fn purchase_in(
+    conn: &impl ConnectionTrait,
+    customer_id: CustomerId,
+    new: &NewPurchase,
+    total: i64,
+    now: DateTime<Utc>,
+) -> Result<(Purchase, bool, Vec<EventPayload>), Error> {
+    if let Some(existing) = history::purchase_by_order(conn, &new.order_id).await? {
+        let (purchase, created) = same_purchase(existing, customer_id, new, total)?;
+        return Ok((purchase, created, Vec::new()));
+    }
+    let mut customer = load(conn, customer_id).await?;
+    require_live(&customer, "record purchases")?;
+    let purchase = Purchase {
+        id: PurchaseId::new(),
+        customer_id,
+        order_id: new.order_id.clone(),
+        occurred_at: new.occurred_at,
+        lines: new.lines.clone(),
+        channel: new.channel,
+        currency_code: new.currency_code.clone(),
+        total_minor: total,
+        returned_minor: 0,
+        created_at: now,
+    };
+    history::insert_purchase(conn, &purchase).await?;
+    let mut events = vec![EventPayload::PurchaseRecorded(purchase.clone())];
+    if customer.status == Status::Prospect {
+        customer.status = Status::Customer;
+        save_customer(conn, &mut customer, now).await?;
+        events.push(EventPayload::CustomerUpdated(customer));
+    }
+    Ok((purchase, true, events))
+}
+
+/// Loads a customer for writing: its row stays locked until the transaction ends.
+async fn load(conn: &impl ConnectionTrait, id: CustomerId) -> Result<Customer, Error> {
+    customers::get_for_update(conn, id)
+        .await?
+        .ok_or_else(|| Error::not_found("customer", format!("customers/{id}")))
 }
 
 fn same_purchase(

@@ -70,8 +70,7 @@ impl RegistryApi {
         &self,
         req: pb::CreateCustomerRequest,
     ) -> Result<pb::CreateCustomerResponse, Error> {
-        let fields = customer_fields(req.customer.as_ref(), "customer")?;
-        let request_id = ident("request_id", &req.request_id, false)?;
+        let (fields, request_id) = create_request(req)?;
         let (customer, created) = self.registry.create_customer(fields, request_id).await?;
         Ok(pb::CreateCustomerResponse {
             customer: Some(customer_to(&customer)),
@@ -83,19 +82,7 @@ impl RegistryApi {
         &self,
         req: pb::RecordPurchaseRequest,
     ) -> Result<pb::RecordPurchaseResponse, Error> {
-        let mut v = Violations::default();
-        let customer =
-            v.check(names::parse_customer(&req.parent, "parent").map_err(first_violation));
-        let new = new_purchase(req.purchase.as_ref());
-        if let Err(Error::InvalidArgument(more)) = &new {
-            for m in more {
-                v.push(m.field.clone(), m.description.clone());
-            }
-        }
-        v.finish()?;
-        let (Some(customer), Ok(new)) = (customer, new) else {
-            return Err(Error::invalid("purchase", "incomplete"));
-        };
+        let (customer, new) = purchase_request(req)?;
         let (purchase, created) = self.registry.record_purchase(customer, new).await?;
         Ok(pb::RecordPurchaseResponse {
             purchase: Some(purchase_to(&purchase)),
@@ -140,6 +127,92 @@ impl RegistryApi {
             query: folded(&req.query),
         };
         Ok((filter, order, descending))
+    }
+}
+
+/// A CreateCustomer request, validated.
+fn create_request(
+    req: pb::CreateCustomerRequest,
+) -> Result<(crate::model::CustomerFields, Option<String>), Error> {
+    let fields = customer_fields(req.customer.as_ref(), "customer")?;
+    let request_id = ident("request_id", &req.request_id, false)?;
+    Ok((fields, request_id))
+}
+
+/// A RecordPurchase request, validated: every bad field named at once.
+fn purchase_request(
+    req: pb::RecordPurchaseRequest,
+) -> Result<
+    (
+        clientela_domain::ids::CustomerId,
+        crate::registry::NewPurchase,
+    ),
+    Error,
+> {
+    let mut v = Violations::default();
+    let customer = v.check(names::parse_customer(&req.parent, "parent").map_err(first_violation));
+    let new = new_purchase(req.purchase.as_ref());
+    if let Err(Error::InvalidArgument(more)) = &new {
+        for m in more {
+            v.push(m.field.clone(), m.description.clone());
+        }
+    }
+    v.finish()?;
+    match (customer, new) {
+        (Some(customer), Ok(new)) => Ok((customer, new)),
+        _ => Err(Error::invalid("purchase", "incomplete")),
+    }
+}
+
+/// Runs the valid rows of a batch together and puts every row's outcome back in its
+/// place; rows that failed validation keep their error. If the batch as a whole fails
+/// (nothing was committed), each of its rows reports that.
+async fn in_batch<I, O, Fut>(
+    parsed: Vec<Result<I, Error>>,
+    run: impl FnOnce(Vec<I>) -> Fut,
+) -> Vec<Result<O, Error>>
+where
+    Fut: std::future::Future<Output = Result<Vec<Result<O, Error>>, Error>>,
+{
+    let mut valid = Vec::new();
+    let mut slots = Vec::with_capacity(parsed.len());
+    for row in parsed {
+        match row {
+            Ok(input) => {
+                valid.push(input);
+                slots.push(None);
+            }
+            Err(e) => slots.push(Some(Err(e))),
+        }
+    }
+    let ran = if valid.is_empty() {
+        Ok(Vec::new())
+    } else {
+        run(valid).await
+    };
+    match ran {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            slots
+                .into_iter()
+                .map(|slot| {
+                    slot.unwrap_or_else(|| {
+                        results.next().unwrap_or_else(|| {
+                            Err(Error::Internal("a batch lost a row's result".into()))
+                        })
+                    })
+                })
+                .collect()
+        }
+        Err(e) => slots
+            .into_iter()
+            .map(|slot| {
+                slot.unwrap_or_else(|| match &e {
+                    Error::Unavailable(m) => Err(Error::Unavailable(m.clone())),
+                    other => Err(Error::Internal(other.to_string())),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -636,13 +709,23 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<Streaming<pb::ImportCustomersRequest>>,
     ) -> GrpcResult<Self::ImportCustomersStream> {
         let api = self.clone();
-        let stream = import(request.into_inner(), self.stopping.clone(), move |row| {
-            let api = api.clone();
-            async move {
-                let r = api.create_customer_inner(row).await?;
-                Ok((r.customer.map(|c| c.name).unwrap_or_default(), r.created))
-            }
-        });
+        let stream = import(
+            request.into_inner(),
+            self.stopping.clone(),
+            move |rows: Vec<pb::CreateCustomerRequest>| {
+                let registry = api.registry.clone();
+                async move {
+                    let parsed = rows.into_iter().map(create_request).collect();
+                    in_batch(parsed, |valid| async move {
+                        registry.create_customers(valid).await
+                    })
+                    .await
+                    .into_iter()
+                    .map(|r| r.map(|(c, created)| (names::customer(c.id), created)))
+                    .collect()
+                }
+            },
+        );
         Ok(Response::new(stream))
     }
 
@@ -653,13 +736,27 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<Streaming<pb::ImportPurchasesRequest>>,
     ) -> GrpcResult<Self::ImportPurchasesStream> {
         let api = self.clone();
-        let stream = import(request.into_inner(), self.stopping.clone(), move |row| {
-            let api = api.clone();
-            async move {
-                let r = api.record_purchase_inner(row).await?;
-                Ok((r.purchase.map(|p| p.name).unwrap_or_default(), r.created))
-            }
-        });
+        let stream = import(
+            request.into_inner(),
+            self.stopping.clone(),
+            move |rows: Vec<pb::RecordPurchaseRequest>| {
+                let registry = api.registry.clone();
+                async move {
+                    let parsed = rows.into_iter().map(purchase_request).collect();
+                    in_batch(parsed, |valid| async move {
+                        registry.record_purchases(valid).await
+                    })
+                    .await
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|(p, created)| {
+                            (names::child(p.customer_id, "purchases", p.id), created)
+                        })
+                    })
+                    .collect()
+                }
+            },
+        );
         Ok(Response::new(stream))
     }
 
@@ -775,12 +872,12 @@ impl CustomerRegistryService for RegistryApi {
 fn import<Req, F, Fut>(
     mut incoming: Streaming<Req>,
     stopping: CancellationToken,
-    handle_row: F,
+    handle_batch: F,
 ) -> BoxStream<Req::Response>
 where
     Req: ImportBatch,
-    F: Fn(Req::Row) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(String, bool), Error>> + Send,
+    F: Fn(Vec<Req::Row>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<Result<(String, bool), Error>>> + Send,
 {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
@@ -798,10 +895,9 @@ where
                 }
                 Some(Ok(batch)) => batch,
             };
-            let rows = batch.into_rows();
-            let mut results = Vec::with_capacity(rows.len());
-            for row in rows {
-                results.push(import_result(next_row, handle_row(row).await));
+            let mut results = Vec::new();
+            for outcome in handle_batch(batch.into_rows()).await {
+                results.push(import_result(next_row, outcome));
                 next_row += 1;
             }
             if tx.send(Ok(Req::respond(results))).await.is_err() {

@@ -316,7 +316,9 @@ pub async fn list(
                 .expr(Expr::val(1))
                 .from(customer_key::Entity)
                 .and_where(Expr::col((customer_key::Entity, customer_key::Column::Kind)).eq("tag"))
-                .and_where(Expr::col((customer_key::Entity, customer_key::Column::Value)).eq(tag.as_str()))
+                .and_where(
+                    Expr::col((customer_key::Entity, customer_key::Column::Value)).eq(tag.as_str()),
+                )
                 .and_where(
                     Expr::col((customer_key::Entity, customer_key::Column::CustomerId))
                         .equals((customer::Entity, customer::Column::Id)),

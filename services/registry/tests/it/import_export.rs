@@ -95,6 +95,13 @@ both_engines!(
                 parent: "customers/nope".into(),
                 ..p(2, "I-3")
             },
+            // Fail inside the batch's transaction: each in its own savepoint.
+            pb::RecordPurchaseRequest {
+                parent: "customers/00000000-0000-7000-8000-000000000000".into(),
+                ..p(2, "I-4")
+            },
+            p(1, "I-1"),
+            p(2, "I-5"),
         ];
         let mut responses = client
             .import_purchases(tokio_stream::iter(vec![
@@ -111,9 +118,28 @@ both_engines!(
         let outcomes: Vec<_> = results.iter().map(outcome).collect();
         assert_eq!(
             outcomes,
-            vec![Created, Created, Failed, Unchanged, Unchanged, Failed]
+            vec![
+                Created, Created, Failed, Failed, Failed, Created, // first run
+                Unchanged, Unchanged, Failed, Failed, Failed, Unchanged, // second run
+            ]
         );
         assert_eq!(results[2].field_violations[0].field, "parent");
+        assert_eq!(results[3].error_code, "NotFound");
+        assert_eq!(
+            results[4].error_code, "AlreadyExists",
+            "order I-1 belongs to another customer"
+        );
+        // The good rows of a batch with bad ones are all there: three purchases.
+        let all = client
+            .list_purchases(pb::ListPurchasesRequest {
+                parent: "customers/-".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .purchases;
+        assert_eq!(all.len(), 3);
     }
 );
 
