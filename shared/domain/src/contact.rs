@@ -1,8 +1,6 @@
 //! Contact data: country codes, email addresses, E.164 phone numbers and postal
 //! addresses, each validated with the field that is wrong named.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::FieldViolation;
@@ -45,7 +43,13 @@ impl Email {
                 "an email address has at most 254 characters",
             ));
         }
-        let parsed = email_address::EmailAddress::from_str(s)
+        // A stored contact address must be bare and routable: no "Name <addr>" display
+        // text, no IP literals, and a dotted domain ("ana@localhost" reaches no customer).
+        let options = email_address::Options::default()
+            .without_display_text()
+            .without_domain_literal()
+            .with_required_tld();
+        let parsed = email_address::EmailAddress::parse_with_options(s, options)
             .map_err(|e| FieldViolation::new("", format!("not an email address: {e}")))?;
         Ok(Self(format!(
             "{}@{}",
@@ -145,6 +149,8 @@ impl Address {
             }
             Ok(value.to_owned())
         };
+        let region = part("region", region)?;
+        let locality = part("locality", locality)?;
         let postal_code = part("postal_code", postal_code)?;
         if !postal_code
             .chars()
@@ -157,8 +163,8 @@ impl Address {
         }
         Ok(Self {
             country,
-            region: part("region", region)?,
-            locality: part("locality", locality)?,
+            region,
+            locality,
             postal_code,
             street: part("street", street)?,
         })
@@ -194,6 +200,19 @@ mod tests {
         assert_eq!(e.normalized(), "ventas@lubrisur.cl");
         assert!(Email::parse("no-at-sign").is_err());
         assert!(Email::parse("@").is_err());
+        // Bare, routable addresses only.
+        assert!(Email::parse("Ana <ana@lubrisur.cl>").is_err());
+        assert!(Email::parse("ana@[10.0.0.1]").is_err());
+        assert!(Email::parse("ana@localhost").is_err());
+        // Valid labels (at most 63 each), but 255 characters in all.
+        let domain = format!("{0}.{0}.{0}.{0}.cl", "b".repeat(61));
+        let fits = format!("{}@{domain}", "a".repeat(3));
+        assert_eq!(fits.len(), 254);
+        assert!(Email::parse(&fits).is_ok());
+        let too_long = format!("a{fits}");
+        let v = Email::parse(&too_long).unwrap_err();
+        assert_eq!(v.field, "");
+        assert!(v.description.contains("254"));
     }
 
     #[test]
@@ -224,6 +243,35 @@ mod tests {
                 .field,
             "region"
         );
-        assert!(CountryCode::parse("CHL").is_err());
+        for (args, field) in [
+            (["CL", "", &"x".repeat(201), "", ""], "locality"),
+            (["CL", "", "", "", &"x".repeat(201)], "street"),
+            (["CL", "", "", &"1".repeat(201), ""], "postal_code"),
+        ] {
+            let [c, r, l, p, s] = args;
+            assert_eq!(Address::new(c, r, l, p, s).unwrap_err().field, field);
+        }
+        assert_eq!(
+            Address::new("mx", "", "", " 06600 ", "")
+                .unwrap()
+                .postal_code,
+            "06600"
+        );
+        assert_eq!(
+            Address::new("GB", "", "", "SW1A 1AA", "")
+                .unwrap()
+                .postal_code,
+            "SW1A 1AA"
+        );
+    }
+
+    #[test]
+    fn country_codes_are_two_letters() {
+        assert_eq!(CountryCode::parse(" es ").unwrap().as_str(), "ES");
+        for bad in ["CHL", "C", "", "C1", "ÑA"] {
+            let v = CountryCode::parse(bad).unwrap_err();
+            assert_eq!(v.field, "", "{bad}");
+            assert!(v.description.contains("ISO 3166-1"));
+        }
     }
 }

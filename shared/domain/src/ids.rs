@@ -85,5 +85,26 @@ mod tests {
         assert!(a < b);
         assert_eq!(a.to_string().parse::<CustomerId>().unwrap(), a);
         assert_eq!("nope".parse::<PurchaseId>(), Err(IdError));
+        assert_eq!(IdError.to_string(), "not a valid id");
+    }
+
+    #[test]
+    fn ids_are_v7_hyphenated_and_serialize_as_plain_uuids() {
+        let id = EventId::default();
+        assert_eq!(id.as_uuid().get_version_num(), 7);
+        let text = id.to_string();
+        assert_eq!(text, id.as_uuid().hyphenated().to_string());
+        assert_eq!(text.len(), 36);
+        assert!(!text.chars().any(|c| c.is_ascii_uppercase()));
+        let uuid = Uuid::parse_str("0190A1B2-C3D4-7E5F-8A6B-7C8D9E0F1A2B").unwrap();
+        let survey = SurveyId::from_uuid(uuid);
+        assert_eq!(survey.to_string(), "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b");
+        assert_eq!(
+            serde_json::to_string(&survey).unwrap(),
+            "\"0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b\""
+        );
+        let back: SurveyId =
+            serde_json::from_str(&serde_json::to_string(&survey).unwrap()).unwrap();
+        assert_eq!(back, survey);
     }
 }

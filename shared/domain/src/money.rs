@@ -164,6 +164,31 @@ mod tests {
     }
 
     #[test]
+    fn exponents_follow_iso_4217() {
+        for (code, exponent) in [
+            ("CLP", 0),
+            ("USD", 2),
+            ("MXN", 2),
+            ("EUR", 2),
+            ("JPY", 0),
+            ("BHD", 3),
+            ("XAU", 0),
+        ] {
+            assert_eq!(Money::zero(code).unwrap().exponent(), exponent, "{code}");
+        }
+        assert_eq!(Money::new("XAU", 7).unwrap().to_string(), "7 XAU");
+        assert_eq!(Money::new("EUR", 5).unwrap().to_string(), "0.05 EUR");
+        assert_eq!(Money::new("CLP", -12990).unwrap().to_string(), "-12990 CLP");
+        assert_eq!(
+            Money::new("USD", i64::MIN).unwrap().to_string(),
+            "-92233720368547758.08 USD"
+        );
+        let m = Money::new("MXN", 1).unwrap();
+        assert_eq!((m.currency_code(), m.amount_minor()), ("MXN", 1));
+        assert!(!Money::zero("MXN").unwrap().is_negative());
+    }
+
+    #[test]
     fn arithmetic_is_checked() {
         let a = Money::new("CLP", 1000).unwrap();
         let b = Money::new("CLP", 250).unwrap();
@@ -186,6 +211,16 @@ mod tests {
             Err(MoneyError::Overflow)
         );
         assert_eq!(a.checked_mul(i64::MAX), Err(MoneyError::Overflow));
+        assert_eq!(
+            Money::new("CLP", i64::MIN)
+                .unwrap()
+                .checked_sub(&Money::new("CLP", 1).unwrap()),
+            Err(MoneyError::Overflow)
+        );
+        assert!(matches!(
+            a.checked_sub(&eur),
+            Err(MoneyError::CurrencyMismatch { .. })
+        ));
     }
 
     #[test]

@@ -76,7 +76,13 @@ impl TaxId {
             "ES" => spanish(raw)?,
             _ => free_text(&country, raw)?,
         };
-        let normalized = normalize(&value);
+        // Ñ and & are letters of an RFC: dropping them would let two different RFCs
+        // share one duplicate key, so Mexico keeps its canonical form.
+        let normalized = if country == "MX" {
+            value.clone()
+        } else {
+            normalize(&value)
+        };
         if normalized.is_empty() {
             return Err(malformed(&country, "it has no letters or digits"));
         }
@@ -97,7 +103,8 @@ impl TaxId {
         &self.value
     }
 
-    /// Uppercase ASCII letters and digits only: the duplicate key.
+    /// The duplicate key: uppercase ASCII letters and digits only (Mexico also keeps
+    /// the RFC letters Ñ and &).
     pub fn normalized(&self) -> &str {
         &self.normalized
     }
@@ -117,6 +124,13 @@ fn rut(raw: &str) -> Result<String, TaxIdError> {
         .filter(|c| !matches!(c, '.' | '-' | ' '))
         .collect::<String>()
         .to_ascii_uppercase();
+    // Checked before splitting by byte index, which would panic inside a multi-byte char.
+    if !compact.is_ascii() {
+        return Err(malformed(
+            "CL",
+            "a RUT has only digits, a check digit 0-9 or K, dots and a dash",
+        ));
+    }
     if compact.len() < 2 {
         return Err(malformed(
             "CL",
@@ -422,6 +436,111 @@ mod tests {
     }
 
     #[test]
+    fn rut_accepts_every_written_form() {
+        for raw in ["12.345.678-5", "12345678-5", "123456785", " 12 345 678 5 "] {
+            assert_eq!(TaxId::parse("CL", raw).unwrap().value(), "12345678-5");
+        }
+        // Leading zeros are not part of the number.
+        assert_eq!(TaxId::parse("CL", "0.000.001-9").unwrap().value(), "1-9");
+        assert_eq!(
+            TaxId::parse("CL", "5.126.663-3").unwrap().value(),
+            "5126663-3"
+        );
+        assert!(matches!(
+            TaxId::parse("CL", "12345678-k"),
+            Err(TaxIdError::BadCheckDigit { .. })
+        ));
+        // Multi-byte input must be refused, not split inside a character.
+        for raw in ["ñ", "1234567ñ", "12.345.678-ñ"] {
+            assert!(matches!(
+                TaxId::parse("CL", raw),
+                Err(TaxIdError::Malformed { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn rfc_letters_n_tilde_and_ampersand_count() {
+        let t = TaxId::parse("MX", "ñañ-010101-aba").unwrap();
+        assert_eq!(
+            (t.value(), t.normalized()),
+            ("ÑAÑ010101ABA", "ÑAÑ010101ABA")
+        );
+        assert_eq!(
+            TaxId::parse("MX", "A&B850315K25").unwrap().value(),
+            "A&B850315K25"
+        );
+        assert_eq!(
+            TaxId::parse("MX", "CAÑO850101XY5").unwrap().value(),
+            "CAÑO850101XY5"
+        );
+        assert_eq!(
+            TaxId::parse("MX", "A&B850315K26"),
+            Err(TaxIdError::BadCheckDigit {
+                country: "MX".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rfc_dates_must_exist() {
+        assert!(TaxId::parse("MX", "GODE000229AB1").is_ok(), "29 Feb 2000");
+        assert!(TaxId::parse("MX", "GODE010228AB8").is_ok());
+        for raw in [
+            "GODE010229AB8",
+            "GODE560231GR8",
+            "GODE561331GR8",
+            "GODE5612A1GR8",
+        ] {
+            assert!(
+                matches!(TaxId::parse("MX", raw), Err(TaxIdError::Malformed { .. })),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn generic_rfcs_bypass_the_check_digit() {
+        // XAXX010101000's last digit is not what the SAT algorithm gives (4), yet the SAT
+        // publishes it for sales to the general public.
+        for raw in ["XAXX010101000", "xexx-010101-000"] {
+            let t = TaxId::parse("MX", raw).unwrap();
+            assert_eq!(t.normalized(), raw.replace('-', "").to_uppercase());
+        }
+        assert!(TaxId::parse("MX", "XAXX010101004").is_ok());
+        assert!(TaxId::parse("MX", "XAXX010101001").is_err());
+    }
+
+    #[test]
+    fn spanish_nie_prefixes_and_cif_either_control() {
+        assert_eq!(
+            TaxId::parse("ES", "y-1234567-x").unwrap().value(),
+            "Y1234567X"
+        );
+        assert_eq!(
+            TaxId::parse("ES", "Z 7654321 H").unwrap().value(),
+            "Z7654321H"
+        );
+        assert!(TaxId::parse("ES", "Z7654321J").is_err());
+        // G may end in the digit or the letter.
+        assert!(TaxId::parse("ES", "G12345674").is_ok());
+        assert!(TaxId::parse("ES", "g-1234567-d").is_ok());
+        assert!(TaxId::parse("ES", "G12345675").is_err());
+        assert_eq!(
+            TaxId::parse("ES", "b-1234567-4").unwrap().normalized(),
+            "B12345674"
+        );
+        assert!(matches!(
+            TaxId::parse("ES", "1234567Z"),
+            Err(TaxIdError::Malformed { .. })
+        ));
+        assert!(matches!(
+            TaxId::parse("ES", "1234567ñZ"),
+            Err(TaxIdError::Malformed { .. })
+        ));
+    }
+
+    #[test]
     fn other_countries_take_free_text() {
         let t = TaxId::parse("ar", " 20-12345678-3 ").unwrap();
         assert_eq!(
@@ -437,5 +556,8 @@ mod tests {
             Err(TaxIdError::InvalidCountry("Chile".into()))
         );
         assert_eq!(TaxId::parse("CL", "  "), Err(TaxIdError::Empty));
+        assert_eq!(TaxId::parse("pe", "20100047218").unwrap().country(), "PE");
+        assert!(TaxId::parse("AR", &"1".repeat(64)).is_ok());
+        assert!(TaxId::parse("AR", &"1".repeat(65)).is_err());
     }
 }

@@ -161,6 +161,21 @@ both_engines!(
                 },
             ),
             case(
+                "RUT with a multi-byte character",
+                c,
+                INVALID,
+                Some("customer.tax_id.value"),
+                |mut c| async move {
+                    c.create_customer(create_req(with(person(9), |c| {
+                        c.tax_id = Some(pb::TaxId {
+                            country_code: "CL".into(),
+                            value: "1234567ñ".into(),
+                        })
+                    })))
+                    .await
+                },
+            ),
+            case(
                 "bad RFC",
                 c,
                 INVALID,
