@@ -20,11 +20,21 @@ use crate::settings::DatabaseSettings;
 /// SQLite allows one writer at a time; a deferred transaction that reads and then writes
 /// fails with SQLITE_BUSY (not a wait) when another writer got there first. Queuing the
 /// writers in-process turns that failure into a short wait. PostgreSQL needs no gate.
+///
+/// On SQLite, writes also have a connection of their own with a larger page cache (a
+/// batch of inserts into several indexes otherwise spills dirty pages to the WAL before
+/// commit and reads back pages it just evicted); the read connections keep SQLite's
+/// default 2 MiB each, which keeps the process's memory small.
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
+    /// SQLite's write connection; `None`: writes use the pool like reads.
+    writer: Option<DatabaseConnection>,
     write_gate: Option<Arc<Mutex<()>>>,
 }
+
+/// Page cache of SQLite's write connection, in KiB.
+const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// A write transaction; on SQLite it also holds the write gate until commit or drop.
 #[derive(Debug)]
@@ -43,6 +53,11 @@ impl WriteTx {
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await
     }
+
+    /// Rolls back (dropping it does too, but without reporting an error).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
 }
 
 impl Db {
@@ -58,23 +73,54 @@ impl Db {
         if is_sqlite {
             create_sqlite_dir(url)?;
         }
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .max_connections(settings.max_connections.max(1))
-            .min_connections(if is_sqlite { 1 } else { 0 })
-            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs.max(1)))
-            .connect_timeout(Duration::from_secs(10))
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
+        let options = |max_connections: u32, cache_kib: Option<u32>| {
+            let mut options = ConnectOptions::new(url.to_owned());
+            options
+                .max_connections(max_connections)
+                .min_connections(if is_sqlite { 1 } else { 0 })
+                .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs.max(1)))
+                .connect_timeout(Duration::from_secs(10))
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(move |o| {
+                    let o = o
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(10))
+                        .foreign_keys(true)
+                        // Savepoint sub-journals in memory, not in a temporary file.
+                        .pragma("temp_store", "memory");
+                    match cache_kib {
+                        Some(kib) => o.pragma("cache_size", format!("-{kib}")),
+                        None => o,
+                    }
+                });
+            options
+        };
+        let conn =
+            sea_orm::Database::connect(options(settings.max_connections.max(1), None)).await?;
+        if !is_sqlite {
+            return Ok(Self {
+                conn,
+                writer: None,
+                write_gate: None,
             });
-        let conn = sea_orm::Database::connect(options).await?;
-        let write_gate =
-            (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self { conn, write_gate })
+        }
+        // An in-memory database exists once per connection: one pool must serve both.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = if in_memory {
+            None
+        } else {
+            Some(sea_orm::Database::connect(options(1, Some(SQLITE_WRITER_CACHE_KIB))).await?)
+        };
+        Ok(Self {
+            conn,
+            writer,
+            write_gate: Some(Arc::new(Mutex::new(()))),
+        })
+    }
+
+    fn writer(&self) -> &DatabaseConnection {
+        self.writer.as_ref().unwrap_or(&self.conn)
     }
 
     /// The pool, for reads.
@@ -93,7 +139,7 @@ impl Db {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         Ok(WriteTx { txn, _gate: gate })
     }
 
@@ -118,7 +164,7 @@ impl Db {
                     Some(gate) => Some(gate.clone().lock_owned().await),
                     None => None,
                 };
-                M::up(&self.conn, None).await
+                M::up(self.writer(), None).await
             }
         }
     }
@@ -130,7 +176,11 @@ impl Db {
 
     /// Closes the pool.
     pub async fn close(&self) -> Result<(), DbErr> {
-        self.conn.close_by_ref().await
+        self.conn.close_by_ref().await?;
+        match &self.writer {
+            Some(writer) => writer.close_by_ref().await,
+            None => Ok(()),
+        }
     }
 }
 

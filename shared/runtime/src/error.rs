@@ -10,7 +10,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const ERROR_DOMAIN: &str = "clientela";
 
 /// What went wrong, in terms a caller can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed: one or more fields are bad.
     #[error("invalid argument: {}", describe(.0))]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod group;
 pub mod pagination;
 pub mod server;
 pub mod settings;
@@ -12,6 +13,7 @@ pub mod telemetry;
 pub use auth::{Access, Role};
 pub use db::{Db, WriteTx};
 pub use error::Error;
+pub use group::GroupCommit;
 pub use server::{App, ServeError, shutdown_signal};
 pub use settings::{CommonSettings, DatabaseSettings, Secret};
 

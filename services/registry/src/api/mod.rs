@@ -6,13 +6,13 @@ pub mod convert;
 use std::pin::Pin;
 use std::time::Duration;
 
-use clientela_domain::ids::{ComplaintId, PurchaseId};
+use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId};
 use clientela_domain::text::fold;
 use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as pb;
 use clientela_proto::clientela::registry::v1::customer_registry_service_server::CustomerRegistryService;
 use clientela_runtime::auth::Access;
-use clientela_runtime::{Error, pagination};
+use clientela_runtime::{Error, GroupCommit, pagination};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use self::convert::*;
-use crate::model::FieldValue;
+use crate::model::{Customer, CustomerFields, FieldValue, Purchase};
 use crate::names;
-use crate::registry::Registry;
+use crate::registry::{NewPurchase, Registry};
 use crate::store::customers::{Cursor, CustomerFilter, OrderBy, cursor_of};
 use crate::store::history::{HistoryCursor, Owner};
 
@@ -50,17 +50,42 @@ pub fn method_access(method: &str) -> Option<Access> {
 #[derive(Clone, Debug)]
 pub struct RegistryApi {
     registry: Registry,
+    creates: GroupCommit<(CustomerFields, Option<String>), (Customer, bool)>,
+    purchases: GroupCommit<(CustomerId, NewPurchase), (Purchase, bool)>,
     stopping: CancellationToken,
     poll_interval: Duration,
 }
+
+/// Most unary writes committed together (see [`GroupCommit`]).
+const GROUP_COMMIT_MAX: usize = 256;
 
 impl RegistryApi {
     /// Handlers over `registry`; streams end when `stopping` is cancelled. Feed watchers
     /// poll every `poll_interval` besides being woken by local commits (another replica's
     /// commits are only seen by polling).
+    ///
+    /// CreateCustomer and RecordPurchase are group-committed: calls that arrive while a
+    /// transaction is running share the next one, through the same batch code as the
+    /// imports. SQLite has one writer, so one batch at a time; PostgreSQL runs a few.
     pub fn new(registry: Registry, stopping: CancellationToken, poll_interval: Duration) -> Self {
+        let parallel = match registry.db().backend() {
+            sea_orm::DbBackend::Sqlite => 1,
+            _ => 4,
+        };
+        let r = registry.clone();
+        let creates = GroupCommit::start(GROUP_COMMIT_MAX, parallel, move |rows| {
+            let r = r.clone();
+            async move { r.create_customers(rows).await }
+        });
+        let r = registry.clone();
+        let purchases = GroupCommit::start(GROUP_COMMIT_MAX, parallel, move |rows| {
+            let r = r.clone();
+            async move { r.record_purchases(rows).await }
+        });
         Self {
             registry,
+            creates,
+            purchases,
             stopping,
             poll_interval,
         }
@@ -71,7 +96,7 @@ impl RegistryApi {
         req: pb::CreateCustomerRequest,
     ) -> Result<pb::CreateCustomerResponse, Error> {
         let (fields, request_id) = create_request(req)?;
-        let (customer, created) = self.registry.create_customer(fields, request_id).await?;
+        let (customer, created) = self.creates.call((fields, request_id)).await?;
         Ok(pb::CreateCustomerResponse {
             customer: Some(customer_to(&customer)),
             created,
@@ -83,7 +108,7 @@ impl RegistryApi {
         req: pb::RecordPurchaseRequest,
     ) -> Result<pb::RecordPurchaseResponse, Error> {
         let (customer, new) = purchase_request(req)?;
-        let (purchase, created) = self.registry.record_purchase(customer, new).await?;
+        let (purchase, created) = self.purchases.call((customer, new)).await?;
         Ok(pb::RecordPurchaseResponse {
             purchase: Some(purchase_to(&purchase)),
             created,

@@ -211,6 +211,24 @@ pub async fn update(
     Ok(true)
 }
 
+/// Writes a change of status only (the lookup keys stay as they are) if the stored
+/// version is still `expected_version`; false if it changed.
+pub async fn update_status(
+    conn: &impl ConnectionTrait,
+    c: &Customer,
+    expected_version: i64,
+) -> Result<bool, Error> {
+    let result = customer::Entity::update_many()
+        .col_expr(customer::Column::Status, Expr::value(c.status.code()))
+        .col_expr(customer::Column::Version, Expr::value(c.version))
+        .col_expr(customer::Column::UpdatedAt, Expr::value(c.updated_at))
+        .filter(customer::Column::Id.eq(c.id.as_uuid()))
+        .filter(customer::Column::Version.eq(expected_version))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// One customer.
 pub async fn get(conn: &impl ConnectionTrait, id: CustomerId) -> Result<Option<Customer>, Error> {
     customer::Entity::find_by_id(id.as_uuid())
@@ -233,6 +251,31 @@ pub async fn get_for_update(
         .await?
         .map(from_model)
         .transpose()
+}
+
+/// The customers among `ids` that exist, their rows locked until the transaction ends
+/// (see [`get_for_update`]). Locks are taken in id order, so two batches that share
+/// customers queue instead of deadlocking.
+pub async fn get_many_for_update(
+    conn: &impl ConnectionTrait,
+    ids: &[CustomerId],
+) -> Result<Vec<Customer>, Error> {
+    let mut ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(super::MAX_IN_LIST) {
+        let found = customer::Entity::find()
+            .filter(customer::Column::Id.is_in(chunk.iter().copied()))
+            .order_by_asc(customer::Column::Id)
+            .lock_exclusive()
+            .all(conn)
+            .await?;
+        for m in found {
+            out.push(from_model(m)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The customer an earlier create with `request_id` made.

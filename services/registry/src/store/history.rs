@@ -148,6 +148,38 @@ pub async fn purchase_by_order(
         .transpose()
 }
 
+/// The purchases already recorded under any of `order_ids`.
+pub async fn purchases_by_orders(
+    conn: &impl ConnectionTrait,
+    order_ids: &[&str],
+) -> Result<Vec<Purchase>, Error> {
+    let mut out = Vec::new();
+    for chunk in order_ids.chunks(super::MAX_IN_LIST) {
+        let found = purchase::Entity::find()
+            .filter(purchase::Column::OrderId.is_in(chunk.iter().copied()))
+            .all(conn)
+            .await?;
+        for m in found {
+            out.push(purchase_from(m)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Inserts purchases with multi-row statements.
+pub async fn insert_purchases(conn: &impl ConnectionTrait, ps: &[Purchase]) -> Result<(), Error> {
+    for chunk in ps.chunks(super::MAX_ROWS_PER_INSERT) {
+        let rows = chunk
+            .iter()
+            .map(purchase_active)
+            .collect::<Result<Vec<_>, Error>>()?;
+        purchase::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Whether the customer has any purchase.
 pub async fn has_purchases(
     conn: &impl ConnectionTrait,

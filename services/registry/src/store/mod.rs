@@ -8,6 +8,13 @@ pub mod history;
 
 use clientela_runtime::Error;
 
+/// Values in one `IN (...)` list. SQLite binds at most 32,766 parameters a statement and
+/// PostgreSQL 65,535; a thousand keeps every statement well inside both and its plan small.
+pub(crate) const MAX_IN_LIST: usize = 1_000;
+
+/// Rows in one multi-row INSERT (each row binds about ten parameters; see [`MAX_IN_LIST`]).
+pub(crate) const MAX_ROWS_PER_INSERT: usize = 500;
+
 /// Serializes a stored JSON column.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value)

@@ -179,3 +179,76 @@ both_engines!(
         assert_eq!(count("export").await, 401);
     }
 );
+
+both_engines!(
+    overlapping_concurrent_imports_record_each_order_once,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let mut customers = Vec::new();
+        for n in 0..20 {
+            customers.push(create(&mut client, person(n)).await);
+        }
+        let start = drain_feed(&mut client, 0, 20).await.len() as i64;
+        let rows: Vec<_> = (0..200)
+            .map(|n| pb::RecordPurchaseRequest {
+                parent: customers[n % 20].name.clone(),
+                purchase: Some(purchase(&format!("OV-{n}"), 100, &[(1, 700, false)])),
+            })
+            .collect();
+        // Four streams import the same 200 orders at once, each starting elsewhere, in
+        // batches of 50: their batches collide on order ids and on customers.
+        let streams: Vec<_> = (0..4)
+            .map(|s| {
+                let mut client = client.clone();
+                let mut rows = rows.clone();
+                rows.rotate_left(s * 50 + 7);
+                tokio::spawn(async move {
+                    let batches: Vec<_> = rows
+                        .chunks(50)
+                        .map(|c| pb::ImportPurchasesRequest { rows: c.to_vec() })
+                        .collect();
+                    let mut responses = client
+                        .import_purchases(tokio_stream::iter(batches))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    let mut outcomes = Vec::new();
+                    while let Some(r) = responses.next().await {
+                        outcomes.extend(r.unwrap().results);
+                    }
+                    (rows, outcomes)
+                })
+            })
+            .collect();
+        let mut created = std::collections::HashMap::<String, usize>::new();
+        for s in streams {
+            let (rows, outcomes) = s.await.unwrap();
+            assert_eq!(outcomes.len(), 200);
+            for (row, result) in rows.iter().zip(&outcomes) {
+                let order = row.purchase.as_ref().unwrap().order_id.clone();
+                match outcome(result) {
+                    pb::ImportOutcome::Created => *created.entry(order).or_default() += 1,
+                    pb::ImportOutcome::Unchanged => {
+                        created.entry(order).or_default();
+                    }
+                    other => panic!("{order}: {other:?} {}", result.error_message),
+                }
+            }
+        }
+        assert_eq!(created.len(), 200);
+        assert!(created.values().all(|n| *n == 1), "{created:?}");
+        // The feed has each purchase once and each customer's first-purchase change once.
+        let events = drain_feed(&mut client, start, start + 220).await;
+        use pb::event::Payload;
+        let purchases = events
+            .iter()
+            .filter(|e| matches!(e.payload, Some(Payload::PurchaseRecorded(_))))
+            .count();
+        let updates = events
+            .iter()
+            .filter(|e| matches!(e.payload, Some(Payload::CustomerUpdated(_))))
+            .count();
+        assert_eq!((purchases, updates, events.len()), (200, 20, 220));
+        assert_feed_quiet_after(&mut client, start + 220).await;
+    }
+);
