@@ -161,6 +161,23 @@ labeled!(
 );
 
 labeled!(
+    /// The named RFM segments (recency × frequency scores), beyond the seed documents.
+    RfmSegment {
+        Champions => "CHAMPIONS", "Campeones", "Champions";
+        Loyal => "LOYAL", "Leales", "Loyal";
+        PotentialLoyalist => "POTENTIAL_LOYALIST", "Leales en potencia", "Potential loyalist";
+        New => "NEW", "Nuevos", "New";
+        Promising => "PROMISING", "Prometedores", "Promising";
+        NeedAttention => "NEED_ATTENTION", "Requieren atención", "Need attention";
+        AboutToSleep => "ABOUT_TO_SLEEP", "A punto de dormirse", "About to sleep";
+        AtRisk => "AT_RISK", "En riesgo", "At risk";
+        CannotLoseThem => "CANNOT_LOSE_THEM", "No podemos perderlos", "Cannot lose them";
+        Hibernating => "HIBERNATING", "Hibernando", "Hibernating";
+        Lost => "LOST", "Perdidos", "Lost";
+    }
+);
+
+labeled!(
     /// Kind of satisfaction survey.
     SurveyKind {
         Nps => "NPS", "Net Promoter Score (0-10)", "Net Promoter Score (0-10)";
@@ -196,6 +213,7 @@ mod tests {
 
     #[test]
     fn every_label_round_trips_with_unique_codes_and_both_names() {
+        round_trips::<RfmSegment>();
         round_trips::<CustomerKind>();
         round_trips::<CustomerStatus>();
         round_trips::<ChannelRole>();

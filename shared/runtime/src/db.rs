@@ -219,6 +219,30 @@ fn create_sqlite_dir(url: &str) -> Result<(), DbErr> {
 mod tests {
     use super::*;
 
+    /// `.cargo/config.toml` builds SQLite with the query planner stability guarantee;
+    /// a build without it re-compiles every `LIMIT ?` query at each execution.
+    #[tokio::test]
+    async fn sqlite_plans_do_not_depend_on_bound_values() {
+        let db = Db::connect("sqlite::memory:", &DatabaseSettings::default())
+            .await
+            .expect("in-memory SQLite");
+        let options: Vec<String> = db
+            .conn()
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA compile_options",
+            ))
+            .await
+            .expect("compile options")
+            .iter()
+            .filter_map(|row| row.try_get_by_index::<String>(0).ok())
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "ENABLE_QPSG"),
+            "SQLite was built without SQLITE_ENABLE_QPSG (LIBSQLITE3_FLAGS): {options:?}"
+        );
+    }
+
     #[test]
     fn advisory_keys_are_stable() {
         assert_eq!(advisory_key("registry"), advisory_key("registry"));

@@ -1,0 +1,422 @@
+//! What the engine knows of a customer from the registry's feed (the projection), and
+//! the features TAXONOMY.md lists, computed from it at an `as_of` instant.
+//!
+//! Facts keep every dated record (purchases with their returns, surveys, complaints,
+//! referrals) rather than running totals, so features at any instant are exact and do
+//! not depend on the order events arrived in.
+
+use chrono::{DateTime, Duration, Utc};
+use clientela_domain::taxonomy::{CustomerKind, DecisionRole, SurveyKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::policy::{BP, Policy};
+
+/// Where the customer stands in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Standing {
+    /// Never bought.
+    Prospect,
+    /// Has bought.
+    Customer,
+    /// Archived: not classified.
+    Archived,
+    /// Merged into another customer: not classified.
+    Merged,
+}
+
+/// A purchase as the engine needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseFact {
+    /// Registry purchase id.
+    pub id: Uuid,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Currency.
+    pub currency_code: String,
+    /// Gross total, minor units.
+    pub total_minor: i64,
+    /// Whether any line was discounted or on promotion.
+    pub discounted: bool,
+    /// Returns against it: (registry return id, when, amount).
+    pub returns: Vec<(Uuid, DateTime<Utc>, i64)>,
+}
+
+impl PurchaseFact {
+    /// Net amount after the returns made up to `as_of`.
+    pub fn net_at(&self, as_of: DateTime<Utc>) -> i64 {
+        self.total_minor
+            - self
+                .returns
+                .iter()
+                .filter(|(_, at, _)| *at <= as_of)
+                .map(|(_, _, amount)| amount)
+                .sum::<i64>()
+    }
+
+    /// Counted as a purchase at `as_of`: made by then and not fully returned by then.
+    pub fn counts_at(&self, as_of: DateTime<Utc>) -> bool {
+        self.at <= as_of && (self.total_minor == 0 || self.net_at(as_of) > 0)
+    }
+}
+
+/// A satisfaction survey answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyFact {
+    /// Registry survey id.
+    pub id: Uuid,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// NPS or CSAT.
+    pub kind: SurveyKind,
+    /// The score.
+    pub score: i32,
+}
+
+/// A complaint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplaintFact {
+    /// Registry complaint id.
+    pub id: Uuid,
+    /// Opened.
+    pub opened_at: DateTime<Utc>,
+    /// Resolved, if it was.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// A referral this customer made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralFact {
+    /// Registry referral id.
+    pub id: Uuid,
+    /// The referred customer.
+    pub referred: Uuid,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Everything the engine knows of one customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerFacts {
+    /// Registry customer id.
+    pub id: Uuid,
+    /// Standing.
+    pub standing: Standing,
+    /// Person or organization.
+    pub kind: CustomerKind,
+    /// Region of the address, as the registry has it ("" if none).
+    pub region: String,
+    /// Audience reach.
+    pub audience_reach: i64,
+    /// Public figure.
+    pub public_figure: bool,
+    /// Decision role inside an organization.
+    pub decision_role: Option<DecisionRole>,
+    /// The registry flags high expectations (attribute `high_expectations = true`).
+    pub high_expectations: bool,
+    /// The registry flags a key account (attribute `key_account = true`).
+    pub key_account: bool,
+    /// Cost to serve (attribute `cost_to_serve`, minor units).
+    pub cost_to_serve_minor: Option<i64>,
+    /// Purchases, in (time, id) order.
+    pub purchases: Vec<PurchaseFact>,
+    /// Surveys.
+    pub surveys: Vec<SurveyFact>,
+    /// Complaints.
+    pub complaints: Vec<ComplaintFact>,
+    /// Referrals made.
+    pub referrals: Vec<ReferralFact>,
+}
+
+impl CustomerFacts {
+    /// A customer the engine has only just heard of.
+    pub fn new(id: Uuid, kind: CustomerKind) -> Self {
+        Self {
+            id,
+            standing: Standing::Prospect,
+            kind,
+            region: String::new(),
+            audience_reach: 0,
+            public_figure: false,
+            decision_role: None,
+            high_expectations: false,
+            key_account: false,
+            cost_to_serve_minor: None,
+            purchases: Vec::new(),
+            surveys: Vec::new(),
+            complaints: Vec::new(),
+            referrals: Vec::new(),
+        }
+    }
+
+    /// Whether the engine classifies this customer (archived and merged ones: no).
+    pub fn is_live(&self) -> bool {
+        matches!(self.standing, Standing::Prospect | Standing::Customer)
+    }
+
+    /// Adds a purchase unless it is known; keeps (time, id) order.
+    pub fn add_purchase(&mut self, p: PurchaseFact) {
+        if self.purchases.iter().any(|q| q.id == p.id) {
+            return;
+        }
+        let at = self
+            .purchases
+            .partition_point(|q| (q.at, q.id) < (p.at, p.id));
+        self.purchases.insert(at, p);
+    }
+
+    /// Time of the first counted purchase at `as_of`.
+    pub fn first_purchase_at(&self, as_of: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.purchases
+            .iter()
+            .find(|p| p.counts_at(as_of))
+            .map(|p| p.at)
+    }
+
+    /// The features at `as_of` under `policy`. `first_purchase_of` tells when another
+    /// customer first bought (for converted referrals).
+    pub fn features(
+        &self,
+        as_of: DateTime<Utc>,
+        policy: &Policy,
+        first_purchase_of: &dyn Fn(Uuid) -> Option<DateTime<Utc>>,
+    ) -> Features {
+        let window = Duration::days(i64::from(policy.window_days));
+        let window_start = as_of - window;
+        let prev_start = window_start - window;
+        let counted: Vec<&PurchaseFact> = self
+            .purchases
+            .iter()
+            .filter(|p| p.counts_at(as_of))
+            .collect();
+        let in_currency = |p: &&&PurchaseFact| p.currency_code == policy.currency_code;
+        let revenue = |from: DateTime<Utc>, to: DateTime<Utc>| -> i64 {
+            counted
+                .iter()
+                .filter(in_currency)
+                .filter(|p| p.at > from && p.at <= to)
+                .map(|p| p.net_at(as_of))
+                .sum()
+        };
+        let times: Vec<DateTime<Utc>> = counted.iter().map(|p| p.at).collect();
+        let gaps: Vec<i64> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_seconds())
+            .collect();
+        let (mean_gap_secs, cv_bp) = gap_stats(&gaps);
+        let latest = |kind: SurveyKind| {
+            self.surveys
+                .iter()
+                .filter(|s| s.kind == kind && s.at <= as_of)
+                .max_by_key(|s| (s.at, s.id))
+        };
+        let latest_nps = latest(SurveyKind::Nps);
+        let latest_csat = latest(SurveyKind::Csat);
+        let complaints_in_window = self
+            .complaints
+            .iter()
+            .filter(|c| c.opened_at > window_start && c.opened_at <= as_of)
+            .count() as i64;
+        let open_complaints = self
+            .complaints
+            .iter()
+            .filter(|c| c.opened_at <= as_of && c.resolved_at.is_none_or(|r| r > as_of))
+            .count() as i64;
+        let referrals_converted = self
+            .referrals
+            .iter()
+            .filter(|r| r.at <= as_of)
+            .map(|r| r.referred)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|id| first_purchase_of(*id).is_some_and(|t| t <= as_of))
+            .count() as i64;
+        let discounted = counted.iter().filter(|p| p.discounted).count() as i64;
+        Features {
+            purchases_total: counted.len() as i64,
+            purchases_in_window: counted.iter().filter(|p| p.at > window_start).count() as i64,
+            revenue_in_window: revenue(window_start, as_of),
+            revenue_prev_window: revenue(prev_start, window_start),
+            revenue_total: counted
+                .iter()
+                .filter(in_currency)
+                .map(|p| p.net_at(as_of))
+                .sum(),
+            first_purchase_at: times.first().copied(),
+            last_purchase_at: times.last().copied(),
+            gap_secs: gaps,
+            mean_gap_secs,
+            cv_interpurchase_bp: cv_bp,
+            discounted_share_bp: if counted.is_empty() {
+                0
+            } else {
+                discounted * BP / counted.len() as i64
+            },
+            discounted_purchases: discounted,
+            complaints_in_window,
+            open_complaints,
+            latest_nps: latest_nps.map(|s| (s.score, s.at)),
+            latest_csat: latest_csat.map(|s| (s.score, s.at)),
+            referrals_converted,
+            audience_reach: self.audience_reach,
+            public_figure: self.public_figure,
+            decision_role: self.decision_role,
+            cost_to_serve_minor: self.cost_to_serve_minor,
+        }
+    }
+}
+
+/// Mean gap in seconds and coefficient of variation in basis points (population standard
+/// deviation / mean), from integer sums: the same gaps always give the same numbers.
+fn gap_stats(gaps: &[i64]) -> (i64, i64) {
+    if gaps.is_empty() {
+        return (0, 0);
+    }
+    let n = gaps.len() as i128;
+    let sum: i128 = gaps.iter().map(|g| i128::from(*g)).sum();
+    let mean = sum / n;
+    if sum == 0 {
+        return (0, 0);
+    }
+    // Variance × n² = n·Σg² − (Σg)², exact in integers.
+    let sum_sq: i128 = gaps.iter().map(|g| i128::from(*g) * i128::from(*g)).sum();
+    let var_n2 = n * sum_sq - sum * sum;
+    // cv = sqrt(var) / mean = sqrt(var_n2) / sum; sqrt is correctly rounded (IEEE 754).
+    let cv = (var_n2 as f64).sqrt() / sum as f64;
+    (mean as i64, (cv * BP as f64).round() as i64)
+}
+
+/// The inputs of the rules for one customer at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Features {
+    /// Purchases counted (made by then, not fully returned).
+    pub purchases_total: i64,
+    /// Of those, in the window.
+    pub purchases_in_window: i64,
+    /// Net revenue in the window, policy currency.
+    pub revenue_in_window: i64,
+    /// Net revenue in the window before.
+    pub revenue_prev_window: i64,
+    /// Net revenue of every counted purchase, policy currency.
+    pub revenue_total: i64,
+    /// First purchase.
+    pub first_purchase_at: Option<DateTime<Utc>>,
+    /// Last purchase.
+    pub last_purchase_at: Option<DateTime<Utc>>,
+    /// Seconds between consecutive purchases.
+    pub gap_secs: Vec<i64>,
+    /// Their mean.
+    pub mean_gap_secs: i64,
+    /// Their coefficient of variation, basis points.
+    pub cv_interpurchase_bp: i64,
+    /// Share of purchases with a discount, basis points.
+    pub discounted_share_bp: i64,
+    /// Purchases with a discount.
+    pub discounted_purchases: i64,
+    /// Complaints opened in the window.
+    pub complaints_in_window: i64,
+    /// Complaints open at the instant.
+    pub open_complaints: i64,
+    /// Latest NPS score and when.
+    pub latest_nps: Option<(i32, DateTime<Utc>)>,
+    /// Latest CSAT score and when.
+    pub latest_csat: Option<(i32, DateTime<Utc>)>,
+    /// Referred customers who bought.
+    pub referrals_converted: i64,
+    /// Audience reach.
+    pub audience_reach: i64,
+    /// Public figure.
+    pub public_figure: bool,
+    /// Decision role.
+    pub decision_role: Option<DecisionRole>,
+    /// Cost to serve.
+    pub cost_to_serve_minor: Option<i64>,
+}
+
+impl Features {
+    /// Revenue growth over the previous window, basis points (None without one).
+    pub fn revenue_growth_bp(&self) -> Option<i64> {
+        (self.revenue_prev_window > 0).then(|| {
+            let diff = i128::from(self.revenue_in_window) - i128::from(self.revenue_prev_window);
+            (diff * i128::from(BP) / i128::from(self.revenue_prev_window)) as i64
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn day(d: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap() + Duration::days(d)
+    }
+
+    fn purchase(n: u128, d: i64, total: i64) -> PurchaseFact {
+        PurchaseFact {
+            id: Uuid::from_u128(n),
+            at: day(d),
+            currency_code: "CLP".into(),
+            total_minor: total,
+            discounted: n.is_multiple_of(2),
+            returns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn purchases_keep_time_order_and_are_added_once() {
+        let mut f = CustomerFacts::new(Uuid::from_u128(1), CustomerKind::Person);
+        f.add_purchase(purchase(2, 10, 100));
+        f.add_purchase(purchase(1, 5, 100));
+        f.add_purchase(purchase(2, 10, 100));
+        let ids: Vec<_> = f.purchases.iter().map(|p| p.id.as_u128()).collect();
+        assert_eq!(ids, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_return_after_as_of_does_not_change_the_past() {
+        let mut f = CustomerFacts::new(Uuid::from_u128(1), CustomerKind::Person);
+        let mut p = purchase(1, 0, 1_000);
+        p.returns.push((Uuid::from_u128(9), day(20), 1_000));
+        f.add_purchase(p);
+        f.add_purchase(purchase(2, 1, 500));
+        let policy = Policy::default();
+        let none = |_| None;
+        let before = f.features(day(10), &policy, &none);
+        assert_eq!(
+            (before.purchases_total, before.revenue_in_window),
+            (2, 1_500)
+        );
+        let after = f.features(day(30), &policy, &none);
+        assert_eq!(
+            (after.purchases_total, after.revenue_in_window),
+            (1, 500),
+            "a fully returned purchase no longer counts"
+        );
+    }
+
+    #[test]
+    fn gaps_of_a_regular_buyer_have_no_variation() {
+        assert_eq!(gap_stats(&[86_400, 86_400, 86_400]), (86_400, 0));
+        // Gaps 1 and 3 days: mean 2, sd 1, cv 0.5.
+        assert_eq!(gap_stats(&[86_400, 3 * 86_400]), (2 * 86_400, 5_000));
+        assert_eq!(gap_stats(&[]), (0, 0));
+    }
+
+    #[test]
+    fn revenue_growth_needs_a_previous_window() {
+        let f = Features {
+            revenue_in_window: 120,
+            revenue_prev_window: 100,
+            ..Features::default()
+        };
+        assert_eq!(f.revenue_growth_bp(), Some(2_000));
+        let g = Features {
+            revenue_in_window: 120,
+            ..Features::default()
+        };
+        assert_eq!(g.revenue_growth_bp(), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! The population-relative cut-offs: ABC volume bands, the top buyers that are KEY
+//! accounts, the company's revenue (share of sales) and the RFM quintiles, computed over
+//! the whole customer base at an instant.
+//!
+//! Every ranking orders customers by value, best first, and breaks ties by customer id
+//! (smaller first). A cut-off is the (value, id) of the last customer inside a band, so
+//! one customer can be placed against it without ranking everyone again.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::facts::Features;
+use crate::policy::{BP, Policy};
+
+/// A customer's place in a ranking: higher value first, then smaller id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rank {
+    /// The ranked value.
+    pub value: i64,
+    /// The customer.
+    pub id: Uuid,
+}
+
+impl Rank {
+    /// Whether `self` ranks at or before `bound` (inside the band `bound` closes).
+    pub fn within(&self, bound: &Rank) -> bool {
+        self.cmp_rank(bound) != Ordering::Greater
+    }
+
+    fn cmp_rank(&self, other: &Rank) -> Ordering {
+        other
+            .value
+            .cmp(&self.value)
+            .then_with(|| self.id.cmp(&other.id))
+    }
+}
+
+/// Cut-offs of one RFM metric: the last customer with score ≥ 5, ≥ 4, ≥ 3, ≥ 2.
+pub type QuintileBounds = [Option<Rank>; 4];
+
+/// The population's cut-offs at an instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Population {
+    /// Live customers.
+    pub customers: i64,
+    /// Of them, with a counted purchase.
+    pub buyers: i64,
+    /// Company net revenue in the window (policy currency).
+    pub revenue_in_window: i64,
+    /// Last customer of the HIGH band (ABC).
+    pub abc_high: Option<Rank>,
+    /// Last customer of the MEDIUM band (ABC).
+    pub abc_medium: Option<Rank>,
+    /// Last of the top buyers that are KEY accounts.
+    pub key: Option<Rank>,
+    /// Recency (time of the last purchase, seconds).
+    pub recency: QuintileBounds,
+    /// Frequency (purchases).
+    pub frequency: QuintileBounds,
+    /// Monetary (net revenue).
+    pub monetary: QuintileBounds,
+}
+
+fn sorted(mut ranks: Vec<Rank>) -> Vec<Rank> {
+    ranks.sort_unstable_by(Rank::cmp_rank);
+    ranks
+}
+
+/// The last rank of each quintile score 5..2 over `ranks` (sorted best first): position
+/// i of n scores 5 − ⌊5i/n⌋.
+fn quintiles(ranks: &[Rank]) -> QuintileBounds {
+    let n = ranks.len();
+    let mut bounds = [None; 4];
+    for (slot, score) in (2..=5usize).rev().enumerate() {
+        // Positions with 5 − ⌊5i/n⌋ ≥ score: i < (6 − score)·n/5, rounded up.
+        let count = ((6 - score) * n).div_ceil(5);
+        bounds[slot] = count
+            .checked_sub(1)
+            .and_then(|last| ranks.get(last))
+            .copied();
+    }
+    bounds
+}
+
+/// The score (1-5) of `rank` against quintile bounds.
+pub fn quintile_score(rank: &Rank, bounds: &QuintileBounds) -> u8 {
+    1 + bounds
+        .iter()
+        .filter(|b| b.is_some_and(|b| rank.within(&b)))
+        .count() as u8
+}
+
+impl Population {
+    /// The cut-offs over every live customer's features.
+    pub fn compute<'a>(
+        customers: impl IntoIterator<Item = (Uuid, &'a Features)>,
+        policy: &Policy,
+    ) -> Self {
+        let mut population = Self::default();
+        let mut revenue = Vec::new();
+        let mut recency = Vec::new();
+        let mut frequency = Vec::new();
+        let mut monetary = Vec::new();
+        for (id, f) in customers {
+            population.customers += 1;
+            if f.purchases_total == 0 {
+                continue;
+            }
+            population.buyers += 1;
+            population.revenue_in_window += f.revenue_in_window;
+            revenue.push(Rank {
+                value: f.revenue_in_window,
+                id,
+            });
+            recency.push(Rank {
+                value: f.last_purchase_at.map_or(i64::MIN, |t| t.timestamp()),
+                id,
+            });
+            frequency.push(Rank {
+                value: f.purchases_total,
+                id,
+            });
+            monetary.push(Rank {
+                value: f.revenue_total,
+                id,
+            });
+        }
+        let revenue = sorted(revenue);
+        let total = i128::from(population.revenue_in_window);
+        let mut before: i128 = 0;
+        for r in revenue.iter().filter(|r| r.value > 0) {
+            // Inside a band while the revenue ranked before it is below the band's share.
+            if before * i128::from(BP) < total * i128::from(policy.abc_high_cumulative_bp) {
+                population.abc_high = Some(*r);
+            }
+            if before * i128::from(BP) < total * i128::from(policy.abc_medium_cumulative_bp) {
+                population.abc_medium = Some(*r);
+            }
+            before += i128::from(r.value);
+        }
+        let key_count = (revenue.len() * policy.key_top_buyers_bp as usize).div_ceil(BP as usize);
+        population.key = key_count
+            .checked_sub(1)
+            .and_then(|last| revenue.get(last))
+            .filter(|r| r.value > 0)
+            .copied();
+        population.recency = quintiles(&sorted(recency));
+        population.frequency = quintiles(&sorted(frequency));
+        population.monetary = quintiles(&sorted(monetary));
+        population
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rank(value: i64, id: u128) -> Rank {
+        Rank {
+            value,
+            id: Uuid::from_u128(id),
+        }
+    }
+
+    #[test]
+    fn ties_are_broken_by_customer_id() {
+        assert!(rank(10, 1).within(&rank(10, 2)));
+        assert!(!rank(10, 3).within(&rank(10, 2)));
+        assert!(rank(11, 9).within(&rank(10, 2)));
+    }
+
+    #[test]
+    fn ten_customers_make_two_per_quintile() {
+        let ranks = sorted((1..=10).map(|v| rank(v, v as u128)).collect());
+        let bounds = quintiles(&ranks);
+        let scores: Vec<u8> = (1..=10)
+            .map(|v| quintile_score(&rank(v, v as u128), &bounds))
+            .collect();
+        assert_eq!(scores, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+    }
+
+    #[test]
+    fn equal_values_still_split_by_the_fixed_tie_break() {
+        let ranks = sorted((1..=5).map(|id| rank(7, id)).collect());
+        let bounds = quintiles(&ranks);
+        let scores: Vec<u8> = (1..=5)
+            .map(|id| quintile_score(&rank(7, id), &bounds))
+            .collect();
+        assert_eq!(scores, vec![5, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn abc_bands_follow_cumulative_revenue() {
+        // Revenues 50, 30, 10, 5, 5 of 100: A takes 50 and 30 (80 %), B the 10 and the
+        // first 5 (95 %), C the last 5.
+        let features: Vec<(Uuid, Features)> = [(1, 50), (2, 30), (3, 10), (4, 5), (5, 5)]
+            .into_iter()
+            .map(|(id, revenue)| {
+                (
+                    Uuid::from_u128(id),
+                    Features {
+                        purchases_total: 1,
+                        revenue_in_window: revenue,
+                        revenue_total: revenue,
+                        ..Features::default()
+                    },
+                )
+            })
+            .collect();
+        let p = Population::compute(features.iter().map(|(id, f)| (*id, f)), &Policy::default());
+        assert_eq!(p.revenue_in_window, 100);
+        assert_eq!(p.abc_high, Some(rank(30, 2)));
+        assert_eq!(p.abc_medium, Some(rank(5, 4)));
+        assert_eq!(
+            p.key,
+            Some(rank(50, 1)),
+            "top 5 % of 5 buyers, rounded up: one"
+        );
+    }
+}

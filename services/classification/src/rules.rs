@@ -1,0 +1,922 @@
+//! The rules of TAXONOMY.md: one function per dimension, each deciding a label from a
+//! customer's features, the population's cut-offs and the policy, and saying why.
+
+use chrono::{DateTime, Duration, Utc};
+use clientela_domain::taxonomy::{
+    AccountTier, Activity, CustomerKind, DecisionRole, Influence, LifecycleStage, RfmSegment,
+    Satisfaction, Trait, Volume,
+};
+use uuid::Uuid;
+
+use crate::facts::Features;
+use crate::labels::{Decision, Labels, Observation, Rfm};
+use crate::policy::{BP, Policy, VolumeMode};
+use crate::population::{Population, Rank, quintile_score};
+
+const DAY_SECS: i64 = 86_400;
+
+/// A share in basis points as a percentage with two decimals ("12.34 %").
+fn pct(bp: i64) -> String {
+    format!("{}.{:02} %", bp / 100, (bp % 100).abs())
+}
+
+/// Days, with two decimals, from seconds.
+fn days(secs: i64) -> String {
+    let centi = secs * 100 / DAY_SECS;
+    format!("{}.{:02}", centi / 100, (centi % 100).abs())
+}
+
+/// What the rules need besides the features.
+pub struct Context<'a> {
+    /// The customer.
+    pub id: Uuid,
+    /// Person or organization.
+    pub kind: CustomerKind,
+    /// The registry flags high expectations.
+    pub high_expectations: bool,
+    /// The registry flags a key account.
+    pub key_account: bool,
+    /// The instant.
+    pub as_of: DateTime<Utc>,
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The population's cut-offs.
+    pub population: &'a Population,
+}
+
+/// Every label of one customer.
+pub fn classify(f: &Features, cx: &Context<'_>) -> Labels {
+    let lifecycle_stage = lifecycle(f, cx.policy);
+    let activity = activity(f, cx);
+    let satisfaction = satisfaction(f, cx.policy);
+    let volume = volume(f, cx);
+    let influence = influence(f, cx);
+    let account_tier = account_tier(f, cx, volume.label);
+    let traits = traits(f, cx, &lifecycle_stage, &satisfaction, &influence);
+    let rfm = rfm(f, cx);
+    Labels {
+        lifecycle_stage,
+        activity,
+        satisfaction,
+        volume,
+        influence,
+        account_tier,
+        traits,
+        rfm,
+    }
+}
+
+/// Lifecycle stage (seeds 003, 002).
+pub fn lifecycle(f: &Features, p: &Policy) -> Decision<LifecycleStage> {
+    use LifecycleStage::*;
+    let total = Observation::new("purchases_total", f.purchases_total, ">=", 1);
+    if f.purchases_total == 0 {
+        return Decision::new(
+            Some(Prospect),
+            "lifecycle.prospect",
+            "identified, no purchase yet",
+            "identificado, sin compras aún",
+            vec![Observation::new("purchases_total", 0, "=", 0)],
+        );
+    }
+    if f.purchases_total == 1 {
+        return Decision::new(
+            Some(Buyer),
+            "lifecycle.buyer",
+            "one purchase",
+            "una compra",
+            vec![Observation::new("purchases_total", 1, "=", 1)],
+        );
+    }
+    let bar = i64::from(p.frequent_min_purchases);
+    let frequent = Observation::new("purchases_in_window", f.purchases_in_window, ">=", bar);
+    if f.purchases_in_window < bar {
+        return Decision::new(
+            Some(Sporadic),
+            "lifecycle.sporadic",
+            format!(
+                "{} purchases, {} in {} days < {bar}",
+                f.purchases_total, f.purchases_in_window, p.window_days
+            ),
+            format!(
+                "{} compras, {} en {} días < {bar}",
+                f.purchases_total, f.purchases_in_window, p.window_days
+            ),
+            vec![
+                total,
+                Observation::new("purchases_in_window", f.purchases_in_window, "<", bar),
+            ],
+        );
+    }
+    let nps_bar = p.unconditional_min_nps;
+    let referral_bar = i64::from(p.unconditional_min_referrals);
+    let promoter = f.latest_nps.is_some_and(|(score, _)| score >= nps_bar);
+    let recommends = f.referrals_converted >= referral_bar;
+    if promoter || recommends {
+        let mut observations = vec![frequent];
+        let (en, es) = if promoter {
+            let score = f.latest_nps.map_or(0, |(s, _)| s);
+            observations.push(Observation::new("latest_nps", score, ">=", nps_bar));
+            (
+                format!(
+                    "{} purchases in {} days >= {bar} and latest NPS {score} >= {nps_bar}",
+                    f.purchases_in_window, p.window_days
+                ),
+                format!(
+                    "{} compras en {} días >= {bar} y último NPS {score} >= {nps_bar}",
+                    f.purchases_in_window, p.window_days
+                ),
+            )
+        } else {
+            observations.push(Observation::new(
+                "referrals_converted",
+                f.referrals_converted,
+                ">=",
+                referral_bar,
+            ));
+            (
+                format!(
+                    "{} purchases in {} days >= {bar} and {} converted referrals >= {referral_bar}",
+                    f.purchases_in_window, p.window_days, f.referrals_converted
+                ),
+                format!(
+                    "{} compras en {} días >= {bar} y {} referidos que compraron >= {referral_bar}",
+                    f.purchases_in_window, p.window_days, f.referrals_converted
+                ),
+            )
+        };
+        return Decision::new(
+            Some(Unconditional),
+            "lifecycle.unconditional",
+            en,
+            es,
+            observations,
+        );
+    }
+    Decision::new(
+        Some(Frequent),
+        "lifecycle.frequent",
+        format!(
+            "{} purchases in {} days >= {bar}",
+            f.purchases_in_window, p.window_days
+        ),
+        format!(
+            "{} compras en {} días >= {bar}",
+            f.purchases_in_window, p.window_days
+        ),
+        vec![frequent],
+    )
+}
+
+/// Activity (seeds 000, 002): active by a recent purchase or by keeping cadence.
+pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
+    use Activity::*;
+    let p = cx.policy;
+    let Some(last) = f.last_purchase_at else {
+        return Decision::new(
+            None,
+            "activity.no_purchase",
+            "no purchase yet",
+            "sin compras aún",
+            Vec::new(),
+        );
+    };
+    let since = (cx.as_of - last).num_seconds();
+    let recent_bar = i64::from(p.active_window_days) * DAY_SECS;
+    let recent = since <= recent_bar;
+    // Cadence: more than `active_cadence_min_purchases` consecutive purchases, none of the
+    // recent gaps (nor the time since the last) longer than factor × the mean gap.
+    let needed = p.active_cadence_min_purchases as usize;
+    let allowed =
+        i128::from(f.mean_gap_secs) * i128::from(p.cadence_gap_factor_bp) / i128::from(BP);
+    let on_cadence = f.gap_secs.len() >= needed
+        && f.mean_gap_secs > 0
+        && f.gap_secs[f.gap_secs.len() - needed..]
+            .iter()
+            .all(|g| i128::from(*g) <= allowed)
+        && i128::from(since) <= allowed;
+    let since_obs = Observation::new(
+        "days_since_last_purchase",
+        days(since),
+        if recent { "<=" } else { ">" },
+        p.active_window_days,
+    );
+    if recent || on_cadence {
+        let bar = i64::from(p.frequent_min_purchases);
+        let frequent = f.purchases_in_window >= bar;
+        let label = if frequent {
+            ActiveFrequent
+        } else {
+            ActiveHabitual
+        };
+        let (why_en, why_es, mut observations) = if recent {
+            (
+                format!(
+                    "last purchase {} days ago <= {}",
+                    days(since),
+                    p.active_window_days
+                ),
+                format!(
+                    "última compra hace {} días <= {}",
+                    days(since),
+                    p.active_window_days
+                ),
+                vec![since_obs],
+            )
+        } else {
+            (
+                format!(
+                    "{} purchases at their cadence (gaps <= {} days)",
+                    needed + 1,
+                    days(allowed as i64)
+                ),
+                format!(
+                    "{} compras a su ritmo (intervalos <= {} días)",
+                    needed + 1,
+                    days(allowed as i64)
+                ),
+                vec![Observation::new(
+                    "days_since_last_purchase",
+                    days(since),
+                    "<=",
+                    days(allowed as i64),
+                )],
+            )
+        };
+        observations.push(Observation::new(
+            "purchases_in_window",
+            f.purchases_in_window,
+            if frequent { ">=" } else { "<" },
+            bar,
+        ));
+        return Decision::new(
+            Some(label),
+            if frequent {
+                "activity.active_frequent"
+            } else {
+                "activity.active_habitual"
+            },
+            format!(
+                "{why_en}; {} purchases in {} days {} {bar}",
+                f.purchases_in_window,
+                p.window_days,
+                if frequent { ">=" } else { "<" }
+            ),
+            format!(
+                "{why_es}; {} compras en {} días {} {bar}",
+                f.purchases_in_window,
+                p.window_days,
+                if frequent { ">=" } else { "<" }
+            ),
+            observations,
+        );
+    }
+    if f.purchases_total == 1 {
+        return Decision::new(
+            Some(InactiveOneTime),
+            "activity.inactive_one_time",
+            format!(
+                "one purchase, {} days ago > {}",
+                days(since),
+                p.active_window_days
+            ),
+            format!(
+                "una compra, hace {} días > {}",
+                days(since),
+                p.active_window_days
+            ),
+            vec![since_obs],
+        );
+    }
+    Decision::new(
+        Some(InactiveLapsed),
+        "activity.inactive_lapsed",
+        format!(
+            "{} purchases, the last {} days ago > {}, off their cadence",
+            f.purchases_total,
+            days(since),
+            p.active_window_days
+        ),
+        format!(
+            "{} compras, la última hace {} días > {}, fuera de su ritmo",
+            f.purchases_total,
+            days(since),
+            p.active_window_days
+        ),
+        vec![since_obs],
+    )
+}
+
+/// Satisfaction (seeds 000, 001): an open complaint overrides any score; else the most
+/// recent survey answer, NPS or CSAT.
+pub fn satisfaction(f: &Features, p: &Policy) -> Decision<Satisfaction> {
+    use Satisfaction::*;
+    if f.open_complaints > 0 {
+        return Decision::new(
+            Some(Dissatisfied),
+            "satisfaction.open_complaint",
+            format!("{} open complaint(s) override any score", f.open_complaints),
+            format!(
+                "{} reclamo(s) abierto(s) prevalecen sobre cualquier puntuación",
+                f.open_complaints
+            ),
+            vec![Observation::new(
+                "open_complaints",
+                f.open_complaints,
+                ">",
+                0,
+            )],
+        );
+    }
+    let nps = f
+        .latest_nps
+        .map(|(score, at)| ("NPS", "latest_nps", score, at));
+    let csat = f
+        .latest_csat
+        .map(|(score, at)| ("CSAT", "latest_csat", score, at));
+    let latest = match (nps, csat) {
+        (Some(n), Some(c)) => Some(if c.3 > n.3 { c } else { n }),
+        (n, c) => n.or(c),
+    };
+    let Some((scale, feature, score, _)) = latest else {
+        return Decision::new(
+            None,
+            "satisfaction.no_survey",
+            "no survey answer and no open complaint",
+            "sin encuestas ni reclamos abiertos",
+            Vec::new(),
+        );
+    };
+    let (very, ok) = if scale == "NPS" {
+        (p.nps_very_satisfied_min, p.nps_satisfied_min)
+    } else {
+        (p.csat_very_satisfied_min, p.csat_satisfied_min)
+    };
+    let (label, rule, cmp, bar) = if score >= very {
+        (VerySatisfied, "satisfaction.very_satisfied", ">=", very)
+    } else if score >= ok {
+        (Satisfied, "satisfaction.satisfied", ">=", ok)
+    } else {
+        (Dissatisfied, "satisfaction.dissatisfied", "<", ok)
+    };
+    Decision::new(
+        Some(label),
+        rule,
+        format!("latest {scale} {score} {cmp} {bar}"),
+        format!("último {scale} {score} {cmp} {bar}"),
+        vec![Observation::new(feature, score, cmp, bar)],
+    )
+}
+
+/// Volume (seed 000): ABC over the population, or fixed amounts.
+pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
+    use Volume::*;
+    let p = cx.policy;
+    if f.purchases_total == 0 {
+        return Decision::new(
+            None,
+            "volume.no_purchase",
+            "no purchase yet",
+            "sin compras aún",
+            Vec::new(),
+        );
+    }
+    let revenue = f.revenue_in_window;
+    match p.volume_mode {
+        VolumeMode::Fixed => {
+            let (label, rule, cmp, bar) = if revenue >= p.fixed_high_min_minor {
+                (High, "volume.fixed_high", ">=", p.fixed_high_min_minor)
+            } else if revenue >= p.fixed_medium_min_minor {
+                (
+                    Medium,
+                    "volume.fixed_medium",
+                    ">=",
+                    p.fixed_medium_min_minor,
+                )
+            } else {
+                (Low, "volume.fixed_low", "<", p.fixed_medium_min_minor)
+            };
+            Decision::new(
+                Some(label),
+                rule,
+                format!(
+                    "revenue {revenue} {} in {} days {cmp} {bar}",
+                    p.currency_code, p.window_days
+                ),
+                format!(
+                    "ingresos {revenue} {} en {} días {cmp} {bar}",
+                    p.currency_code, p.window_days
+                ),
+                vec![Observation::new("revenue_in_window", revenue, cmp, bar)],
+            )
+        }
+        VolumeMode::Abc => {
+            let rank = Rank {
+                value: revenue,
+                id: cx.id,
+            };
+            let pop = cx.population;
+            let inside =
+                |bound: Option<Rank>| revenue > 0 && bound.is_some_and(|b| rank.within(&b));
+            let (label, rule, band_en, band_es, share) = if inside(pop.abc_high) {
+                (
+                    High,
+                    "volume.abc_high",
+                    "the first",
+                    "el primer",
+                    p.abc_high_cumulative_bp,
+                )
+            } else if inside(pop.abc_medium) {
+                (
+                    Medium,
+                    "volume.abc_medium",
+                    "up to",
+                    "hasta el",
+                    p.abc_medium_cumulative_bp,
+                )
+            } else {
+                (
+                    Low,
+                    "volume.abc_low",
+                    "beyond",
+                    "más allá del",
+                    p.abc_medium_cumulative_bp,
+                )
+            };
+            Decision::new(
+                Some(label),
+                rule,
+                format!(
+                    "revenue {revenue} {} in {} days ranks in {band_en} {} of company revenue ({})",
+                    p.currency_code,
+                    p.window_days,
+                    pct(i64::from(share)),
+                    pop.revenue_in_window
+                ),
+                format!(
+                    "ingresos {revenue} {} en {} días están en {band_es} {} de los ingresos de la empresa ({})",
+                    p.currency_code,
+                    p.window_days,
+                    pct(i64::from(share)),
+                    pop.revenue_in_window
+                ),
+                vec![Observation::new(
+                    "cumulative_revenue_share",
+                    band_en,
+                    "",
+                    pct(i64::from(share)),
+                )],
+            )
+        }
+    }
+}
+
+/// Influence (seeds 000, 001).
+pub fn influence(f: &Features, cx: &Context<'_>) -> Decision<Influence> {
+    let bar = cx.policy.major_influencer_min_reach;
+    if f.public_figure || f.audience_reach >= bar {
+        let (en, es, obs) = if f.public_figure {
+            (
+                "a public figure".to_owned(),
+                "figura pública".to_owned(),
+                Observation::new("is_public_figure", true, "=", true),
+            )
+        } else {
+            (
+                format!("audience reach {} >= {bar}", f.audience_reach),
+                format!("alcance de audiencia {} >= {bar}", f.audience_reach),
+                Observation::new("audience_reach", f.audience_reach, ">=", bar),
+            )
+        };
+        return Decision::new(
+            Some(Influence::MajorInfluencer),
+            "influence.major",
+            en,
+            es,
+            vec![obs],
+        );
+    }
+    if let Some(role) = f.decision_role.filter(|r| *r != DecisionRole::None) {
+        use clientela_domain::Labeled;
+        return Decision::new(
+            Some(Influence::Organizational),
+            "influence.organizational",
+            format!("decision role {} inside an organization", role.code()),
+            format!("rol de decisión {} en una organización", role.code()),
+            vec![Observation::new(
+                "org_decision_role",
+                role.code(),
+                "=",
+                "any",
+            )],
+        );
+    }
+    if cx.kind == CustomerKind::Person {
+        return Decision::new(
+            Some(Influence::Family),
+            "influence.family",
+            "a person whose influence is their household",
+            "una persona cuya influencia es su familia",
+            vec![Observation::new("kind", "PERSON", "=", "PERSON")],
+        );
+    }
+    Decision::new(
+        Some(Influence::None),
+        "influence.none",
+        "an organization with no influence attributes",
+        "una organización sin atributos de influencia",
+        Vec::new(),
+    )
+}
+
+/// Account tier (seed 004): first match wins.
+pub fn account_tier(
+    f: &Features,
+    cx: &Context<'_>,
+    volume: Option<Volume>,
+) -> Decision<AccountTier> {
+    use AccountTier::*;
+    let p = cx.policy;
+    if f.purchases_total == 0 {
+        return Decision::new(
+            Some(Prospect),
+            "tier.prospect",
+            "identified, no purchase yet",
+            "identificado, sin compras aún",
+            vec![Observation::new("purchases_total", 0, "=", 0)],
+        );
+    }
+    let total = cx.population.revenue_in_window;
+    let revenue = f.revenue_in_window;
+    let share_bp = if total > 0 {
+        (i128::from(revenue) * i128::from(BP) / i128::from(total)) as i64
+    } else {
+        0
+    };
+    // Exact: revenue / total >= boss / 10000, without rounding the share.
+    let boss = total > 0
+        && i128::from(revenue) * i128::from(BP)
+            >= i128::from(total) * i128::from(p.boss_min_share_bp);
+    let share_obs = |cmp: &str| {
+        Observation::new(
+            "share_of_sales",
+            pct(share_bp),
+            cmp,
+            pct(i64::from(p.boss_min_share_bp)),
+        )
+    };
+    if boss {
+        return Decision::new(
+            Some(Boss),
+            "tier.boss",
+            format!(
+                "share of sales {} >= {}",
+                pct(share_bp),
+                pct(i64::from(p.boss_min_share_bp))
+            ),
+            format!(
+                "participación en ventas {} >= {}",
+                pct(share_bp),
+                pct(i64::from(p.boss_min_share_bp))
+            ),
+            vec![share_obs(">=")],
+        );
+    }
+    let rank = Rank {
+        value: revenue,
+        id: cx.id,
+    };
+    let top = revenue > 0 && cx.population.key.is_some_and(|b| rank.within(&b));
+    if top || cx.key_account {
+        let (en, es) = if top {
+            (
+                format!(
+                    "among the top {} of buyers by revenue",
+                    pct(i64::from(p.key_top_buyers_bp))
+                ),
+                format!(
+                    "entre el {} de compradores con más ingresos",
+                    pct(i64::from(p.key_top_buyers_bp))
+                ),
+            )
+        } else {
+            (
+                "flagged as a key account in the registry".to_owned(),
+                "marcado como cuenta clave en el registro".to_owned(),
+            )
+        };
+        return Decision::new(
+            Some(Key),
+            "tier.key",
+            en,
+            es,
+            vec![Observation::new(
+                "top_buyers_share",
+                if top { "inside" } else { "flagged" },
+                "<=",
+                pct(i64::from(p.key_top_buyers_bp)),
+            )],
+        );
+    }
+    if let Some(growth) = f.revenue_growth_bp()
+        && growth >= i64::from(p.strategic_min_growth_bp)
+    {
+        return Decision::new(
+            Some(Strategic),
+            "tier.strategic",
+            format!(
+                "revenue growth {} >= {} with share of sales {} < {}",
+                pct(growth),
+                pct(i64::from(p.strategic_min_growth_bp)),
+                pct(share_bp),
+                pct(i64::from(p.boss_min_share_bp))
+            ),
+            format!(
+                "crecimiento de ingresos {} >= {} con participación {} < {}",
+                pct(growth),
+                pct(i64::from(p.strategic_min_growth_bp)),
+                pct(share_bp),
+                pct(i64::from(p.boss_min_share_bp))
+            ),
+            vec![
+                Observation::new(
+                    "revenue_growth",
+                    pct(growth),
+                    ">=",
+                    pct(i64::from(p.strategic_min_growth_bp)),
+                ),
+                share_obs("<"),
+            ],
+        );
+    }
+    if volume == Some(Volume::Low)
+        && let Some(cost) = f.cost_to_serve_minor
+    {
+        let margin = i128::from(revenue) * i128::from(p.margin_bp) / i128::from(BP);
+        if i128::from(cost) > margin {
+            return Decision::new(
+                Some(Small),
+                "tier.small",
+                format!(
+                    "LOW volume and cost to serve {cost} > margin {margin} ({} of {revenue})",
+                    pct(i64::from(p.margin_bp))
+                ),
+                format!(
+                    "volumen BAJO y costo de servir {cost} > margen {margin} ({} de {revenue})",
+                    pct(i64::from(p.margin_bp))
+                ),
+                vec![Observation::new("cost_to_serve", cost, ">", margin)],
+            );
+        }
+    }
+    Decision::new(
+        Some(Transactional),
+        "tier.transactional",
+        "a buyer that is not BOSS, KEY, STRATEGIC or SMALL",
+        "un comprador que no es JEFE, CLAVE, ESTRATÉGICO ni PEQUEÑO",
+        vec![share_obs("<")],
+    )
+}
+
+/// Behaviour traits (seed 001).
+pub fn traits(
+    f: &Features,
+    cx: &Context<'_>,
+    lifecycle: &Decision<LifecycleStage>,
+    satisfaction: &Decision<Satisfaction>,
+    influence: &Decision<Influence>,
+) -> Vec<Decision<Trait>> {
+    let p = cx.policy;
+    let mut out = Vec::new();
+    let tenure = f.first_purchase_at.map(|t| cx.as_of - t);
+    let tenure_bar = Duration::days(i64::from(p.loyal_min_tenure_days));
+    if matches!(
+        lifecycle.label,
+        Some(LifecycleStage::Frequent | LifecycleStage::Unconditional)
+    ) && let Some(tenure) = tenure.filter(|t| *t >= tenure_bar)
+    {
+        out.push(Decision::new(
+            Some(Trait::Loyal),
+            "trait.loyal",
+            format!(
+                "{} customer for {} days >= {}",
+                lifecycle.code().unwrap_or_default(),
+                tenure.num_days(),
+                p.loyal_min_tenure_days
+            ),
+            format!(
+                "cliente {} hace {} días >= {}",
+                lifecycle.code().unwrap_or_default(),
+                tenure.num_days(),
+                p.loyal_min_tenure_days
+            ),
+            vec![Observation::new(
+                "tenure_days",
+                tenure.num_days(),
+                ">=",
+                p.loyal_min_tenure_days,
+            )],
+        ));
+    }
+    if f.gap_secs.len() >= 2 && f.cv_interpurchase_bp >= i64::from(p.occasional_min_cv_bp) {
+        out.push(Decision::new(
+            Some(Trait::Occasional),
+            "trait.occasional",
+            format!(
+                "irregular purchases: variation of the gaps {} >= {}",
+                pct(f.cv_interpurchase_bp),
+                pct(i64::from(p.occasional_min_cv_bp))
+            ),
+            format!(
+                "compras irregulares: variación de los intervalos {} >= {}",
+                pct(f.cv_interpurchase_bp),
+                pct(i64::from(p.occasional_min_cv_bp))
+            ),
+            vec![Observation::new(
+                "cv_interpurchase",
+                pct(f.cv_interpurchase_bp),
+                ">=",
+                pct(i64::from(p.occasional_min_cv_bp)),
+            )],
+        ));
+    }
+    let complaints_bar = i64::from(p.demanding_min_complaints);
+    if f.complaints_in_window >= complaints_bar || cx.high_expectations {
+        let (en, es) = if f.complaints_in_window >= complaints_bar {
+            (
+                format!(
+                    "{} complaints in {} days >= {complaints_bar}",
+                    f.complaints_in_window, p.window_days
+                ),
+                format!(
+                    "{} reclamos en {} días >= {complaints_bar}",
+                    f.complaints_in_window, p.window_days
+                ),
+            )
+        } else {
+            (
+                "the registry flags high expectations".to_owned(),
+                "el registro indica altas expectativas".to_owned(),
+            )
+        };
+        out.push(Decision::new(
+            Some(Trait::Demanding),
+            "trait.demanding",
+            en,
+            es,
+            vec![Observation::new(
+                "complaints_in_window",
+                f.complaints_in_window,
+                ">=",
+                complaints_bar,
+            )],
+        ));
+    }
+    if satisfaction.label == Some(Satisfaction::Dissatisfied) {
+        out.push(Decision::new(
+            Some(Trait::Dissatisfied),
+            "trait.dissatisfied",
+            satisfaction.explanation_en.clone(),
+            satisfaction.explanation_es.clone(),
+            satisfaction.observations.clone(),
+        ));
+    }
+    let referral_bar = i64::from(p.influential_min_referrals);
+    if influence.label == Some(Influence::MajorInfluencer) || f.referrals_converted >= referral_bar
+    {
+        let (en, es, obs) = if influence.label == Some(Influence::MajorInfluencer) {
+            (
+                influence.explanation_en.clone(),
+                influence.explanation_es.clone(),
+                influence.observations.clone(),
+            )
+        } else {
+            (
+                format!(
+                    "{} converted referrals >= {referral_bar}",
+                    f.referrals_converted
+                ),
+                format!(
+                    "{} referidos que compraron >= {referral_bar}",
+                    f.referrals_converted
+                ),
+                vec![Observation::new(
+                    "referrals_converted",
+                    f.referrals_converted,
+                    ">=",
+                    referral_bar,
+                )],
+            )
+        };
+        out.push(Decision::new(
+            Some(Trait::Influential),
+            "trait.influential",
+            en,
+            es,
+            obs,
+        ));
+    }
+    let price_purchases = i64::from(p.price_sensitive_min_purchases);
+    if f.purchases_total >= price_purchases
+        && f.discounted_share_bp >= i64::from(p.price_sensitive_min_share_bp)
+    {
+        out.push(Decision::new(
+            Some(Trait::PriceSensitive),
+            "trait.price_sensitive",
+            format!(
+                "{} of {} purchases discounted ({} >= {})",
+                f.discounted_purchases,
+                f.purchases_total,
+                pct(f.discounted_share_bp),
+                pct(i64::from(p.price_sensitive_min_share_bp))
+            ),
+            format!(
+                "{} de {} compras con descuento ({} >= {})",
+                f.discounted_purchases,
+                f.purchases_total,
+                pct(f.discounted_share_bp),
+                pct(i64::from(p.price_sensitive_min_share_bp))
+            ),
+            vec![
+                Observation::new(
+                    "discounted_share",
+                    pct(f.discounted_share_bp),
+                    ">=",
+                    pct(i64::from(p.price_sensitive_min_share_bp)),
+                ),
+                Observation::new("purchases_total", f.purchases_total, ">=", price_purchases),
+            ],
+        ));
+    }
+    if f.purchases_total == 0 {
+        out.push(Decision::new(
+            Some(Trait::Prospect),
+            "trait.prospect",
+            "identified, no purchase yet",
+            "identificado, sin compras aún",
+            vec![Observation::new("purchases_total", 0, "=", 0)],
+        ));
+    }
+    out
+}
+
+/// RFM quintiles over the population and the named segment of (R, F).
+pub fn rfm(f: &Features, cx: &Context<'_>) -> Rfm {
+    let Some(last) = f.last_purchase_at else {
+        return Rfm {
+            recency: 0,
+            frequency: 0,
+            monetary: 0,
+            segment: Decision::new(
+                None,
+                "rfm.no_purchase",
+                "no purchase yet",
+                "sin compras aún",
+                Vec::new(),
+            ),
+        };
+    };
+    let pop = cx.population;
+    let score = |value: i64, bounds| quintile_score(&Rank { value, id: cx.id }, bounds);
+    let r = score(last.timestamp(), &pop.recency);
+    let fr = score(f.purchases_total, &pop.frequency);
+    let m = score(f.revenue_total, &pop.monetary);
+    let segment = rfm_segment(r, fr);
+    Rfm {
+        recency: r,
+        frequency: fr,
+        monetary: m,
+        segment: Decision::new(
+            Some(segment),
+            "rfm.segment",
+            format!("R{r} F{fr} M{m}"),
+            format!("R{r} F{fr} M{m}"),
+            vec![
+                Observation::new("recency_score", r, "=", r),
+                Observation::new("frequency_score", fr, "=", fr),
+            ],
+        ),
+    }
+}
+
+/// The usual RFM segment map on recency and frequency scores (1-5 each).
+pub fn rfm_segment(r: u8, f: u8) -> RfmSegment {
+    use RfmSegment::*;
+    match (r, f) {
+        (1, 1) => Lost,
+        (1..=2, 1..=2) => Hibernating,
+        (1..=2, 3..=4) => AtRisk,
+        (1..=2, _) => CannotLoseThem,
+        (3, 1..=2) => AboutToSleep,
+        (3, 3) => NeedAttention,
+        (3..=4, 4..=5) => Loyal,
+        (4, 1) => Promising,
+        (5, 1) => New,
+        (4..=5, 2..=3) => PotentialLoyalist,
+        _ => Champions,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
