@@ -2,6 +2,7 @@
 //! returns, surveys, complaints and referrals, and the durable event feed of every change.
 
 pub mod api;
+pub mod cache;
 pub mod migration;
 pub mod model;
 pub mod names;
@@ -28,6 +29,8 @@ pub struct RegistrySettings {
     pub database: DatabaseSettings,
     /// How often feed watchers look for commits made by other replicas, in milliseconds.
     pub feed_poll_interval_ms: u64,
+    /// Customers GetCustomer keeps in memory when the database is SQLite (0: none).
+    pub customer_cache_capacity: usize,
 }
 
 impl Default for RegistrySettings {
@@ -35,6 +38,7 @@ impl Default for RegistrySettings {
         Self {
             database: DatabaseSettings::default(),
             feed_poll_interval_ms: 1000,
+            customer_cache_capacity: 100_000,
         }
     }
 }
@@ -69,7 +73,8 @@ pub async fn register(app: &mut App, settings: &RegistrySettings) -> Result<Regi
         .map_err(|e| ServeError::Database {
             service: "registry".into(),
             source: sea_orm::DbErr::Custom(e.to_string()),
-        })?;
+        })?
+        .with_customer_cache(settings.customer_cache_capacity);
     let api = RegistryApi::new(
         registry.clone(),
         app.stopping(),

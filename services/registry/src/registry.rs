@@ -2,6 +2,7 @@
 //! status a first purchase gives, idempotency, and the events each write appends.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
@@ -10,6 +11,7 @@ use clientela_runtime::{Db, Error, WriteTx};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio::sync::watch;
 
+use crate::cache::CustomerCache;
 use crate::model::{
     Complaint, Customer, CustomerFields, EventPayload, FieldValue, Purchase, PurchaseLine,
     Referral, Return, ReturnLine, Status, Survey,
@@ -65,6 +67,7 @@ pub struct MergeOutcome {
 pub struct Registry {
     db: Db,
     committed: watch::Sender<i64>,
+    cache: Option<Arc<CustomerCache>>,
 }
 
 /// The current instant, truncated to microseconds (what PostgreSQL stores), so a value
@@ -144,7 +147,20 @@ impl Registry {
     pub async fn new(db: Db) -> Result<Self, Error> {
         let last = events::last_sequence(db.conn()).await?;
         let (committed, _) = watch::channel(last);
-        Ok(Self { db, committed })
+        Ok(Self {
+            db,
+            committed,
+            cache: None,
+        })
+    }
+
+    /// Caches up to `capacity` customers for [`Registry::get_customer_shared`] when the
+    /// database is SQLite, whose one writer is this process (see [`CustomerCache`]). On
+    /// PostgreSQL other replicas write too, so there is no cache; neither with 0.
+    pub fn with_customer_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0 && self.db.backend() == sea_orm::DbBackend::Sqlite)
+            .then(|| Arc::new(CustomerCache::new(capacity)));
+        self
     }
 
     /// The database.
@@ -169,8 +185,19 @@ impl Registry {
         payloads: Vec<EventPayload>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
+        let changed: Vec<CustomerId> = match &self.cache {
+            Some(_) => payloads.iter().flat_map(changed_customers).collect(),
+            None => Vec::new(),
+        };
         let appended = events::append(tx.conn(), payloads, now).await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        // Whether or not the commit reported success, it may have happened.
+        if let Some(cache) = &self.cache
+            && !changed.is_empty()
+        {
+            cache.invalidate(changed);
+        }
+        committed?;
         if let Some(last) = appended.last() {
             self.committed
                 .send_modify(|seq| *seq = (*seq).max(last.sequence));
@@ -225,6 +252,20 @@ impl Registry {
         }
         self.commit(tx, payloads, now).await?;
         Ok(results)
+    }
+
+    /// One customer, whatever its status, shared: from the cache when there is one.
+    pub async fn get_customer_shared(&self, id: CustomerId) -> Result<Arc<Customer>, Error> {
+        let Some(cache) = &self.cache else {
+            return self.get_customer(id).await.map(Arc::new);
+        };
+        if let Some(customer) = cache.get(id) {
+            return Ok(customer);
+        }
+        let generation = cache.generation();
+        let customer = Arc::new(self.get_customer(id).await?);
+        cache.fill(generation, customer.clone());
+        Ok(customer)
     }
 
     /// One customer, whatever its status.
@@ -813,6 +854,17 @@ impl Registry {
         limit: u64,
     ) -> Result<Vec<crate::model::Event>, Error> {
         events::read_after(self.db.conn(), after, limit).await
+    }
+}
+
+/// The customers whose stored row an event's write changed.
+fn changed_customers(payload: &EventPayload) -> Vec<CustomerId> {
+    match payload {
+        EventPayload::CustomerCreated(c) | EventPayload::CustomerUpdated(c) => vec![c.id],
+        EventPayload::CustomersMerged {
+            survivor, merged, ..
+        } => vec![*survivor, *merged],
+        _ => Vec::new(),
     }
 }
 

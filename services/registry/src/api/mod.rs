@@ -360,7 +360,7 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::GetCustomerRequest>,
     ) -> GrpcResult<pb::GetCustomerResponse> {
         let id = names::parse_customer(&request.get_ref().name, "name")?;
-        let customer = self.registry.get_customer(id).await?;
+        let customer = self.registry.get_customer_shared(id).await?;
         Ok(Response::new(pb::GetCustomerResponse {
             customer: Some(customer_to(&customer)),
         }))

@@ -446,3 +446,84 @@ both_engines!(
         assert_eq!(again.code(), Code::FailedPrecondition);
     }
 );
+
+both_engines!(
+    get_customer_reflects_every_write_at_once,
+    |app: TestApp| async move {
+        // On SQLite GetCustomer reads through a cache; every write must show at once.
+        let mut client = app.client.clone();
+        let get = |name: String| {
+            let mut client = app.client.clone();
+            async move {
+                client
+                    .get_customer(pb::GetCustomerRequest { name })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .customer
+                    .unwrap()
+            }
+        };
+        let a = create(&mut client, person(1)).await;
+        let b = create(&mut client, person(2)).await;
+        assert_eq!(get(a.name.clone()).await, a);
+
+        buy(&mut client, &a.name, "CACHE-1", &[(1, 1000, false)]).await;
+        let bought = get(a.name.clone()).await;
+        assert_eq!(bought.status, pb::CustomerStatus::Customer as i32);
+
+        let mut change = bought.clone();
+        change.display_name = "Persona Cambiada".into();
+        let updated = client
+            .update_customer(pb::UpdateCustomerRequest {
+                customer: Some(change),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(get(a.name.clone()).await, updated);
+
+        assert_eq!(get(b.name.clone()).await, b);
+        client
+            .merge_customers(pb::MergeCustomersRequest {
+                survivor: a.name.clone(),
+                merged: b.name.clone(),
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            get(b.name.clone()).await.status,
+            pb::CustomerStatus::Merged as i32
+        );
+
+        // Readers racing a writer never leave an old version behind.
+        let mut current = get(a.name.clone()).await;
+        for n in 0..20 {
+            let readers: Vec<_> = (0..8).map(|_| tokio::spawn(get(a.name.clone()))).collect();
+            let mut change = current.clone();
+            change.display_name = format!("Persona {n}");
+            current = client
+                .update_customer(pb::UpdateCustomerRequest {
+                    customer: Some(change),
+                    update_mask: Some(FieldMask {
+                        paths: vec!["display_name".into()],
+                    }),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .customer
+                .unwrap();
+            for r in readers {
+                r.await.unwrap();
+            }
+            assert_eq!(get(a.name.clone()).await, current, "after update {n}");
+        }
+    }
+);
