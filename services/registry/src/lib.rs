@@ -74,7 +74,8 @@ pub async fn register(app: &mut App, settings: &RegistrySettings) -> Result<Regi
             service: "registry".into(),
             source: sea_orm::DbErr::Custom(e.to_string()),
         })?
-        .with_customer_cache(settings.customer_cache_capacity);
+        .with_customer_cache(settings.customer_cache_capacity)
+        .with_wire_encoder(api::wire_encoder());
     let api = RegistryApi::new(
         registry.clone(),
         app.stopping(),

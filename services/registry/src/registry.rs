@@ -17,7 +17,7 @@ use crate::model::{
     Referral, Return, ReturnLine, Status, Survey,
 };
 use crate::store::customers::{self, Cursor, CustomerFilter, OrderBy};
-use crate::store::events;
+use crate::store::events::{self, WireEncoder};
 use crate::store::history::{self, HistoryCursor, Moved, Owner};
 
 /// How far in the future an `occur_time` may be: clocks differ a little.
@@ -68,6 +68,7 @@ pub struct Registry {
     db: Db,
     committed: watch::Sender<i64>,
     cache: Option<Arc<CustomerCache>>,
+    wire: Option<WireEncoder>,
 }
 
 /// The current instant, truncated to microseconds (what PostgreSQL stores), so a value
@@ -151,6 +152,7 @@ impl Registry {
             db,
             committed,
             cache: None,
+            wire: None,
         })
     }
 
@@ -160,6 +162,13 @@ impl Registry {
     pub fn with_customer_cache(mut self, capacity: usize) -> Self {
         self.cache = (capacity > 0 && self.db.backend() == sea_orm::DbBackend::Sqlite)
             .then(|| Arc::new(CustomerCache::new(capacity)));
+        self
+    }
+
+    /// Stores each new event in its wire form too, encoded by `encode`, so the feed sends
+    /// stored bytes ([`Registry::events_wire_after`]).
+    pub fn with_wire_encoder(mut self, encode: WireEncoder) -> Self {
+        self.wire = Some(encode);
         self
     }
 
@@ -189,7 +198,7 @@ impl Registry {
             Some(_) => payloads.iter().flat_map(changed_customers).collect(),
             None => Vec::new(),
         };
-        let appended = events::append(tx.conn(), payloads, now).await?;
+        let appended = events::append(tx.conn(), payloads, now, self.wire.as_ref()).await?;
         let committed = tx.commit().await;
         // Whether or not the commit reported success, it may have happened.
         if let Some(cache) = &self.cache
@@ -284,7 +293,11 @@ impl Registry {
         after: Option<&Cursor>,
         limit: u64,
     ) -> Result<Vec<Customer>, Error> {
-        customers::list(self.db.conn(), filter, order, descending, after, limit).await
+        // Planned per call: how selective a filter is decides the plan.
+        let tx = self.db.begin_planned_read().await?;
+        let page = customers::list(&tx, filter, order, descending, after, limit).await?;
+        tx.commit().await?;
+        Ok(page)
     }
 
     /// Writes the given fields. Archived and merged customers are read-only.
@@ -854,6 +867,17 @@ impl Registry {
         limit: u64,
     ) -> Result<Vec<crate::model::Event>, Error> {
         events::read_after(self.db.conn(), after, limit).await
+    }
+
+    /// Up to `limit` events after `after` as `(sequence, wire form)`, encoded by `encode`
+    /// where the stored row has no wire form.
+    pub async fn events_wire_after(
+        &self,
+        after: i64,
+        limit: u64,
+        encode: &WireEncoder,
+    ) -> Result<Vec<(i64, Vec<u8>)>, Error> {
+        events::read_wire_after(self.db.conn(), after, limit, encode).await
     }
 }
 

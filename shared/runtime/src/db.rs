@@ -60,6 +60,9 @@ impl WriteTx {
     }
 }
 
+/// Rows sqlx's SQLite thread may run ahead of the reading task.
+const SQLITE_ROW_BUFFER: usize = 1024;
+
 impl Db {
     /// Connects to `url` (`sqlite://...` or `postgres://...`), creating a SQLite file's
     /// folder if needed.
@@ -88,12 +91,22 @@ impl Db {
                         .busy_timeout(Duration::from_secs(10))
                         .foreign_keys(true)
                         // Savepoint sub-journals in memory, not in a temporary file.
-                        .pragma("temp_store", "memory");
+                        .pragma("temp_store", "memory")
+                        // sqlx hands rows from its SQLite thread to the task one at a
+                        // time through a bounded channel (50 by default): on a busy core
+                        // the two then wake each other every few rows. A larger buffer
+                        // lets a page or a feed batch cross in a few wake-ups.
+                        .row_buffer_size(SQLITE_ROW_BUFFER);
                     match cache_kib {
                         Some(kib) => o.pragma("cache_size", format!("-{kib}")),
                         None => o,
                     }
-                });
+                })
+                // Every query of a service reads a page or a few rows. PostgreSQL still
+                // plans some pages in parallel: a tag-filtered page of 50 spent 13 ms
+                // starting workers for 2.5 ms of work, and with 64 requests in flight the
+                // workers only competed for the same cores (docs/BENCHMARKS.md).
+                .map_sqlx_postgres_opts(|o| o.options([("max_parallel_workers_per_gather", "0")]));
             options
         };
         let conn =
@@ -131,6 +144,44 @@ impl Db {
     /// SQLite or PostgreSQL.
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
+    }
+
+    /// A read-only transaction on the read pool whose statements PostgreSQL plans for
+    /// their bound values every time. Use it for queries whose best plan depends on the
+    /// values: a page filtered by a tag that a tenth of customers carry ran a generic
+    /// plan, chosen after five executions, that read all 10,000 tagged customers and
+    /// sorted them (50 ms) instead of walking the page order (2.5 ms). Forcing custom
+    /// plans for the whole session cost point lookups 30 % (docs/BENCHMARKS.md).
+    pub async fn begin_planned_read(&self) -> Result<DatabaseTransaction, DbErr> {
+        let tx = self.conn.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            tx.execute_unprepared(
+                "SET TRANSACTION READ ONLY; SET LOCAL plan_cache_mode = force_custom_plan",
+            )
+            .await?;
+        }
+        Ok(tx)
+    }
+
+    /// Refreshes the planner's statistics of `tables` after a bulk load. On PostgreSQL a
+    /// freshly loaded table plans as if nearly empty until autovacuum's next ANALYZE, a
+    /// minute or more later: a tag matching 10,000 customers was estimated at 2 rows and
+    /// a page of 50 took 340 ms (docs/BENCHMARKS.md). SQLite plans by its heuristics (no
+    /// `sqlite_stat1` is ever gathered), which the indexes are chosen for: nothing to do.
+    pub async fn refresh_statistics(&self, tables: &[&str]) -> Result<(), DbErr> {
+        if self.backend() != DbBackend::Postgres || tables.is_empty() {
+            return Ok(());
+        }
+        if let Some(bad) = tables
+            .iter()
+            .find(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        {
+            return Err(DbErr::Custom(format!("not a table name: {bad:?}")));
+        }
+        self.conn
+            .execute_unprepared(&format!("ANALYZE {}", tables.join(", ")))
+            .await
+            .map(|_| ())
     }
 
     /// Begins a write transaction (waiting for the gate on SQLite).

@@ -24,6 +24,7 @@ use crate::model::{Customer, CustomerFields, FieldValue, Purchase};
 use crate::names;
 use crate::registry::{NewPurchase, Registry};
 use crate::store::customers::{Cursor, CustomerFilter, OrderBy, cursor_of};
+use crate::store::events::WireEncoder;
 use crate::store::history::{HistoryCursor, Owner};
 
 type GrpcResult<T> = Result<Response<T>, Status>;
@@ -58,6 +59,11 @@ pub struct RegistryApi {
 
 /// Most unary writes committed together (see [`GroupCommit`]).
 const GROUP_COMMIT_MAX: usize = 256;
+
+/// The feed's wire form of an event: an encoded `clientela.registry.v1.Event`.
+pub fn wire_encoder() -> WireEncoder {
+    WireEncoder::new(|event| prost::Message::encode_to_vec(&event_to(event)))
+}
 
 impl RegistryApi {
     /// Handlers over `registry`; streams end when `stopping` is cancelled. Feed watchers
@@ -737,6 +743,7 @@ impl CustomerRegistryService for RegistryApi {
         let stream = import(
             request.into_inner(),
             self.stopping.clone(),
+            (self.registry.db().clone(), &["customers", "customer_keys"]),
             move |rows: Vec<pb::CreateCustomerRequest>| {
                 let registry = api.registry.clone();
                 async move {
@@ -764,6 +771,7 @@ impl CustomerRegistryService for RegistryApi {
         let stream = import(
             request.into_inner(),
             self.stopping.clone(),
+            (self.registry.db().clone(), &["purchases", "customers"]),
             move |rows: Vec<pb::RecordPurchaseRequest>| {
                 let registry = api.registry.clone();
                 async move {
@@ -853,16 +861,19 @@ impl CustomerRegistryService for RegistryApi {
         let poll = self.poll_interval;
         let mut woken = registry.subscribe();
         let mut cursor = req.after_sequence;
+        let encode = wire_encoder();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             loop {
-                match registry.events_after(cursor, batch).await {
+                let read = registry
+                    .events_wire_after(cursor, batch, &encode)
+                    .await
+                    .and_then(|wire| decode_events(&wire));
+                match read {
                     Ok(events) if !events.is_empty() => {
                         cursor = events.last().map_or(cursor, |e| e.sequence);
                         let full = events.len() as u64 == batch;
-                        let response = pb::WatchEventsResponse {
-                            events: events.iter().map(event_to).collect(),
-                        };
+                        let response = pb::WatchEventsResponse { events };
                         tokio::select! {
                             () = stopping.cancelled() => break,
                             sent = tx.send(Ok(response)) => if sent.is_err() { break },
@@ -890,13 +901,30 @@ impl CustomerRegistryService for RegistryApi {
     }
 }
 
+/// Decodes stored wire forms. Decoding and re-encoding costs a fraction of parsing the
+/// JSON record and converting it (docs/BENCHMARKS.md); tonic's codec needs a message.
+fn decode_events(wire: &[(i64, Vec<u8>)]) -> Result<Vec<pb::Event>, Error> {
+    wire.iter()
+        .map(|(sequence, bytes)| {
+            prost::Message::decode(bytes.as_slice()).map_err(|e| {
+                Error::Internal(format!("corrupt event {sequence} in the database: {e}"))
+            })
+        })
+        .collect()
+}
+
 /// Runs an import: the rows of each request (a batch) are handled in order, each as its
 /// own call, and the batch is answered with the outcome of every row. A bad row never
 /// stops the good ones; a transport error ends the stream, and the rows handled before it
 /// stay handled.
+///
+/// After a stream of at least [`ANALYZE_AFTER_ROWS`] rows, the statistics of `tables`
+/// are refreshed ([`clientela_runtime::Db::refresh_statistics`]), once the client has
+/// its last answer.
 fn import<Req, F, Fut>(
     mut incoming: Streaming<Req>,
     stopping: CancellationToken,
+    (db, tables): (clientela_runtime::Db, &'static [&'static str]),
     handle_batch: F,
 ) -> BoxStream<Req::Response>
 where
@@ -929,9 +957,18 @@ where
                 break;
             }
         }
+        drop(tx);
+        if next_row >= ANALYZE_AFTER_ROWS
+            && let Err(e) = db.refresh_statistics(tables).await
+        {
+            tracing::warn!(error = %e, "refreshing statistics after an import failed");
+        }
     });
     Box::pin(ReceiverStream::new(rx))
 }
+
+/// Rows of an import after which the planner's statistics are refreshed.
+const ANALYZE_AFTER_ROWS: i64 = 10_000;
 
 /// A request of an import stream: a batch of rows.
 trait ImportBatch: Send + 'static {

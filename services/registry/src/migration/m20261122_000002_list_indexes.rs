@@ -9,30 +9,30 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        for sql in [
-            // Status has two live values: a (status, created_at) index cannot give one
-            // created_at order across both, so it only made the planner sort.
-            "DROP INDEX ix_customers_status_created",
-            "CREATE INDEX ix_customers_created ON customers (created_at, id)",
-            "CREATE INDEX ix_customers_updated ON customers (updated_at, id)",
-            "CREATE INDEX ix_customers_name ON customers (display_name, id)",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        super::execute_all(
+            m,
+            &[
+                // Status has two live values: a (status, created_at) index cannot give one
+                // created_at order across both, so it only made the planner sort.
+                "DROP INDEX ix_customers_status_created",
+                "CREATE INDEX ix_customers_created ON customers (created_at, id)",
+                "CREATE INDEX ix_customers_updated ON customers (updated_at, id)",
+                "CREATE INDEX ix_customers_name ON customers (display_name, id)",
+            ],
+        )
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        for sql in [
-            "DROP INDEX ix_customers_name",
-            "DROP INDEX ix_customers_updated",
-            "DROP INDEX ix_customers_created",
-            "CREATE INDEX ix_customers_status_created ON customers (status, created_at, id)",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        super::execute_all(
+            m,
+            &[
+                "DROP INDEX ix_customers_name",
+                "DROP INDEX ix_customers_updated",
+                "DROP INDEX ix_customers_created",
+                "CREATE INDEX ix_customers_status_created ON customers (status, created_at, id)",
+            ],
+        )
+        .await
     }
 }

@@ -5,6 +5,17 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
 mod m20261122_000002_list_indexes;
+mod m20261122_000003_event_wire;
+mod m20261122_000004_key_probe_index;
+
+/// Runs `statements` in order.
+async fn execute_all(m: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
 
 /// The registry's migrator.
 #[derive(Debug)]
@@ -16,6 +27,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_list_indexes::Migration),
+            Box::new(m20261122_000003_event_wire::Migration),
+            Box::new(m20261122_000004_key_probe_index::Migration),
         ]
     }
 

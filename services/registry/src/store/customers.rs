@@ -389,19 +389,11 @@ pub async fn list(
                 .with_timezone(&Utc)
                 .into(),
         };
-        let after_key = if descending {
-            Condition::any().add(column.lt(key.clone())).add(
-                Condition::all()
-                    .add(column.eq(key))
-                    .add(customer::Column::Id.lt(cursor.id)),
-            )
-        } else {
-            Condition::any().add(column.gt(key.clone())).add(
-                Condition::all()
-                    .add(column.eq(key))
-                    .add(customer::Column::Id.gt(cursor.id)),
-            )
-        };
+        // A row-value comparison, not `key > k OR (key = k AND id > i)`: PostgreSQL uses
+        // it as the index scan's start instead of filtering every row before the cursor.
+        let row = Expr::tuple([Expr::col(column), Expr::col(customer::Column::Id)]);
+        let at = Expr::tuple([Expr::val(key), Expr::val(cursor.id)]);
+        let after_key = if descending { row.lt(at) } else { row.gt(at) };
         cond = cond.add(after_key);
     }
     let direction = if descending { Order::Desc } else { Order::Asc };

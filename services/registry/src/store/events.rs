@@ -1,6 +1,8 @@
 //! The outbox: events appended in the writer's transaction with gap-free sequence
 //! numbers, and read back in order.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use clientela_domain::ids::EventId;
 use clientela_runtime::Error;
@@ -14,13 +16,40 @@ use super::entity::event;
 use super::{from_json, to_json};
 use crate::model::{Event, EventPayload};
 
-/// Appends `payloads` as consecutive events. Call it last in the transaction: the
+/// Encodes an event as the feed sends it. The api layer provides it, so no proto type
+/// reaches the store.
+#[derive(Clone)]
+pub struct WireEncoder(Arc<EncodeFn>);
+
+type EncodeFn = dyn Fn(&Event) -> Vec<u8> + Send + Sync;
+
+impl WireEncoder {
+    /// An encoder calling `encode`.
+    pub fn new(encode: impl Fn(&Event) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(encode))
+    }
+
+    /// `event` in its wire form.
+    pub fn encode(&self, event: &Event) -> Vec<u8> {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for WireEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WireEncoder")
+    }
+}
+
+/// Appends `payloads` as consecutive events, each also in its wire form when `wire` is
+/// given. Call it last in the transaction: the
 /// counter row it updates stays locked until commit, which is what keeps sequence
 /// numbers gap-free and visible in order, and the shorter that lock is held the better.
 pub async fn append(
     conn: &impl ConnectionTrait,
     payloads: Vec<EventPayload>,
     now: DateTime<Utc>,
+    wire: Option<&WireEncoder>,
 ) -> Result<Vec<Event>, Error> {
     if payloads.is_empty() {
         return Ok(Vec::new());
@@ -63,6 +92,7 @@ pub async fn append(
                 kind: Set(e.payload.kind().to_owned()),
                 recorded_at: Set(e.recorded_at),
                 payload: Set(to_json(&e.payload)?),
+                wire: Set(wire.map(|w| w.encode(e))),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -94,6 +124,37 @@ pub async fn read_after(
             })
         })
         .collect()
+}
+
+/// Up to `limit` events after `after`, in order, each as `(sequence, wire form)`. Events
+/// stored without their wire form are read in full and encoded with `encode`.
+pub async fn read_wire_after(
+    conn: &impl ConnectionTrait,
+    after: i64,
+    limit: u64,
+    encode: &WireEncoder,
+) -> Result<Vec<(i64, Vec<u8>)>, Error> {
+    let rows: Vec<(i64, Option<Vec<u8>>)> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Sequence)
+        .column(event::Column::Wire)
+        .filter(event::Column::Sequence.gt(after))
+        .order_by_asc(event::Column::Sequence)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if rows.iter().all(|(_, wire)| wire.is_some()) {
+        return Ok(rows
+            .into_iter()
+            .filter_map(|(sequence, wire)| wire.map(|w| (sequence, w)))
+            .collect());
+    }
+    Ok(read_after(conn, after, limit)
+        .await?
+        .iter()
+        .map(|e| (e.sequence, encode.encode(e)))
+        .collect())
 }
 
 /// The highest sequence number committed.

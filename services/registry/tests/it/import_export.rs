@@ -252,3 +252,69 @@ both_engines!(
         assert_feed_quiet_after(&mut client, start + 220).await;
     }
 );
+
+/// On PostgreSQL a large import leaves the planner statistics of what it loaded fresh,
+/// instead of waiting for autovacuum (a freshly loaded table plans as if empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_import_refreshes_planner_statistics_on_postgres() {
+    use sea_orm::ConnectionTrait;
+    let Some(app) = spawn_app(clientela_testkit::Engine::Postgres).await else {
+        return;
+    };
+    let db = clientela_runtime::Db::connect(&app.url, &Default::default())
+        .await
+        .unwrap();
+    let analyzed = || async {
+        db.conn()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) FROM pg_stat_user_tables \
+                 WHERE relname IN ('customers', 'customer_keys') AND last_analyze IS NOT NULL",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+    };
+    assert_eq!(analyzed().await, 0, "nothing analyzed before the import");
+    let rows = 10_000u32;
+    let batches: Vec<pb::ImportCustomersRequest> = (0..rows)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|chunk| pb::ImportCustomersRequest {
+            rows: chunk
+                .iter()
+                .map(|&n| pb::CreateCustomerRequest {
+                    customer: Some(person(n)),
+                    request_id: format!("bulk-{n}"),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut client = app.client.clone();
+    let mut responses = client
+        .import_customers(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut created = 0;
+    while let Some(r) = responses.next().await {
+        created += r
+            .unwrap()
+            .results
+            .iter()
+            .filter(|r| outcome(r) == pb::ImportOutcome::Created)
+            .count();
+    }
+    assert_eq!(created, rows as usize);
+    // The refresh runs once the client has its last answer.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while analyzed().await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "statistics not refreshed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

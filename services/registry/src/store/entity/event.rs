@@ -13,6 +13,9 @@ pub struct Model {
     pub recorded_at: DateTimeUtc,
     /// JSON of the payload.
     pub payload: String,
+    /// The event as the feed sends it (an encoded `clientela.registry.v1.Event`); NULL
+    /// when it was written without an encoder.
+    pub wire: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
