@@ -5,7 +5,6 @@ pub mod api;
 pub mod cache;
 pub mod migration;
 pub mod model;
-pub mod names;
 pub mod registry;
 pub mod store;
 
@@ -16,6 +15,7 @@ use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, ServeError};
 use serde::Deserialize;
 
 pub use api::RegistryApi;
+pub(crate) use clientela_runtime::names;
 pub use registry::Registry;
 
 /// The gRPC service name.

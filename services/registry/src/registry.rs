@@ -71,16 +71,7 @@ pub struct Registry {
     wire: Option<WireEncoder>,
 }
 
-/// The current instant, truncated to microseconds (what PostgreSQL stores), so a value
-/// read back equals the value written.
-pub fn now() -> DateTime<Utc> {
-    truncate_micros(Utc::now())
-}
-
-/// Truncates to microseconds.
-pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-}
+pub use clientela_runtime::time::{now, truncate_micros};
 
 fn check_not_future(at: DateTime<Utc>, now: DateTime<Utc>, field: &str) -> Result<(), Error> {
     if at > now + CLOCK_SKEW {

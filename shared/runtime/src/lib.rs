@@ -5,10 +5,12 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod group;
+pub mod names;
 pub mod pagination;
 pub mod server;
 pub mod settings;
 pub mod telemetry;
+pub mod time;
 
 pub use auth::{Access, Role};
 pub use db::{Db, WriteTx};

@@ -11,14 +11,13 @@ use clientela_domain::{Address, Email, FieldViolation, Phone, TaxId};
 use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as pb;
 use clientela_runtime::Error;
-use prost_types::Timestamp;
 
 use crate::model::{
     AddressValue, Complaint, Consent, Customer, CustomerFields, Event, EventPayload, FieldValue,
     Influence, Purchase, PurchaseLine, Referral, Return, ReturnLine, Status, Survey, TaxIdValue,
 };
 use crate::names;
-use crate::registry::{NewPurchase, NewReturn, truncate_micros};
+use crate::registry::{NewPurchase, NewReturn};
 
 /// Collects violations so one response names every bad field, not just the first.
 #[derive(Debug, Default)]
@@ -57,31 +56,7 @@ fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
 
 // ---- time ----
 
-/// Timestamp → instant, truncated to microseconds.
-pub fn to_time(
-    ts: Option<&Timestamp>,
-    field: &str,
-) -> Result<Option<DateTime<Utc>>, FieldViolation> {
-    let Some(ts) = ts else { return Ok(None) };
-    let nanos =
-        u32::try_from(ts.nanos).map_err(|_| violation(field, "nanos must be 0 to 999,999,999"))?;
-    DateTime::from_timestamp(ts.seconds, nanos)
-        .map(|t| Some(truncate_micros(t)))
-        .ok_or_else(|| violation(field, "not a representable instant"))
-}
-
-/// Required timestamp.
-pub fn required_time(ts: Option<&Timestamp>, field: &str) -> Result<DateTime<Utc>, FieldViolation> {
-    to_time(ts, field)?.ok_or_else(|| violation(field, "required"))
-}
-
-/// Instant → timestamp.
-pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+pub use clientela_runtime::time::{required_time, timestamp, to_time};
 
 // ---- strings ----
 

@@ -1,7 +1,7 @@
 //! Resource names (AIP-122): "customers/{id}" and "customers/{id}/{collection}/{id}".
 
+use crate::Error;
 use clientela_domain::ids::CustomerId;
-use clientela_runtime::Error;
 use uuid::Uuid;
 
 /// "customers/{id}".
