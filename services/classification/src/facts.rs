@@ -126,6 +126,13 @@ pub struct CustomerFacts {
     pub complaints: Vec<ComplaintFact>,
     /// Referrals made.
     pub referrals: Vec<ReferralFact>,
+    /// Customers who referred this one (their converted referrals change when this one
+    /// first buys), in id order.
+    #[serde(default)]
+    pub referred_by: Vec<Uuid>,
+    /// When the registry last changed the profile (a stale update is ignored).
+    #[serde(default)]
+    pub profile_at: Option<DateTime<Utc>>,
 }
 
 impl CustomerFacts {
@@ -146,6 +153,8 @@ impl CustomerFacts {
             surveys: Vec::new(),
             complaints: Vec::new(),
             referrals: Vec::new(),
+            referred_by: Vec::new(),
+            profile_at: None,
         }
     }
 
@@ -287,7 +296,7 @@ fn gap_stats(gaps: &[i64]) -> (i64, i64) {
 }
 
 /// The inputs of the rules for one customer at one instant.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Features {
     /// Purchases counted (made by then, not fully returned).
     pub purchases_total: i64,
@@ -303,7 +312,8 @@ pub struct Features {
     pub first_purchase_at: Option<DateTime<Utc>>,
     /// Last purchase.
     pub last_purchase_at: Option<DateTime<Utc>>,
-    /// Seconds between consecutive purchases.
+    /// Seconds between consecutive purchases (not stored: the mean and CV are).
+    #[serde(skip)]
     pub gap_secs: Vec<i64>,
     /// Their mean.
     pub mean_gap_secs: i64,

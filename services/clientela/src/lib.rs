@@ -1,6 +1,7 @@
 //! How the `clientela` binary composes Clientela's services: their settings in one
 //! struct, and serving or migrating any subset of them. Benchmarks serve through here too.
 
+use clientela_classification::ClassificationSettings;
 use clientela_registry::RegistrySettings;
 use clientela_runtime::{App, CommonSettings, ServeError};
 use serde::Deserialize;
@@ -10,10 +11,12 @@ use serde::Deserialize;
 pub enum Service {
     /// The customer registry.
     Registry,
+    /// The classification engine (follows the registry's feed).
+    Classification,
 }
 
 /// Every service, in start order.
-pub const ALL_SERVICES: &[Service] = &[Service::Registry];
+pub const ALL_SERVICES: &[Service] = &[Service::Registry, Service::Classification];
 
 /// All settings: the shared sections and one section per service.
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +27,8 @@ pub struct Settings {
     pub common: CommonSettings,
     /// `[registry]`.
     pub registry: RegistrySettings,
+    /// `[classification]`.
+    pub classification: ClassificationSettings,
 }
 
 /// The services named, or all of them when none is.
@@ -42,6 +47,10 @@ pub async fn migrate(settings: &Settings, services: Vec<Service>) -> Result<(), 
             Service::Registry => {
                 clientela_registry::open_database(&settings.common, &settings.registry).await?;
             }
+            Service::Classification => {
+                clientela_classification::open_database(&settings.common, &settings.classification)
+                    .await?;
+            }
         }
         tracing::info!(?service, "migrated");
     }
@@ -57,6 +66,9 @@ pub async fn serve(settings: &Settings, services: Vec<Service>) -> Result<(), Se
         match service {
             Service::Registry => {
                 clientela_registry::register(&mut app, &settings.registry).await?;
+            }
+            Service::Classification => {
+                clientela_classification::register(&mut app, &settings.classification).await?;
             }
         }
     }

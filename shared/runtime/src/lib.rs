@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod feed;
 pub mod group;
 pub mod names;
 pub mod pagination;

@@ -180,3 +180,26 @@ pub async fn database(engine: Engine) -> Option<(String, Option<tempfile::TempDi
         Engine::Postgres => postgres_database().await.map(|url| (url, None)),
     }
 }
+
+/// Defines a test module `$name` running `$body` (an async closure taking what
+/// `$spawn(engine)` returns) once on SQLite and once on PostgreSQL (skipped when
+/// PostgreSQL is unavailable, as [`database`] says).
+#[macro_export]
+macro_rules! both_engines {
+    ($spawn:path, $name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $spawn($crate::Engine::Sqlite).await.unwrap();
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $spawn($crate::Engine::Postgres).await {
+                    ($body)(app).await;
+                }
+            }
+        }
+    };
+}

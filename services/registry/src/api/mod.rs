@@ -12,6 +12,7 @@ use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as pb;
 use clientela_proto::clientela::registry::v1::customer_registry_service_server::CustomerRegistryService;
 use clientela_runtime::auth::Access;
+use clientela_runtime::feed::{self, Feed};
 use clientela_runtime::{Error, GroupCommit, pagination};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -846,58 +847,23 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> GrpcResult<Self::WatchEventsStream> {
         let req = request.into_inner();
-        if req.after_sequence < 0 {
-            return Err(Error::invalid("after_sequence", "must not be negative").into());
-        }
-        let batch = match req.max_batch_size {
-            0 => 500,
-            n if n < 0 => {
-                return Err(Error::invalid("max_batch_size", "must not be negative").into());
-            }
-            n => u64::try_from(n.min(5000)).unwrap_or(5000),
-        };
+        let batch = feed::check_request(req.after_sequence, req.max_batch_size)?;
         let registry = self.registry.clone();
-        let stopping = self.stopping.clone();
-        let poll = self.poll_interval;
-        let mut woken = registry.subscribe();
-        let mut cursor = req.after_sequence;
         let encode = wire_encoder();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            loop {
-                let read = registry
-                    .events_wire_after(cursor, batch, &encode)
-                    .await
-                    .and_then(|wire| decode_events(&wire));
-                match read {
-                    Ok(events) if !events.is_empty() => {
-                        cursor = events.last().map_or(cursor, |e| e.sequence);
-                        let full = events.len() as u64 == batch;
-                        let response = pb::WatchEventsResponse { events };
-                        tokio::select! {
-                            () = stopping.cancelled() => break,
-                            sent = tx.send(Ok(response)) => if sent.is_err() { break },
-                        }
-                        if full {
-                            continue;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
-                        break;
-                    }
-                }
-                // Caught up: wait for a local commit, the poll interval, or the end.
-                tokio::select! {
-                    () = stopping.cancelled() => break,
-                    () = tx.closed() => break,
-                    _ = woken.changed() => {}
-                    () = tokio::time::sleep(poll) => {}
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let fetch = move |after, limit| {
+            let registry = registry.clone();
+            let encode = encode.clone();
+            async move { decode_events(&registry.events_wire_after(after, limit, &encode).await?) }
+        };
+        let feed = Feed {
+            fetch,
+            woken: self.registry.subscribe(),
+            stopping: self.stopping.clone(),
+            poll: self.poll_interval,
+        };
+        let stream = feed::watch(feed, req.after_sequence, batch, |e: &pb::Event| e.sequence)
+            .map(|batch| batch.map(|events| pb::WatchEventsResponse { events }));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

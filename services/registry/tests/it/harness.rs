@@ -88,24 +88,7 @@ pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
 #[macro_export]
 macro_rules! both_engines {
     ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = $crate::harness::spawn_app(clientela_testkit::Engine::Sqlite)
-                    .await
-                    .unwrap();
-                ($body)(app).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(app) =
-                    $crate::harness::spawn_app(clientela_testkit::Engine::Postgres).await
-                {
-                    ($body)(app).await;
-                }
-            }
-        }
+        clientela_testkit::both_engines!($crate::harness::spawn_app, $name, $body);
     };
 }
 

@@ -1,0 +1,412 @@
+//! Proto ↔ engine records: the registry's feed events into changes, and
+//! classifications and policies out and in (inputs validated, naming the field).
+
+use clientela_domain::taxonomy::{CustomerKind, DecisionRole, Labeled, SurveyKind};
+use clientela_proto::clientela::classification::v1 as pb;
+use clientela_proto::clientela::common::v1 as common;
+use clientela_proto::clientela::registry::v1 as registry;
+use clientela_runtime::Error;
+use clientela_runtime::names;
+use clientela_runtime::time::{timestamp, to_time};
+use uuid::Uuid;
+
+use crate::classification::Classification;
+use crate::facts::{ComplaintFact, PurchaseFact, ReferralFact, Standing, SurveyFact};
+use crate::labels::{Decision, Dimension, Observation};
+use crate::policy::{PlaybookEntry, Policy, VolumeMode};
+use crate::projection::{Change, Profile};
+use crate::store::LabelChange;
+
+// ---- the registry's feed ----
+
+fn corrupt(sequence: i64, what: &str) -> Error {
+    Error::Internal(format!("registry event {sequence}: {what}"))
+}
+
+fn child(name: &str, collection: &str, sequence: i64) -> Result<(Uuid, Uuid), Error> {
+    names::parse_child(name, collection, "name")
+        .map(|(c, id)| (c.as_uuid(), id))
+        .map_err(|_| corrupt(sequence, &format!("bad {collection} name {name:?}")))
+}
+
+fn customer_id(name: &str, sequence: i64) -> Result<Uuid, Error> {
+    names::parse_customer(name, "customer")
+        .map(|c| c.as_uuid())
+        .map_err(|_| corrupt(sequence, &format!("bad customer name {name:?}")))
+}
+
+fn time(
+    ts: Option<&prost_types::Timestamp>,
+    sequence: i64,
+) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+    to_time(ts, "time")
+        .ok()
+        .flatten()
+        .ok_or_else(|| corrupt(sequence, "missing or bad time"))
+}
+
+fn attribute<'a>(c: &'a registry::Customer, key: &str) -> Option<&'a str> {
+    c.attributes.get(key).map(|v| v.trim())
+}
+
+fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
+    use registry::CustomerStatus as S;
+    let standing = match S::try_from(c.status) {
+        Ok(S::Prospect) => Standing::Prospect,
+        Ok(S::Customer) => Standing::Customer,
+        Ok(S::Archived) => Standing::Archived,
+        Ok(S::Merged) => Standing::Merged,
+        _ => return Err(corrupt(sequence, "customer without a status")),
+    };
+    let kind = match registry::CustomerKind::try_from(c.kind) {
+        Ok(registry::CustomerKind::Organization) => CustomerKind::Organization,
+        _ => CustomerKind::Person,
+    };
+    let influence = c.influence.unwrap_or_default();
+    let decision_role = match registry::DecisionRole::try_from(influence.decision_role) {
+        Ok(registry::DecisionRole::None) => Some(DecisionRole::None),
+        Ok(registry::DecisionRole::Influencer) => Some(DecisionRole::Influencer),
+        Ok(registry::DecisionRole::DecisionMaker) => Some(DecisionRole::DecisionMaker),
+        Ok(registry::DecisionRole::Buyer) => Some(DecisionRole::Buyer),
+        _ => None,
+    };
+    let flag = |key| attribute(c, key).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    Ok(Profile {
+        id: customer_id(&c.name, sequence)?,
+        standing,
+        kind,
+        region: c
+            .address
+            .as_ref()
+            .map(|a| a.region.clone())
+            .unwrap_or_default(),
+        audience_reach: influence.audience_reach,
+        public_figure: influence.public_figure,
+        decision_role,
+        high_expectations: flag("high_expectations"),
+        key_account: flag("key_account"),
+        cost_to_serve_minor: attribute(c, "cost_to_serve").and_then(|v| v.parse().ok()),
+        updated_at: time(c.update_time.as_ref(), sequence)?,
+    })
+}
+
+/// What a registry event changes; `Err` for an event the registry should never have
+/// written (the consumer logs it and goes on: one bad event must not stop the feed).
+pub fn change_from(event: &registry::Event) -> Result<Change, Error> {
+    use registry::event::Payload;
+    let seq = event.sequence;
+    let payload = event
+        .payload
+        .as_ref()
+        .ok_or_else(|| corrupt(seq, "no payload"))?;
+    Ok(match payload {
+        Payload::CustomerCreated(c) | Payload::CustomerUpdated(c) => {
+            Change::Profile(profile(c, seq)?)
+        }
+        Payload::CustomersMerged(m) => Change::Merged {
+            survivor: customer_id(&m.survivor, seq)?,
+            merged: customer_id(&m.merged, seq)?,
+        },
+        Payload::PurchaseRecorded(p) => {
+            let (customer, id) = child(&p.name, "purchases", seq)?;
+            let total = p.total.clone().unwrap_or_default();
+            Change::Purchase {
+                customer,
+                purchase: PurchaseFact {
+                    id,
+                    at: time(p.occur_time.as_ref(), seq)?,
+                    currency_code: total.currency_code,
+                    total_minor: total.amount_minor,
+                    discounted: p.lines.iter().any(|l| l.discounted),
+                    returns: Vec::new(),
+                },
+            }
+        }
+        Payload::ReturnRecorded(r) => {
+            let (customer, id) = child(&r.name, "returns", seq)?;
+            let (_, purchase) = child(&r.purchase, "purchases", seq)?;
+            Change::Return {
+                customer,
+                purchase,
+                id,
+                at: time(r.occur_time.as_ref(), seq)?,
+                amount_minor: r.amount.as_ref().map_or(0, |m| m.amount_minor),
+            }
+        }
+        Payload::SurveyRecorded(s) => {
+            let (customer, id) = child(&s.name, "surveys", seq)?;
+            let kind = match registry::SurveyKind::try_from(s.kind) {
+                Ok(registry::SurveyKind::Nps) => SurveyKind::Nps,
+                Ok(registry::SurveyKind::Csat) => SurveyKind::Csat,
+                _ => return Err(corrupt(seq, "survey without a kind")),
+            };
+            Change::Survey {
+                customer,
+                survey: SurveyFact {
+                    id,
+                    at: time(s.occur_time.as_ref(), seq)?,
+                    kind,
+                    score: s.score,
+                },
+            }
+        }
+        Payload::ComplaintOpened(c) | Payload::ComplaintResolved(c) => {
+            let (customer, id) = child(&c.name, "complaints", seq)?;
+            let resolved = c.state == registry::ComplaintState::Resolved as i32;
+            Change::Complaint {
+                customer,
+                complaint: ComplaintFact {
+                    id,
+                    opened_at: time(c.open_time.as_ref(), seq)?,
+                    resolved_at: if resolved {
+                        Some(time(c.resolve_time.as_ref(), seq)?)
+                    } else {
+                        None
+                    },
+                },
+            }
+        }
+        Payload::ReferralRecorded(r) => {
+            let (referrer, id) = child(&r.name, "referrals", seq)?;
+            Change::Referral {
+                referrer,
+                referral: ReferralFact {
+                    id,
+                    referred: customer_id(&r.referred, seq)?,
+                    at: time(r.occur_time.as_ref(), seq)?,
+                },
+            }
+        }
+    })
+}
+
+// ---- classifications out ----
+
+/// The proto dimension.
+pub fn dimension_to(d: Dimension) -> pb::Dimension {
+    match d {
+        Dimension::LifecycleStage => pb::Dimension::LifecycleStage,
+        Dimension::Activity => pb::Dimension::Activity,
+        Dimension::Satisfaction => pb::Dimension::Satisfaction,
+        Dimension::Volume => pb::Dimension::Volume,
+        Dimension::Influence => pb::Dimension::Influence,
+        Dimension::AccountTier => pb::Dimension::AccountTier,
+        Dimension::Trait => pb::Dimension::Trait,
+        Dimension::RfmSegment => pb::Dimension::RfmSegment,
+    }
+}
+
+/// The dimension of a proto value; `field` names it when bad.
+pub fn dimension_from(v: i32, field: &str) -> Result<Dimension, Error> {
+    Dimension::ALL
+        .into_iter()
+        .find(|d| dimension_to(*d) as i32 == v && v != 0)
+        .ok_or_else(|| Error::invalid(field, "required: a DIMENSION_* value"))
+}
+
+/// A label code with its names in both languages ("" → an empty label).
+pub fn localized(dimension: Dimension, code: &str) -> common::LocalizedLabel {
+    let (es, en) = dimension.names_of(code).unwrap_or(("", ""));
+    common::LocalizedLabel {
+        code: code.to_owned(),
+        label_es: es.to_owned(),
+        label_en: en.to_owned(),
+    }
+}
+
+fn observation(o: &Observation) -> pb::Observation {
+    pb::Observation {
+        feature: o.feature.clone(),
+        observed: o.observed.clone(),
+        comparison: o.comparison.clone(),
+        threshold: o.threshold.clone(),
+    }
+}
+
+fn result<L: Labeled>(dimension: Dimension, d: &Decision<L>) -> pb::LabelResult {
+    pb::LabelResult {
+        label: Some(localized(dimension, d.code().unwrap_or(""))),
+        rule: d.rule.clone(),
+        explanation_en: d.explanation_en.clone(),
+        explanation_es: d.explanation_es.clone(),
+        observations: d.observations.iter().map(observation).collect(),
+    }
+}
+
+fn money(currency: &str, amount_minor: i64) -> common::Money {
+    common::Money {
+        currency_code: currency.to_owned(),
+        amount_minor,
+    }
+}
+
+/// A classification with the actions its labels call for under `policy`.
+pub fn classification_to(c: &Classification, policy: &Policy) -> pb::Classification {
+    let l = &c.labels;
+    let f = &c.features;
+    let mut actions = Vec::new();
+    let mut labels: Vec<(Dimension, &str)> = l
+        .codes()
+        .into_iter()
+        .filter_map(|(d, code)| code.map(|code| (d, code)))
+        .collect();
+    labels.extend(l.trait_codes().into_iter().map(|t| (Dimension::Trait, t)));
+    for (dimension, code) in labels {
+        actions.extend(policy.actions_for(dimension, code).map(|a| pb::Action {
+            dimension: dimension_to(a.dimension) as i32,
+            label: a.label.clone(),
+            text_es: a.text_es.clone(),
+            text_en: a.text_en.clone(),
+        }));
+    }
+    let currency = &policy.currency_code;
+    pb::Classification {
+        customer: format!("customers/{}", c.customer),
+        policy_version: c.policy_version,
+        as_of: Some(timestamp(c.as_of)),
+        lifecycle_stage: Some(result(Dimension::LifecycleStage, &l.lifecycle_stage)),
+        activity: Some(result(Dimension::Activity, &l.activity)),
+        satisfaction: Some(result(Dimension::Satisfaction, &l.satisfaction)),
+        volume: Some(result(Dimension::Volume, &l.volume)),
+        influence: Some(result(Dimension::Influence, &l.influence)),
+        account_tier: Some(result(Dimension::AccountTier, &l.account_tier)),
+        traits: l
+            .traits
+            .iter()
+            .map(|t| result(Dimension::Trait, t))
+            .collect(),
+        rfm: Some(pb::Rfm {
+            recency: i32::from(l.rfm.recency),
+            frequency: i32::from(l.rfm.frequency),
+            monetary: i32::from(l.rfm.monetary),
+            segment: Some(result(Dimension::RfmSegment, &l.rfm.segment)),
+        }),
+        recommended_actions: actions,
+        features: Some(pb::Features {
+            purchases_total: f.purchases_total,
+            purchases_in_window: f.purchases_in_window,
+            revenue_in_window: Some(money(currency, f.revenue_in_window)),
+            revenue_prev_window: Some(money(currency, f.revenue_prev_window)),
+            first_purchase_time: f.first_purchase_at.map(timestamp),
+            last_purchase_time: f.last_purchase_at.map(timestamp),
+            mean_interpurchase_centidays: f.mean_gap_secs * 100 / 86_400,
+            cv_interpurchase_bp: f.cv_interpurchase_bp,
+            discounted_share_bp: f.discounted_share_bp,
+            complaints_in_window: f.complaints_in_window,
+            open_complaints: f.open_complaints,
+            latest_nps: f.latest_nps.map_or(-1, |(score, _)| score),
+            latest_csat: f.latest_csat.map_or(-1, |(score, _)| score),
+            referrals_converted: f.referrals_converted,
+            audience_reach: f.audience_reach,
+            is_public_figure: f.public_figure,
+            org_decision_role: f
+                .decision_role
+                .map(|r| r.code().to_owned())
+                .unwrap_or_default(),
+            share_of_sales_bp: c.share_of_sales_bp,
+            revenue_growth_bp: f.revenue_growth_bp(),
+            cost_to_serve_minor: f.cost_to_serve_minor,
+        }),
+        region: c.region.clone(),
+    }
+}
+
+/// A label change.
+pub fn change_to(c: &LabelChange) -> pb::LabelChange {
+    pb::LabelChange {
+        sequence: c.sequence,
+        customer: format!("customers/{}", c.customer),
+        dimension: dimension_to(c.dimension) as i32,
+        old_label: Some(localized(c.dimension, &c.old_label)),
+        new_label: Some(localized(c.dimension, &c.new_label)),
+        change_time: Some(timestamp(c.changed_at)),
+        policy_version: c.policy_version,
+    }
+}
+
+// ---- policies ----
+
+/// Copies the fields a proto policy and a policy share, one way or the other.
+macro_rules! same_fields {
+    ($from:expr, $to:expr) => {
+        same_fields!(@ $from, $to, currency_code, window_days, active_window_days,
+            active_cadence_min_purchases, cadence_gap_factor_bp, frequent_min_purchases,
+            unconditional_min_nps, unconditional_min_referrals, nps_very_satisfied_min,
+            nps_satisfied_min, csat_very_satisfied_min, csat_satisfied_min,
+            abc_high_cumulative_bp, abc_medium_cumulative_bp, fixed_high_min_minor,
+            fixed_medium_min_minor, major_influencer_min_reach, boss_min_share_bp,
+            key_top_buyers_bp, strategic_min_growth_bp, margin_bp, loyal_min_tenure_days,
+            occasional_min_cv_bp, demanding_min_complaints, influential_min_referrals,
+            price_sensitive_min_share_bp, price_sensitive_min_purchases,
+            as_of_future_tolerance_seconds, description)
+    };
+    (@ $from:expr, $to:expr, $($field:ident),+) => {
+        $( $to.$field = $from.$field.clone(); )+
+    };
+}
+
+/// A stored policy version.
+pub fn policy_to(p: &crate::store::PolicyVersion) -> pb::Policy {
+    let mut out = pb::Policy {
+        version: p.version,
+        create_time: Some(timestamp(p.created_at)),
+        volume_mode: match p.policy.volume_mode {
+            VolumeMode::Abc => pb::VolumeMode::Abc,
+            VolumeMode::Fixed => pb::VolumeMode::Fixed,
+        } as i32,
+        playbook: p
+            .policy
+            .playbook
+            .iter()
+            .map(|e| pb::PlaybookEntry {
+                dimension: dimension_to(e.dimension) as i32,
+                label: e.label.clone(),
+                text_es: e.text_es.clone(),
+                text_en: e.text_en.clone(),
+            })
+            .collect(),
+        ..pb::Policy::default()
+    };
+    same_fields!(p.policy, out);
+    out
+}
+
+/// A candidate policy, validated; every bad field is named under `field`.
+pub fn policy_from(p: Option<&pb::Policy>, field: &str) -> Result<Policy, Error> {
+    let p = p.ok_or_else(|| Error::invalid(field, "required"))?;
+    let mut out = Policy::default();
+    same_fields!(p, out);
+    let mut bad = Vec::new();
+    out.volume_mode = match pb::VolumeMode::try_from(p.volume_mode) {
+        Ok(pb::VolumeMode::Unspecified | pb::VolumeMode::Abc) => VolumeMode::Abc,
+        Ok(pb::VolumeMode::Fixed) => VolumeMode::Fixed,
+        Err(_) => {
+            bad.push(clientela_domain::FieldViolation::new(
+                format!("{field}.volume_mode"),
+                "not a VolumeMode",
+            ));
+            VolumeMode::Abc
+        }
+    };
+    out.playbook = Vec::with_capacity(p.playbook.len());
+    for (i, e) in p.playbook.iter().enumerate() {
+        match dimension_from(e.dimension, "dimension") {
+            Ok(dimension) => out.playbook.push(PlaybookEntry {
+                dimension,
+                label: e.label.clone(),
+                text_es: e.text_es.clone(),
+                text_en: e.text_en.clone(),
+            }),
+            Err(_) => bad.push(clientela_domain::FieldViolation::new(
+                format!("{field}.playbook[{i}].dimension"),
+                "required: a DIMENSION_* value",
+            )),
+        }
+    }
+    bad.extend(out.violations(field));
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::InvalidArgument(bad))
+    }
+}

@@ -1,0 +1,137 @@
+//! Follows the registry's feed: reads batches of events after the stored cursor,
+//! applies each batch in one transaction with the new cursor (so a restart or a replay
+//! never counts an event twice), and refreshes the population on a schedule.
+
+use std::time::Duration;
+
+use clientela_proto::clientela::registry::v1 as registry;
+use clientela_proto::clientela::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
+use clientela_runtime::time::now;
+use clientela_runtime::{Error, Secret};
+use futures::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use crate::api::convert::change_from;
+use crate::engine::Engine;
+
+/// How the consumer reaches the registry and how often it refreshes the population.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `http://host:port` of the registry.
+    pub registry_url: String,
+    /// Bearer token, when the registry's auth is on.
+    pub token: Option<Secret>,
+    /// Events per batch.
+    pub batch: i32,
+    /// The population is recomputed (and everyone classified again) at most this often,
+    /// after a batch; zero: after every batch.
+    pub population_refresh: Duration,
+}
+
+/// Runs until `stopping` is cancelled, reconnecting with backoff after errors.
+pub async fn run(engine: Engine, config: ConsumerConfig, stopping: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    let mut last_refresh: Option<Instant> = None;
+    loop {
+        let outcome = tokio::select! {
+            () = stopping.cancelled() => return,
+            r = follow(&engine, &config, &mut last_refresh) => r,
+        };
+        match outcome {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "following the registry feed");
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+    }
+}
+
+/// One connection's worth of following: returns when the stream ends or fails.
+async fn follow(
+    engine: &Engine,
+    config: &ConsumerConfig,
+    last_refresh: &mut Option<Instant>,
+) -> Result<(), Error> {
+    let channel = Channel::from_shared(config.registry_url.clone())
+        .map_err(|e| Error::Internal(format!("registry_url: {e}")))?
+        .connect()
+        .await
+        .map_err(|e| Error::Unavailable(format!("registry: {e}")))?;
+    let token = config
+        .token
+        .as_ref()
+        .map(|t| MetadataValue::try_from(format!("Bearer {}", t.expose())))
+        .transpose()
+        .map_err(|_| Error::Internal("registry_token is not a valid header value".into()))?;
+    let client = CustomerRegistryServiceClient::with_interceptor(
+        channel,
+        move |mut request: tonic::Request<()>| {
+            if let Some(token) = &token {
+                request
+                    .metadata_mut()
+                    .insert("authorization", token.clone());
+            }
+            Ok(request)
+        },
+    );
+    let mut cursor = engine.feed_cursor().await?;
+    let mut stream = client
+        .clone()
+        .watch_events(registry::WatchEventsRequest {
+            after_sequence: cursor,
+            max_batch_size: config.batch,
+        })
+        .await
+        .map_err(feed_error)?
+        .into_inner();
+    refresh_if_due(engine, config, last_refresh).await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(feed_error)?;
+        let Some(last) = batch.events.last().map(|e| e.sequence) else {
+            continue;
+        };
+        let changes = batch
+            .events
+            .iter()
+            .filter_map(|e| {
+                change_from(e)
+                    .inspect_err(|err| tracing::error!(error = %err, "skipping a registry event"))
+                    .ok()
+            })
+            .collect();
+        let done = engine.ingest(cursor, last, changes, now()).await?;
+        cursor = done.cursor;
+        refresh_if_due(engine, config, last_refresh).await?;
+    }
+    Ok(())
+}
+
+fn feed_error(status: tonic::Status) -> Error {
+    Error::Unavailable(format!("registry feed: {status}"))
+}
+
+async fn refresh_if_due(
+    engine: &Engine,
+    config: &ConsumerConfig,
+    last_refresh: &mut Option<Instant>,
+) -> Result<(), Error> {
+    if last_refresh.is_some_and(|at| at.elapsed() < config.population_refresh) {
+        return Ok(());
+    }
+    let done = engine.reclassify(now(), None, |_| {}).await?;
+    tracing::debug!(
+        classified = done.classified,
+        changes = done.changes,
+        "population refreshed"
+    );
+    *last_refresh = Some(Instant::now());
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! The engine: applies batches of registry events to the facts and classifies the
+//! customers they touched, in one transaction with the feed cursor; refreshes the
+//! population and classifies everyone; keeps the policy versions.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use clientela_runtime::{Db, Error};
+use sea_orm::ConnectionTrait;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::classification::{Classification, Run, changes};
+use crate::facts::CustomerFacts;
+use crate::policy::Policy;
+use crate::population::Population;
+use crate::projection::{Change, Workspace};
+use crate::store::{self, LabelChange, PolicyVersion, PopulationSnapshot};
+
+/// Customers classified per transaction by [`Engine::reclassify`].
+const RECLASSIFY_PAGE: u64 = 1_000;
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// The feed cursor after the batch.
+    pub cursor: i64,
+    /// Customers classified.
+    pub classified: usize,
+    /// Label changes recorded.
+    pub changes: usize,
+}
+
+/// Progress of [`Engine::reclassify`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Customers classified so far.
+    pub classified: i64,
+    /// Customers to classify.
+    pub total: i64,
+    /// Label changes recorded so far.
+    pub changes: i64,
+}
+
+/// The classification engine over its database.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    db: Db,
+    committed: watch::Sender<i64>,
+}
+
+impl Engine {
+    /// The engine over a migrated database. With no policy stored yet, `initial` becomes
+    /// version 1; a different `initial` later (an edited policy file) becomes a new version.
+    pub async fn new(db: Db, initial: &Policy, now: DateTime<Utc>) -> Result<Self, Error> {
+        let tx = db.begin_write().await?;
+        let current = store::policy(tx.conn(), None).await?;
+        match current {
+            Some(c) if c.policy == *initial => {}
+            other => {
+                let version = other.map_or(0, |c| c.version);
+                store::insert_policy(tx.conn(), version, initial, now).await?;
+                tracing::info!(version = version + 1, "classification policy stored");
+            }
+        }
+        tx.commit().await?;
+        let last = store::last_change(db.conn()).await?;
+        let (committed, _) = watch::channel(last);
+        Ok(Self { db, committed })
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Wakes change-feed watchers when changes commit.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.committed.subscribe()
+    }
+
+    /// The registry feed position the facts include.
+    pub async fn feed_cursor(&self) -> Result<i64, Error> {
+        store::feed_cursor(self.db.conn()).await
+    }
+
+    /// The current policy version.
+    pub async fn current_policy(&self) -> Result<PolicyVersion, Error> {
+        store::policy(self.db.conn(), None)
+            .await?
+            .ok_or_else(|| Error::Internal("no classification policy stored".into()))
+    }
+
+    /// Policy version `version`; NOT_FOUND if there is none.
+    pub async fn policy(&self, version: i64) -> Result<PolicyVersion, Error> {
+        store::policy(self.db.conn(), Some(version))
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                resource: "policy version",
+                name: version.to_string(),
+            })
+    }
+
+    /// Stores `policy` as the next version; with `expected`, ABORTED unless that is the
+    /// current version.
+    pub async fn set_policy(
+        &self,
+        policy: &Policy,
+        expected: Option<i64>,
+    ) -> Result<PolicyVersion, Error> {
+        let tx = self.db.begin_write().await?;
+        let current = store::policy(tx.conn(), None)
+            .await?
+            .map_or(0, |p| p.version);
+        if let Some(expected) = expected
+            && expected != current
+        {
+            return Err(Error::Aborted {
+                reason: "POLICY_VERSION_CHANGED",
+                message: format!(
+                    "the current policy version is {current}, not {expected}: read it and retry"
+                ),
+            });
+        }
+        let stored =
+            store::insert_policy(tx.conn(), current, policy, clientela_runtime::time::now())
+                .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Applies the changes of the registry events after `after` up to `last`, and
+    /// classifies the customers they touched at `as_of`. ABORTED when the cursor is no
+    /// longer at `after` (another consumer got there first): nothing is written.
+    pub async fn ingest(
+        &self,
+        after: i64,
+        last: i64,
+        events: Vec<Change>,
+        as_of: DateTime<Utc>,
+    ) -> Result<Ingested, Error> {
+        if last <= after {
+            return Ok(Ingested {
+                cursor: after,
+                ..Ingested::default()
+            });
+        }
+        let tx = self.db.begin_write().await?;
+        let conn = tx.conn();
+        let mut work = Workspace::default();
+        let named: BTreeSet<Uuid> = events.iter().flat_map(Change::customers).collect();
+        load_into(conn, &mut work, named).await?;
+        for change in events {
+            let needed = work.also_needed(&change);
+            load_into(conn, &mut work, needed).await?;
+            work.apply(change);
+        }
+        store::save_facts(conn, work.changed()).await?;
+        store::advance_feed_cursor(conn, after, last).await?;
+        // A first purchase changes the referrers' converted referrals too.
+        let mut touched: BTreeSet<Uuid> = work.changed_ids().into_iter().collect();
+        let referrers: Vec<Uuid> = work.changed().flat_map(|f| f.referred_by.clone()).collect();
+        touched.extend(referrers);
+        load_into(conn, &mut work, touched.iter().copied()).await?;
+        let facts: Vec<CustomerFacts> = touched
+            .iter()
+            .filter_map(|id| work.get(*id).cloned())
+            .collect();
+        let policy = store::policy(conn, None)
+            .await?
+            .ok_or_else(|| Error::Internal("no classification policy stored".into()))?;
+        let population = store::population(conn)
+            .await?
+            .map(|p| p.population)
+            .unwrap_or_default();
+        let run = Run {
+            policy: &policy.policy,
+            policy_version: policy.version,
+            population: &population,
+            as_of,
+        };
+        let (classified, recorded) = classify_and_record(conn, &run, &facts).await?;
+        tx.commit().await?;
+        self.notify(&recorded);
+        Ok(Ingested {
+            cursor: last,
+            classified,
+            changes: recorded.len(),
+        })
+    }
+
+    /// Recomputes the population at `as_of` and classifies every customer against it
+    /// (or only those `only` accepts), reporting progress after each page.
+    pub async fn reclassify(
+        &self,
+        as_of: DateTime<Utc>,
+        only: Option<&(dyn Fn(&Classification) -> bool + Sync)>,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Progress, Error> {
+        let policy = self.current_policy().await?;
+        let population = self.compute_population(&policy, as_of).await?;
+        let run = Run {
+            policy: &policy.policy,
+            policy_version: policy.version,
+            population: &population.population,
+            as_of,
+        };
+        let mut done = Progress {
+            total: population.population.customers,
+            ..Progress::default()
+        };
+        let tx = self.db.begin_write().await?;
+        store::save_population(tx.conn(), &population).await?;
+        tx.commit().await?;
+        let mut after = None;
+        loop {
+            let tx = self.db.begin_write().await?;
+            let page = store::facts_page(tx.conn(), after, RECLASSIFY_PAGE).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.id);
+            let page: Vec<CustomerFacts> = match only {
+                None => page,
+                Some(only) => {
+                    let ids: Vec<Uuid> = page.iter().map(|f| f.id).collect();
+                    let current = store::load_classifications(tx.conn(), &ids).await?;
+                    page.into_iter()
+                        .filter(|f| current.get(&f.id).is_some_and(only))
+                        .collect()
+                }
+            };
+            let live = page.iter().filter(|f| f.is_live()).count() as i64;
+            let (_, recorded) = classify_and_record(tx.conn(), &run, &page).await?;
+            tx.commit().await?;
+            self.notify(&recorded);
+            done.classified += live;
+            done.changes += recorded.len() as i64;
+            progress(done);
+        }
+        Ok(done)
+    }
+
+    /// The population's cut-offs over every live customer at `as_of`.
+    async fn compute_population(
+        &self,
+        policy: &PolicyVersion,
+        as_of: DateTime<Utc>,
+    ) -> Result<PopulationSnapshot, Error> {
+        let conn = self.db.conn();
+        let mut features = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store::facts_page(conn, after, RECLASSIFY_PAGE).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.id);
+            let firsts = first_purchases(conn, &page, &HashMap::new(), as_of).await?;
+            for f in page.iter().filter(|f| f.is_live()) {
+                features.push((
+                    f.id,
+                    f.features(as_of, &policy.policy, &|id| firsts.get(&id).copied()),
+                ));
+            }
+        }
+        Ok(PopulationSnapshot {
+            policy_version: policy.version,
+            as_of,
+            population: Population::compute(
+                features.iter().map(|(id, f)| (*id, f)),
+                &policy.policy,
+            ),
+        })
+    }
+
+    /// The current classification of `customer`; NOT_FOUND when the engine has none
+    /// (unknown, archived or merged).
+    pub async fn classification(&self, customer: Uuid) -> Result<Classification, Error> {
+        store::load_classifications(self.db.conn(), &[customer])
+            .await?
+            .remove(&customer)
+            .ok_or_else(|| Error::NotFound {
+                resource: "classification",
+                name: format!("customers/{customer}"),
+            })
+    }
+
+    /// Up to `limit` label changes after `after`.
+    pub async fn changes_after(&self, after: i64, limit: u64) -> Result<Vec<LabelChange>, Error> {
+        store::changes_after(self.db.conn(), after, limit).await
+    }
+
+    fn notify(&self, recorded: &[LabelChange]) {
+        if let Some(last) = recorded.last() {
+            self.committed
+                .send_modify(|seq| *seq = (*seq).max(last.sequence));
+        }
+    }
+}
+
+/// Loads the facts of `ids` not in `work` yet.
+async fn load_into(
+    conn: &impl ConnectionTrait,
+    work: &mut Workspace,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<(), Error> {
+    let missing: Vec<Uuid> = ids
+        .into_iter()
+        .filter(|id| !work.has(*id))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for facts in store::load_facts(conn, &missing).await? {
+        work.insert(facts);
+    }
+    Ok(())
+}
+
+/// When the customers `facts` referred first bought (by `as_of`), from `known` or the
+/// store.
+async fn first_purchases(
+    conn: &impl ConnectionTrait,
+    facts: &[CustomerFacts],
+    known: &HashMap<Uuid, &CustomerFacts>,
+    as_of: DateTime<Utc>,
+) -> Result<HashMap<Uuid, DateTime<Utc>>, Error> {
+    let referred: BTreeSet<Uuid> = facts
+        .iter()
+        .flat_map(|f| f.referrals.iter().map(|r| r.referred))
+        .collect();
+    let mut out = HashMap::new();
+    let mut missing = Vec::new();
+    for id in referred {
+        match known.get(&id) {
+            Some(f) => {
+                if let Some(at) = f.first_purchase_at(as_of) {
+                    out.insert(id, at);
+                }
+            }
+            None => missing.push(id),
+        }
+    }
+    for f in store::load_facts(conn, &missing).await? {
+        if let Some(at) = f.first_purchase_at(as_of) {
+            out.insert(f.id, at);
+        }
+    }
+    Ok(out)
+}
+
+/// Classifies `facts` under `run`, stores the results (removing those of customers no
+/// longer live) and appends the label changes. Returns how many were classified and the
+/// changes recorded.
+async fn classify_and_record(
+    conn: &impl ConnectionTrait,
+    run: &Run<'_>,
+    facts: &[CustomerFacts],
+) -> Result<(usize, Vec<LabelChange>), Error> {
+    let known: HashMap<Uuid, &CustomerFacts> = facts.iter().map(|f| (f.id, f)).collect();
+    let firsts = first_purchases(conn, facts, &known, run.as_of).await?;
+    let ids: Vec<Uuid> = facts.iter().map(|f| f.id).collect();
+    let old = store::load_classifications(conn, &ids).await?;
+    let mut results = Vec::new();
+    let mut gone = Vec::new();
+    let mut recorded = Vec::new();
+    for f in facts {
+        let new = run.classify(f, &firsts);
+        recorded.extend(changes(
+            f.id,
+            old.get(&f.id),
+            new.as_ref(),
+            run.as_of,
+            run.policy_version,
+        ));
+        match new {
+            Some(c) => results.push(c),
+            None if old.contains_key(&f.id) => gone.push(f.id),
+            None => {}
+        }
+    }
+    store::save_classifications(conn, &results).await?;
+    store::delete_classifications(conn, &gone).await?;
+    let recorded = store::append_changes(conn, recorded).await?;
+    Ok((results.len(), recorded))
+}

@@ -1,0 +1,143 @@
+//! The classification engine as a service: its settings, database, handlers and the
+//! consumer of the registry's feed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clientela_proto::clientela::classification::v1::classification_service_server::ClassificationServiceServer;
+use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, Secret, ServeError};
+use serde::Deserialize;
+
+use crate::api::{self, ClassificationApi};
+use crate::consumer::{self, ConsumerConfig};
+use crate::engine::Engine;
+use crate::migration;
+use crate::policy::Policy;
+
+/// The `[classification]` section of the settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassificationSettings {
+    /// Its database (`[classification.database]`).
+    pub database: DatabaseSettings,
+    /// The registry whose feed it follows, `http://host:port`; empty: this process's own
+    /// address (the all-in-one `clientela serve`).
+    pub registry_url: String,
+    /// Bearer token for the registry, when the registry's auth is on.
+    pub registry_token: Option<Secret>,
+    /// A JSON policy file; the fields it leaves out keep TAXONOMY.md's defaults. When it
+    /// differs from the current policy it becomes a new version at start-up.
+    pub policy_file: Option<PathBuf>,
+    /// The population (ABC, KEY, RFM, share of sales) is recomputed and everyone
+    /// classified again at most this often, in seconds (0: after every feed batch).
+    pub population_refresh_secs: u64,
+    /// Registry events per batch.
+    pub feed_batch: i32,
+    /// How often change-feed watchers look for other replicas' commits, in milliseconds.
+    pub feed_poll_interval_ms: u64,
+}
+
+impl Default for ClassificationSettings {
+    fn default() -> Self {
+        Self {
+            database: DatabaseSettings::default(),
+            registry_url: String::new(),
+            registry_token: None,
+            policy_file: None,
+            population_refresh_secs: 600,
+            feed_batch: 2000,
+            feed_poll_interval_ms: 1000,
+        }
+    }
+}
+
+fn database_error(source: sea_orm::DbErr) -> ServeError {
+    ServeError::Database {
+        service: "classification".into(),
+        source,
+    }
+}
+
+/// Connects to the engine's database and runs its migrations.
+pub async fn open_database(
+    common: &CommonSettings,
+    settings: &ClassificationSettings,
+) -> Result<Db, ServeError> {
+    let url = settings
+        .database
+        .resolved_url(&common.data_dir, "classification")
+        .map_err(|e| database_error(sea_orm::DbErr::Custom(e)))?;
+    let db = Db::connect(url.expose(), &settings.database)
+        .await
+        .map_err(database_error)?;
+    db.migrate::<migration::Migrator>("clientela-classification-migrations")
+        .await
+        .map_err(database_error)?;
+    Ok(db)
+}
+
+/// The policy of the settings: the file's, or TAXONOMY.md's defaults.
+pub fn initial_policy(settings: &ClassificationSettings) -> Result<Policy, ServeError> {
+    let Some(path) = &settings.policy_file else {
+        return Ok(Policy::default());
+    };
+    let bad = |why: String| ServeError::Config(format!("policy_file {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let policy: Policy = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let violations = policy.violations("policy");
+    if !violations.is_empty() {
+        let list: Vec<String> = violations
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
+        return Err(bad(list.join("; ")));
+    }
+    Ok(policy)
+}
+
+/// Adds the engine to a server: database, migrations, handlers, health, and the
+/// consumer of the registry's feed (which stops with the server).
+pub async fn register(
+    app: &mut App,
+    settings: &ClassificationSettings,
+) -> Result<Engine, ServeError> {
+    let policy = initial_policy(settings)?;
+    let db = open_database(app.settings(), settings).await?;
+    let engine = Engine::new(db.clone(), &policy, clientela_runtime::time::now())
+        .await
+        .map_err(|e| database_error(sea_orm::DbErr::Custom(e.to_string())))?;
+    let registry_url = if settings.registry_url.is_empty() {
+        let addr = app.local_addr().ok_or_else(|| {
+            ServeError::Config("classification.registry_url is required here".into())
+        })?;
+        // Listening on every address: call this one over loopback.
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+    } else {
+        settings.registry_url.clone()
+    };
+    let config = ConsumerConfig {
+        registry_url,
+        token: settings.registry_token.clone(),
+        batch: settings.feed_batch.clamp(1, 5000),
+        population_refresh: Duration::from_secs(settings.population_refresh_secs),
+    };
+    tokio::spawn(consumer::run(engine.clone(), config, app.stopping()));
+    let api = ClassificationApi::new(
+        engine.clone(),
+        app.stopping(),
+        Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
+    );
+    app.add_service(
+        ClassificationServiceServer::new(api),
+        api::method_access,
+        Some(db),
+    )
+    .await;
+    tracing::info!("classification ready");
+    Ok(engine)
+}

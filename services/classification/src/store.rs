@@ -1,0 +1,524 @@
+//! The engine's storage: statements built with sea-query, so the same code runs on
+//! SQLite and PostgreSQL. Functions take any connection or transaction; no proto type
+//! reaches here. Documents (facts, results, policies) are JSON columns.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use clientela_runtime::Error;
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement, SimpleExpr,
+};
+use sea_orm::{ConnectionTrait, QueryResult};
+use serde::{Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use crate::classification::Classification;
+use crate::facts::CustomerFacts;
+use crate::labels::Dimension;
+use crate::policy::Policy;
+use crate::population::Population;
+
+/// Values in one `IN (...)` list (well inside both engines' parameter limits).
+const MAX_IN_LIST: usize = 1_000;
+/// Rows in one multi-row INSERT.
+const MAX_ROWS_PER_INSERT: usize = 500;
+
+/// The label columns of `classifications`, one per single-label dimension, in the order
+/// of [`crate::labels::Labels::codes`]. (The migration keeps its own copy: a migration
+/// is a snapshot of the schema at its time.)
+const LABEL_COLUMNS: [&str; 7] = [
+    "lifecycle_stage",
+    "activity",
+    "satisfaction",
+    "volume",
+    "influence",
+    "account_tier",
+    "rfm_segment",
+];
+
+fn t(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+fn col(name: &str) -> Expr {
+    Expr::col(t(name))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("encoding a document: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(row: &QueryResult, column: &str) -> Result<T, Error> {
+    let text: String = row.try_get("", column)?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Internal(format!("corrupt {column} in the database: {e}")))
+}
+
+fn sql_error(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("building a statement: {e}"))
+}
+
+async fn bodies<T: DeserializeOwned>(
+    conn: &impl ConnectionTrait,
+    select: &SelectStatement,
+) -> Result<Vec<T>, Error> {
+    conn.query_all(select)
+        .await?
+        .iter()
+        .map(|row| from_json(row, "body"))
+        .collect()
+}
+
+// ---- facts ----
+
+/// The facts of `ids` the engine has (unknown ids are left out).
+pub async fn load_facts(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<Vec<CustomerFacts>, Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IN_LIST) {
+        let select = Query::select()
+            .column(t("body"))
+            .from(t("facts"))
+            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .to_owned();
+        out.extend(bodies::<CustomerFacts>(conn, &select).await?);
+    }
+    Ok(out)
+}
+
+/// Up to `limit` customers' facts after `after`, in id order.
+pub async fn facts_page(
+    conn: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<CustomerFacts>, Error> {
+    let mut select = Query::select()
+        .column(t("body"))
+        .from(t("facts"))
+        .order_by(t("customer_id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some(after) = after {
+        select.and_where(col("customer_id").gt(after));
+    }
+    bodies(conn, &select).await
+}
+
+/// Writes `facts`, replacing what was stored.
+pub async fn save_facts<'a>(
+    conn: &impl ConnectionTrait,
+    facts: impl IntoIterator<Item = &'a CustomerFacts>,
+) -> Result<(), Error> {
+    let rows = facts
+        .into_iter()
+        .map(|f| Ok([f.id.into(), to_json(f)?.into()]))
+        .collect::<Result<Vec<[SimpleExpr; 2]>, Error>>()?;
+    upsert(conn, "facts", &["customer_id", "body"], rows, &["body"]).await
+}
+
+/// Multi-row `INSERT ... ON CONFLICT (first column) DO UPDATE SET update`.
+async fn upsert<const N: usize>(
+    conn: &impl ConnectionTrait,
+    table: &str,
+    columns: &[&str; N],
+    rows: Vec<[SimpleExpr; N]>,
+    update: &[&str],
+) -> Result<(), Error> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut insert = Query::insert();
+        insert
+            .into_table(t(table))
+            .columns(columns.iter().map(|c| t(c)))
+            .on_conflict(
+                OnConflict::column(t(columns[0]))
+                    .update_columns(update.iter().map(|c| t(c)))
+                    .to_owned(),
+            );
+        for row in rows.by_ref().take(MAX_ROWS_PER_INSERT) {
+            insert.values(row).map_err(sql_error)?;
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+// ---- the feed cursor ----
+
+/// The last registry sequence the facts include.
+pub async fn feed_cursor(conn: &impl ConnectionTrait) -> Result<i64, Error> {
+    counter(conn, "feed_cursor").await
+}
+
+async fn counter(conn: &impl ConnectionTrait, table: &str) -> Result<i64, Error> {
+    let select = Query::select()
+        .column(t("last_sequence"))
+        .from(t(table))
+        .and_where(col("id").eq(1))
+        .to_owned();
+    let row = conn
+        .query_one(&select)
+        .await?
+        .ok_or_else(|| Error::Internal(format!("{table} row missing")))?;
+    Ok(row.try_get("", "last_sequence")?)
+}
+
+/// Moves the cursor from `from` to `to`; ABORTED when another consumer moved it first
+/// (its transaction is then the one that counts, and this one must roll back).
+pub async fn advance_feed_cursor(
+    conn: &impl ConnectionTrait,
+    from: i64,
+    to: i64,
+) -> Result<(), Error> {
+    let update = Query::update()
+        .table(t("feed_cursor"))
+        .value(t("last_sequence"), to)
+        .and_where(col("id").eq(1))
+        .and_where(col("last_sequence").eq(from))
+        .to_owned();
+    if conn.execute(&update).await?.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(Error::Aborted {
+            reason: "FEED_CURSOR_MOVED",
+            message: format!("another consumer moved the feed cursor past {from}"),
+        })
+    }
+}
+
+// ---- policies ----
+
+/// A stored policy version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersion {
+    /// From 1.
+    pub version: i64,
+    /// When it was set.
+    pub created_at: DateTime<Utc>,
+    /// The policy.
+    pub policy: Policy,
+}
+
+fn policy_version(row: &QueryResult) -> Result<PolicyVersion, Error> {
+    Ok(PolicyVersion {
+        version: row.try_get("", "version")?,
+        created_at: row.try_get("", "created_at")?,
+        policy: from_json(row, "body")?,
+    })
+}
+
+/// Version `version`, or the current one with `None`.
+pub async fn policy(
+    conn: &impl ConnectionTrait,
+    version: Option<i64>,
+) -> Result<Option<PolicyVersion>, Error> {
+    let mut select = Query::select()
+        .columns([t("version"), t("created_at"), t("body")])
+        .from(t("policies"))
+        .order_by(t("version"), Order::Desc)
+        .limit(1)
+        .to_owned();
+    if let Some(v) = version {
+        select.and_where(col("version").eq(v));
+    }
+    conn.query_one(&select)
+        .await?
+        .map(|row| policy_version(&row))
+        .transpose()
+}
+
+/// Stores `policy` as the version after `current` (0: none yet); ABORTED when another
+/// writer stored that version first.
+pub async fn insert_policy(
+    conn: &impl ConnectionTrait,
+    current: i64,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<PolicyVersion, Error> {
+    let version = current + 1;
+    let insert = Query::insert()
+        .into_table(t("policies"))
+        .columns([t("version"), t("created_at"), t("body")])
+        .values([version.into(), now.into(), to_json(policy)?.into()])
+        .map_err(sql_error)?
+        .on_conflict(OnConflict::column(t("version")).do_nothing().to_owned())
+        .to_owned();
+    if conn.execute(&insert).await?.rows_affected() != 1 {
+        return Err(Error::Aborted {
+            reason: "POLICY_VERSION_TAKEN",
+            message: format!("policy version {version} was set concurrently; read it and retry"),
+        });
+    }
+    Ok(PolicyVersion {
+        version,
+        created_at: now,
+        policy: policy.clone(),
+    })
+}
+
+// ---- population ----
+
+/// The population's cut-offs as last computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PopulationSnapshot {
+    /// Policy version.
+    pub policy_version: i64,
+    /// Instant.
+    pub as_of: DateTime<Utc>,
+    /// Cut-offs.
+    pub population: Population,
+}
+
+/// The last population computed, if any.
+pub async fn population(conn: &impl ConnectionTrait) -> Result<Option<PopulationSnapshot>, Error> {
+    let select = Query::select()
+        .column(t("body"))
+        .from(t("population"))
+        .and_where(col("id").eq(1))
+        .to_owned();
+    Ok(bodies(conn, &select).await?.pop())
+}
+
+/// Replaces the population.
+pub async fn save_population(
+    conn: &impl ConnectionTrait,
+    snapshot: &PopulationSnapshot,
+) -> Result<(), Error> {
+    upsert(
+        conn,
+        "population",
+        &["id", "policy_version", "as_of", "body"],
+        vec![[
+            1.into(),
+            snapshot.policy_version.into(),
+            snapshot.as_of.into(),
+            to_json(snapshot)?.into(),
+        ]],
+        &["policy_version", "as_of", "body"],
+    )
+    .await
+}
+
+// ---- classifications ----
+
+/// The current classifications of `ids` (customers not classified are left out).
+pub async fn load_classifications(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Classification>, Error> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IN_LIST) {
+        let select = Query::select()
+            .column(t("body"))
+            .from(t("classifications"))
+            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .to_owned();
+        for c in bodies::<Classification>(conn, &select).await? {
+            out.insert(c.customer, c);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `results`, replacing the customers' previous ones.
+pub async fn save_classifications(
+    conn: &impl ConnectionTrait,
+    results: &[Classification],
+) -> Result<(), Error> {
+    let mut columns = vec!["customer_id", "policy_version", "as_of", "region"];
+    columns.extend(LABEL_COLUMNS);
+    columns.extend(["traits", "revenue_in_window", "body"]);
+    let columns: [&str; 14] = columns
+        .try_into()
+        .map_err(|_| Error::Internal("classification columns".into()))?;
+    let rows = results
+        .iter()
+        .map(|c| {
+            let codes = c.labels.codes();
+            let code = |d: Dimension| -> SimpleExpr {
+                codes
+                    .iter()
+                    .find(|(dim, _)| *dim == d)
+                    .and_then(|(_, code)| *code)
+                    .unwrap_or("")
+                    .into()
+            };
+            let traits: String = c
+                .labels
+                .trait_codes()
+                .iter()
+                .map(|t| format!(",{t}"))
+                .collect::<String>()
+                + ",";
+            Ok([
+                c.customer.into(),
+                c.policy_version.into(),
+                c.as_of.into(),
+                c.region.clone().into(),
+                code(Dimension::LifecycleStage),
+                code(Dimension::Activity),
+                code(Dimension::Satisfaction),
+                code(Dimension::Volume),
+                code(Dimension::Influence),
+                code(Dimension::AccountTier),
+                code(Dimension::RfmSegment),
+                traits.into(),
+                c.features.revenue_in_window.into(),
+                to_json(c)?.into(),
+            ])
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    upsert(conn, "classifications", &columns, rows, &columns[1..]).await
+}
+
+/// Removes the classifications of `ids` (archived or merged customers).
+pub async fn delete_classifications(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<(), Error> {
+    for chunk in ids.chunks(MAX_IN_LIST) {
+        let delete = Query::delete()
+            .from_table(t("classifications"))
+            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .to_owned();
+        conn.execute(&delete).await?;
+    }
+    Ok(())
+}
+
+// ---- label changes ----
+
+/// The columns of `label_changes`, in the order rows are written.
+const CHANGE_COLUMNS: [&str; 7] = [
+    "sequence",
+    "customer_id",
+    "dimension",
+    "old_label",
+    "new_label",
+    "changed_at",
+    "policy_version",
+];
+
+/// A recorded label change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelChange {
+    /// Position in the change feed, from 1.
+    pub sequence: i64,
+    /// The customer.
+    pub customer: Uuid,
+    /// The dimension.
+    pub dimension: Dimension,
+    /// Before ("" none; for traits, "" when gained).
+    pub old_label: String,
+    /// After ("" none; for traits, "" when lost).
+    pub new_label: String,
+    /// The as_of of the classification that changed it.
+    pub changed_at: DateTime<Utc>,
+    /// The policy version.
+    pub policy_version: i64,
+}
+
+/// Appends `changes` (their sequence is ignored) with gap-free sequence numbers. Call
+/// it last in the transaction: the counter row stays locked until commit.
+pub async fn append_changes(
+    conn: &impl ConnectionTrait,
+    mut changes: Vec<LabelChange>,
+) -> Result<Vec<LabelChange>, Error> {
+    if changes.is_empty() {
+        return Ok(changes);
+    }
+    let count = i64::try_from(changes.len()).map_err(|_| Error::Internal("too many".into()))?;
+    let update = Query::update()
+        .table(t("change_counter"))
+        .value(t("last_sequence"), col("last_sequence").add(count))
+        .and_where(col("id").eq(1))
+        .returning_col(t("last_sequence"))
+        .to_owned();
+    let last: i64 = conn
+        .query_one(&update)
+        .await?
+        .ok_or_else(|| Error::Internal("change_counter row missing".into()))?
+        .try_get("", "last_sequence")?;
+    for (change, sequence) in changes.iter_mut().zip(last - count + 1..) {
+        change.sequence = sequence;
+    }
+    let mut rows = changes.iter().peekable();
+    while rows.peek().is_some() {
+        let mut insert = Query::insert();
+        insert
+            .into_table(t("label_changes"))
+            .columns(CHANGE_COLUMNS.map(t));
+        for c in rows.by_ref().take(MAX_ROWS_PER_INSERT) {
+            insert
+                .values([
+                    c.sequence.into(),
+                    c.customer.into(),
+                    c.dimension.name().into(),
+                    c.old_label.clone().into(),
+                    c.new_label.clone().into(),
+                    c.changed_at.into(),
+                    c.policy_version.into(),
+                ])
+                .map_err(sql_error)?;
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(changes)
+}
+
+fn label_change(row: &QueryResult) -> Result<LabelChange, Error> {
+    let dimension: String = row.try_get("", "dimension")?;
+    Ok(LabelChange {
+        sequence: row.try_get("", "sequence")?,
+        customer: row.try_get("", "customer_id")?,
+        dimension: Dimension::from_name(&dimension).ok_or_else(|| {
+            Error::Internal(format!("corrupt dimension {dimension:?} in the database"))
+        })?,
+        old_label: row.try_get("", "old_label")?,
+        new_label: row.try_get("", "new_label")?,
+        changed_at: row.try_get("", "changed_at")?,
+        policy_version: row.try_get("", "policy_version")?,
+    })
+}
+
+fn changes_select() -> SelectStatement {
+    Query::select()
+        .columns(CHANGE_COLUMNS.map(t))
+        .from(t("label_changes"))
+        .to_owned()
+}
+
+/// Up to `limit` changes after `after`, in order.
+pub async fn changes_after(
+    conn: &impl ConnectionTrait,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<LabelChange>, Error> {
+    let select = changes_select()
+        .and_where(col("sequence").gt(after))
+        .order_by(t("sequence"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(label_change)
+        .collect()
+}
+
+/// The highest change sequence committed.
+pub async fn last_change(conn: &impl ConnectionTrait) -> Result<i64, Error> {
+    let select = Query::select()
+        .expr_as(Expr::col(t("sequence")).max(), t("last"))
+        .from(t("label_changes"))
+        .to_owned();
+    let row = conn.query_one(&select).await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<i64>>("", "last"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}

@@ -1,0 +1,304 @@
+//! Customers and their histories written through the registry, classified by the
+//! engine from the feed: the labels, their explanations and the recommended actions.
+
+use clientela_proto::clientela::classification::v1 as cpb;
+use clientela_proto::clientela::registry::v1 as pb;
+
+use crate::both_engines;
+use crate::harness::*;
+
+both_engines!(
+    a_prospect_is_classified_with_treatment,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let ana = person(&mut registry, "Ana Prospecto").await;
+        let c = classified(&mut classifier, &ana, |c| {
+            code(&c.lifecycle_stage) == "PROSPECT"
+        })
+        .await;
+        assert_eq!(code(&c.account_tier), "PROSPECT");
+        assert!(traits(&c).contains(&"PROSPECT"));
+        let stage = c.lifecycle_stage.as_ref().unwrap();
+        assert_eq!(stage.rule, "lifecycle.prospect");
+        assert!(stage.explanation_en.starts_with("PROSPECT: "));
+        assert!(stage.explanation_es.starts_with("PROSPECT: "));
+        assert_eq!(stage.label.as_ref().unwrap().label_es, "Cliente potencial");
+        assert!(
+            c.recommended_actions
+                .iter()
+                .any(|a| a.label == "PROSPECT" && !a.text_es.is_empty() && !a.text_en.is_empty()),
+            "{:?}",
+            c.recommended_actions
+        );
+        assert_eq!(c.policy_version, 1);
+    }
+);
+
+both_engines!(
+    a_one_off_buyer_and_a_lapsed_customer,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let once = person(&mut registry, "Beto Una Vez").await;
+        buy(&mut registry, &once, "O-1", 10, 1, 5_000, false).await;
+        let c = classified(&mut classifier, &once, |c| {
+            code(&c.lifecycle_stage) == "BUYER"
+        })
+        .await;
+        assert_eq!(c.features.as_ref().unwrap().purchases_total, 1);
+
+        let gone = person(&mut registry, "Carla Se Fue").await;
+        for (n, days) in [(1, 700), (2, 600), (3, 500)] {
+            buy(
+                &mut registry,
+                &gone,
+                &format!("L-{n}"),
+                days,
+                1,
+                5_000,
+                false,
+            )
+            .await;
+        }
+        let c = classified(&mut classifier, &gone, |c| {
+            code(&c.activity) == "INACTIVE_LAPSED"
+        })
+        .await;
+        let activity = c.activity.as_ref().unwrap();
+        assert!(
+            activity
+                .observations
+                .iter()
+                .any(|o| o.feature.contains("purchase")),
+            "{activity:?}"
+        );
+    }
+);
+
+both_engines!(
+    a_frequent_customer_who_refers_a_friend_and_answers_nps_10_is_unconditional,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let dora = person(&mut registry, "Dora Frecuente").await;
+        for (n, days) in [(1, 200), (2, 150), (3, 100), (4, 50)] {
+            buy(
+                &mut registry,
+                &dora,
+                &format!("D-{n}"),
+                days,
+                2,
+                10_000,
+                false,
+            )
+            .await;
+        }
+        let c = classified(&mut classifier, &dora, |c| {
+            code(&c.lifecycle_stage) == "FREQUENT"
+        })
+        .await;
+        assert_eq!(
+            c.lifecycle_stage.as_ref().unwrap().explanation_en,
+            "FREQUENT: 4 purchases in 365 days >= 4"
+        );
+        // She refers Eva, who buys; then she answers NPS 10.
+        let eva = person(&mut registry, "Eva Referida").await;
+        registry
+            .record_referral(pb::RecordReferralRequest {
+                parent: dora.name.clone(),
+                referral: Some(pb::Referral {
+                    referred: eva.name.clone(),
+                    occur_time: Some(ts(40 * DAY)),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        buy(&mut registry, &eva, "E-1", 30, 1, 3_000, false).await;
+        let c = classified(&mut classifier, &dora, |c| {
+            c.features.as_ref().unwrap().referrals_converted == 1
+        })
+        .await;
+        assert_eq!(code(&c.lifecycle_stage), "UNCONDITIONAL");
+        survey(&mut registry, &dora, pb::SurveyKind::Nps, 10, 1).await;
+        let c = classified(&mut classifier, &dora, |c| {
+            c.features.as_ref().unwrap().latest_nps == 10
+        })
+        .await;
+        assert_eq!(code(&c.lifecycle_stage), "UNCONDITIONAL");
+        assert_eq!(code(&c.satisfaction), "VERY_SATISFIED");
+        // Her label history is on the change feed.
+        let mut feed = classifier
+            .watch_label_changes(cpb::WatchLabelChangesRequest {
+                after_sequence: 0,
+                max_batch_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut stages = Vec::new();
+        while !stages.ends_with(&["UNCONDITIONAL".to_owned()]) {
+            let batch = tokio::time::timeout(std::time::Duration::from_secs(10), feed.message())
+                .await
+                .expect("label changes in time")
+                .unwrap()
+                .unwrap();
+            stages.extend(
+                batch
+                    .changes
+                    .iter()
+                    .filter(|ch| {
+                        ch.customer == dora.name
+                            && ch.dimension == cpb::Dimension::LifecycleStage as i32
+                    })
+                    .map(|ch| ch.new_label.as_ref().unwrap().code.clone()),
+            );
+        }
+        assert_eq!(
+            stages,
+            ["PROSPECT", "BUYER", "SPORADIC", "FREQUENT", "UNCONDITIONAL"]
+        );
+    }
+);
+
+both_engines!(
+    an_open_complaint_overrides_an_old_nps_9,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let fede = person(&mut registry, "Fede Reclamo").await;
+        buy(&mut registry, &fede, "F-1", 90, 1, 5_000, false).await;
+        survey(&mut registry, &fede, pb::SurveyKind::Nps, 9, 60).await;
+        classified(&mut classifier, &fede, |c| {
+            code(&c.satisfaction) == "VERY_SATISFIED"
+        })
+        .await;
+        registry
+            .open_complaint(pb::OpenComplaintRequest {
+                parent: fede.name.clone(),
+                complaint: Some(pb::Complaint {
+                    subject: "Pedido incompleto".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        let c = classified(&mut classifier, &fede, |c| {
+            code(&c.satisfaction) == "DISSATISFIED"
+        })
+        .await;
+        let s = c.satisfaction.as_ref().unwrap();
+        assert!(s.explanation_en.contains("open complaint"), "{s:?}");
+        assert!(traits(&c).contains(&"DISSATISFIED"), "{:?}", traits(&c));
+    }
+);
+
+both_engines!(
+    a_return_drops_a_customer_below_the_frequent_bar,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let gabi = person(&mut registry, "Gabi Devuelve").await;
+        let mut last = None;
+        for (n, days) in [(1, 120), (2, 90), (3, 60), (4, 30)] {
+            last = Some(
+                buy(
+                    &mut registry,
+                    &gabi,
+                    &format!("G-{n}"),
+                    days,
+                    1,
+                    8_000,
+                    false,
+                )
+                .await,
+            );
+        }
+        classified(&mut classifier, &gabi, |c| {
+            code(&c.lifecycle_stage) == "FREQUENT"
+        })
+        .await;
+        registry
+            .record_return(pb::RecordReturnRequest {
+                purchase: last.unwrap().name,
+                r#return: Some(pb::Return {
+                    return_id: "RET-1".into(),
+                    occur_time: Some(ts(DAY)),
+                    lines: vec![pb::ReturnLine {
+                        line_number: 1,
+                        quantity: 1,
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        let c = classified(&mut classifier, &gabi, |c| {
+            code(&c.lifecycle_stage) == "SPORADIC"
+        })
+        .await;
+        let f = c.features.as_ref().unwrap();
+        assert_eq!((f.purchases_total, f.purchases_in_window), (3, 3));
+        assert_eq!(f.revenue_in_window.as_ref().unwrap().amount_minor, 24_000);
+    }
+);
+
+both_engines!(bad_requests_name_the_field, |app: TestApp| async move {
+    let mut classifier = app.classifier.clone();
+    let err = classifier
+        .get_classification(cpb::GetClassificationRequest {
+            customer: "clientes/1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = classifier
+        .get_classification(cpb::GetClassificationRequest {
+            customer: format!("customers/{}", uuid::Uuid::nil()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let mut policy = classifier
+        .get_policy(cpb::GetPolicyRequest { version: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap();
+    policy.window_days = 0;
+    let err = classifier
+        .set_policy(cpb::SetPolicyRequest {
+            policy: Some(policy.clone()),
+            expected_version: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("window_days"), "{}", err.message());
+    policy.window_days = 400;
+    let err = classifier
+        .set_policy(cpb::SetPolicyRequest {
+            policy: Some(policy.clone()),
+            expected_version: 7,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Aborted);
+    let stored = classifier
+        .set_policy(cpb::SetPolicyRequest {
+            policy: Some(policy),
+            expected_version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap();
+    assert_eq!((stored.version, stored.window_days), (2, 400));
+    let err = classifier
+        .reclassify(cpb::ReclassifyRequest {
+            as_of: Some(ts(-3600)),
+            filter: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+});
