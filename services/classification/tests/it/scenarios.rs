@@ -302,3 +302,48 @@ both_engines!(bad_requests_name_the_field, |app: TestApp| async move {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 });
+
+both_engines!(
+    a_customer_holding_12_percent_of_all_sales_is_a_boss,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        // Four customers buy 22,000 each (88 %), Hugo 12,000 (12 %).
+        for n in 0..4 {
+            let c = person(&mut registry, &format!("Otro {n}")).await;
+            buy(&mut registry, &c, &format!("X-{n}"), 20, 1, 22_000, false).await;
+        }
+        let hugo = person(&mut registry, "Hugo Jefe").await;
+        buy(&mut registry, &hugo, "H-1", 10, 1, 12_000, false).await;
+        let c = classified(&mut classifier, &hugo, |c| {
+            c.features.as_ref().unwrap().share_of_sales_bp == 1_200
+        })
+        .await;
+        assert_eq!(code(&c.account_tier), "BOSS");
+        let tier = c.account_tier.as_ref().unwrap();
+        assert!(
+            tier.observations
+                .iter()
+                .any(|o| o.observed == "12.00 %" && o.threshold == "10.00 %"),
+            "{tier:?}"
+        );
+        assert!(
+            c.recommended_actions.iter().any(|a| a.label == "BOSS"),
+            "{:?}",
+            c.recommended_actions
+        );
+    }
+);
+
+both_engines!(a_price_sensitive_customer, |app: TestApp| async move {
+    let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+    let ines = person(&mut registry, "Inés Ofertas").await;
+    for (n, days, discounted) in [(1, 90, true), (2, 60, true), (3, 30, false)] {
+        buy(&mut registry, &ines, &format!("I-{n}"), days, 1, 4_000, discounted).await;
+    }
+    let c = classified(&mut classifier, &ines, |c| {
+        c.features.as_ref().unwrap().purchases_total == 3
+    })
+    .await;
+    assert_eq!(c.features.as_ref().unwrap().discounted_share_bp, 6_666);
+    assert!(traits(&c).contains(&"PRICE_SENSITIVE"), "{:?}", traits(&c));
+});

@@ -1,0 +1,210 @@
+//! The engine on its own database: a replayed batch is refused, and the same events
+//! under the same policy at the same instant give the same labels whatever the batching
+//! or the order they arrived in (a property test over seeded random histories).
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use clientela_classification::engine::Engine;
+use clientela_classification::facts::{
+    ComplaintFact, PurchaseFact, ReferralFact, Standing, SurveyFact,
+};
+use clientela_classification::migration::Migrator;
+use clientela_classification::policy::Policy;
+use clientela_classification::projection::{Change, Profile};
+use clientela_domain::taxonomy::{CustomerKind, SurveyKind};
+use clientela_runtime::Db;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+fn as_of() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+}
+
+async fn engine() -> (Engine, tempfile::TempDir) {
+    let (url, dir) = clientela_testkit::sqlite_database();
+    let db = Db::connect(&url, &Default::default()).await.unwrap();
+    db.migrate::<Migrator>("test").await.unwrap();
+    (
+        Engine::new(db, &Policy::default(), as_of()).await.unwrap(),
+        dir,
+    )
+}
+
+fn profile(id: Uuid) -> Change {
+    Change::Profile(Profile {
+        id,
+        standing: Standing::Prospect,
+        kind: CustomerKind::Person,
+        region: "Biobío".into(),
+        audience_reach: 0,
+        public_figure: false,
+        decision_role: None,
+        high_expectations: false,
+        key_account: false,
+        cost_to_serve_minor: None,
+        updated_at: as_of() - Duration::days(800),
+    })
+}
+
+fn purchase(customer: Uuid, id: Uuid, days_ago: i64, total: i64) -> Change {
+    Change::Purchase {
+        customer,
+        purchase: PurchaseFact {
+            id,
+            at: as_of() - Duration::days(days_ago),
+            currency_code: "CLP".into(),
+            total_minor: total,
+            discounted: total % 3 == 0,
+            returns: Vec::new(),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_batch_is_refused_and_counts_once() {
+    let (engine, _dir) = engine().await;
+    let c = Uuid::now_v7();
+    let batch = vec![profile(c), purchase(c, Uuid::now_v7(), 3, 1_000)];
+    let done = engine.ingest(0, 2, batch.clone(), as_of()).await.unwrap();
+    assert_eq!(done.cursor, 2);
+    let replay = engine.ingest(0, 2, batch, as_of()).await.unwrap_err();
+    assert!(
+        matches!(replay, clientela_runtime::Error::Aborted { .. }),
+        "{replay:?}"
+    );
+    assert_eq!(engine.feed_cursor().await.unwrap(), 2);
+    let classified = engine.classification(c).await.unwrap();
+    assert_eq!(classified.features.purchases_total, 1);
+    assert_eq!(classified.features.revenue_in_window, 1_000);
+}
+
+/// A random history of `customers`: purchases, returns after them, surveys,
+/// complaints opened and resolved, referrals.
+fn history(rng: &mut StdRng, customers: &[Uuid]) -> Vec<Change> {
+    let mut out: Vec<Change> = customers.iter().map(|c| profile(*c)).collect();
+    let mut purchases = Vec::new();
+    for _ in 0..120 {
+        let c = customers[rng.random_range(0..customers.len())];
+        match rng.random_range(0..10) {
+            0..=4 => {
+                let id = Uuid::now_v7();
+                let days = rng.random_range(0..500);
+                let total = rng.random_range(1..50) * 1_000;
+                purchases.push((c, id, days, total));
+                out.push(purchase(c, id, days, total));
+            }
+            5 if !purchases.is_empty() => {
+                let (c, p, days, total) = purchases[rng.random_range(0..purchases.len())];
+                out.push(Change::Return {
+                    customer: c,
+                    purchase: p,
+                    id: Uuid::now_v7(),
+                    at: as_of() - Duration::days(rng.random_range(0..=days)),
+                    amount_minor: if rng.random_bool(0.5) { total } else { total / 2 },
+                });
+            }
+            6 => out.push(Change::Survey {
+                customer: c,
+                survey: SurveyFact {
+                    id: Uuid::now_v7(),
+                    at: as_of() - Duration::days(rng.random_range(0..400)),
+                    kind: if rng.random_bool(0.5) {
+                        SurveyKind::Nps
+                    } else {
+                        SurveyKind::Csat
+                    },
+                    score: rng.random_range(1..=5),
+                },
+            }),
+            7 => {
+                let complaint = ComplaintFact {
+                    id: Uuid::now_v7(),
+                    opened_at: as_of() - Duration::days(rng.random_range(10..400)),
+                    resolved_at: None,
+                };
+                out.push(Change::Complaint {
+                    customer: c,
+                    complaint: complaint.clone(),
+                });
+                if rng.random_bool(0.5) {
+                    out.push(Change::Complaint {
+                        customer: c,
+                        complaint: ComplaintFact {
+                            resolved_at: Some(complaint.opened_at + Duration::days(5)),
+                            ..complaint
+                        },
+                    });
+                }
+            }
+            _ => {
+                let referred = customers[rng.random_range(0..customers.len())];
+                if referred != c {
+                    out.push(Change::Referral {
+                        referrer: c,
+                        referral: ReferralFact {
+                            id: Uuid::now_v7(),
+                            referred,
+                            at: as_of() - Duration::days(rng.random_range(0..400)),
+                        },
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Ingests `changes` in batches of `size`, then classifies everyone at `as_of`.
+async fn classify(changes: &[Change], size: usize, customers: &[Uuid]) -> Vec<String> {
+    let (engine, _dir) = engine().await;
+    let mut after = 0;
+    for batch in changes.chunks(size) {
+        let last = after + batch.len() as i64;
+        engine
+            .ingest(after, last, batch.to_vec(), as_of())
+            .await
+            .unwrap();
+        after = last;
+    }
+    engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    let mut out = Vec::new();
+    for c in customers {
+        let got = engine.classification(*c).await.unwrap();
+        out.push(format!("{got:?}"));
+    }
+    out
+}
+
+/// Asserts equal classifications, showing the first customer that differs.
+fn same(got: &[String], want: &[String], case: &str) {
+    assert_eq!(got.len(), want.len(), "{case}");
+    if let Some((g, w)) = got.iter().zip(want).find(|(g, w)| g != w) {
+        assert_eq!(g, w, "{case}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_events_give_the_same_labels_whatever_the_batching_or_order() {
+    for seed in 0..12 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let customers: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+        let changes = history(&mut rng, &customers);
+        let one_batch = classify(&changes, changes.len(), &customers).await;
+        let batch_size = rng.random_range(1..20);
+        same(
+            &classify(&changes, batch_size, &customers).await,
+            &one_batch,
+            &format!("seed {seed}: batches of {batch_size}"),
+        );
+        // Another arrival order: shuffled, purchases first (a return needs its purchase).
+        let mut shuffled = changes.clone();
+        shuffled.shuffle(&mut rng);
+        shuffled.sort_by_key(|c| !matches!(c, Change::Purchase { .. }));
+        same(
+            &classify(&shuffled, 7, &customers).await,
+            &one_batch,
+            &format!("seed {seed}: shuffled"),
+        );
+    }
+}
