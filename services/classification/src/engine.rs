@@ -2,7 +2,7 @@
 //! customers they touched, in one transaction with the feed cursor; refreshes the
 //! population and classifies everyone; keeps the policy versions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::{Db, Error};
@@ -12,10 +12,12 @@ use uuid::Uuid;
 
 use crate::classification::{Classification, Run, changes};
 use crate::facts::CustomerFacts;
+use crate::filter::Filter;
+use crate::labels::Dimension;
 use crate::policy::Policy;
 use crate::population::Population;
 use crate::projection::{Change, Workspace};
-use crate::store::{self, LabelChange, PolicyVersion, PopulationSnapshot};
+use crate::store::{self, Bucket, LabelChange, PolicyVersion, PopulationSnapshot, TransitionQuery};
 
 /// Customers classified per transaction by [`Engine::reclassify`].
 const RECLASSIFY_PAGE: u64 = 1_000;
@@ -40,6 +42,26 @@ pub struct Progress {
     pub total: i64,
     /// Label changes recorded so far.
     pub changes: i64,
+}
+
+/// What a candidate policy would change in one dimension.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Impact {
+    /// Customers whose label would change.
+    pub changed: i64,
+    /// (from, to) → customers.
+    pub transitions: BTreeMap<(String, String), i64>,
+    /// The first customers (in id order) that would change.
+    pub sample: Vec<Uuid>,
+}
+
+/// What a candidate policy would change, per dimension.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preview {
+    /// Customers evaluated.
+    pub total: i64,
+    /// Per dimension, in [`Dimension::ALL`] order.
+    pub impacts: Vec<(Dimension, Impact)>,
 }
 
 /// The classification engine over its database.
@@ -198,7 +220,9 @@ impl Engine {
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, Error> {
         let policy = self.current_policy().await?;
-        let population = self.compute_population(&policy, as_of).await?;
+        let population = self
+            .compute_population(&policy.policy, policy.version, as_of)
+            .await?;
         let run = Run {
             policy: &policy.policy,
             policy_version: policy.version,
@@ -244,33 +268,24 @@ impl Engine {
     /// The population's cut-offs over every live customer at `as_of`.
     async fn compute_population(
         &self,
-        policy: &PolicyVersion,
+        policy: &Policy,
+        policy_version: i64,
         as_of: DateTime<Utc>,
     ) -> Result<PopulationSnapshot, Error> {
-        let conn = self.db.conn();
         let mut features = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store::facts_page(conn, after, RECLASSIFY_PAGE).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(last.id);
-            let firsts = first_purchases(conn, &page, &HashMap::new(), as_of).await?;
+        each_page(self.db.conn(), as_of, |page, firsts| {
             for f in page.iter().filter(|f| f.is_live()) {
                 features.push((
                     f.id,
-                    f.features(as_of, &policy.policy, &|id| firsts.get(&id).copied()),
+                    f.features(as_of, policy, &|id| firsts.get(&id).copied()),
                 ));
             }
-        }
+        })
+        .await?;
         Ok(PopulationSnapshot {
-            policy_version: policy.version,
+            policy_version,
             as_of,
-            population: Population::compute(
-                features.iter().map(|(id, f)| (*id, f)),
-                &policy.policy,
-            ),
+            population: Population::compute(features.iter().map(|(id, f)| (*id, f)), policy),
         })
     }
 
@@ -286,6 +301,96 @@ impl Engine {
             })
     }
 
+    /// What `candidate` would change against the current policy, both at `as_of`, with
+    /// up to `sample` customers per dimension. Writes nothing.
+    pub async fn preview(
+        &self,
+        candidate: &Policy,
+        as_of: DateTime<Utc>,
+        sample: usize,
+    ) -> Result<Preview, Error> {
+        let current = self.current_policy().await?;
+        let now_pop = self
+            .compute_population(&current.policy, current.version, as_of)
+            .await?;
+        let cand_pop = self.compute_population(candidate, 0, as_of).await?;
+        let now_run = Run {
+            policy: &current.policy,
+            policy_version: current.version,
+            population: &now_pop.population,
+            as_of,
+        };
+        let cand_run = Run {
+            policy: candidate,
+            policy_version: 0,
+            population: &cand_pop.population,
+            as_of,
+        };
+        let mut impacts: BTreeMap<Dimension, Impact> = BTreeMap::new();
+        let mut preview = Preview::default();
+        each_page(self.db.conn(), as_of, |page, firsts| {
+            for f in page {
+                let (Some(a), Some(b)) =
+                    (now_run.classify(f, firsts), cand_run.classify(f, firsts))
+                else {
+                    continue;
+                };
+                preview.total += 1;
+                let moved = changes(f.id, Some(&a), Some(&b), as_of, 0);
+                let dims: BTreeSet<Dimension> = moved.iter().map(|c| c.dimension).collect();
+                for c in &moved {
+                    let impact = impacts.entry(c.dimension).or_default();
+                    *impact
+                        .transitions
+                        .entry((c.old_label.clone(), c.new_label.clone()))
+                        .or_default() += 1;
+                }
+                for d in dims {
+                    let impact = impacts.entry(d).or_default();
+                    impact.changed += 1;
+                    if impact.sample.len() < sample {
+                        impact.sample.push(f.id);
+                    }
+                }
+            }
+        })
+        .await?;
+        preview.impacts = Dimension::ALL
+            .iter()
+            .map(|d| (*d, impacts.remove(d).unwrap_or_default()))
+            .collect();
+        Ok(preview)
+    }
+
+    /// A page of classifications passing `filter`, after customer `after`.
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<Classification>, Error> {
+        store::list_classifications(self.db.conn(), filter, after, limit).await
+    }
+
+    /// Customers and revenue per label of `dimension`.
+    pub async fn distribution(
+        &self,
+        dimension: Dimension,
+        by_region: bool,
+    ) -> Result<Vec<Bucket>, Error> {
+        store::distribution(self.db.conn(), dimension, by_region).await
+    }
+
+    /// Label changes matching `q` after sequence `after`.
+    pub async fn transitions(
+        &self,
+        q: &TransitionQuery,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<LabelChange>, Error> {
+        store::transitions(self.db.conn(), q, after, limit).await
+    }
+
     /// Up to `limit` label changes after `after`.
     pub async fn changes_after(&self, after: i64, limit: u64) -> Result<Vec<LabelChange>, Error> {
         store::changes_after(self.db.conn(), after, limit).await
@@ -296,6 +401,26 @@ impl Engine {
             self.committed
                 .send_modify(|seq| *seq = (*seq).max(last.sequence));
         }
+    }
+}
+
+/// Walks every customer's facts in id order, a page at a time, with when the customers
+/// each page referred first bought (by `as_of`).
+async fn each_page(
+    conn: &impl ConnectionTrait,
+    as_of: DateTime<Utc>,
+    mut visit: impl FnMut(&[CustomerFacts], &HashMap<Uuid, DateTime<Utc>>),
+) -> Result<(), Error> {
+    let mut after = None;
+    loop {
+        let page = store::facts_page(conn, after, RECLASSIFY_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.id);
+        let known: HashMap<Uuid, &CustomerFacts> = page.iter().map(|f| (f.id, f)).collect();
+        let firsts = first_purchases(conn, &page, &known, as_of).await?;
+        visit(&page, &firsts);
     }
 }
 

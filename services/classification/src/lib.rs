@@ -9,6 +9,7 @@ pub mod classification;
 pub mod consumer;
 pub mod engine;
 pub mod facts;
+pub mod filter;
 pub mod labels;
 pub mod migration;
 pub mod policy;

@@ -233,7 +233,7 @@ fn result<L: Labeled>(dimension: Dimension, d: &Decision<L>) -> pb::LabelResult 
     }
 }
 
-fn money(currency: &str, amount_minor: i64) -> common::Money {
+pub fn money(currency: &str, amount_minor: i64) -> common::Money {
     common::Money {
         currency_code: currency.to_owned(),
         amount_minor,

@@ -11,16 +11,22 @@ use clientela_proto::clientela::classification::v1::classification_service_serve
 use clientela_runtime::auth::Access;
 use clientela_runtime::feed::{self, Feed};
 use clientela_runtime::time::{now, timestamp, to_time};
-use clientela_runtime::{Error, names};
+use clientela_runtime::{Error, names, pagination};
 use futures::{Stream, StreamExt};
+use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use self::convert::*;
+use crate::classification::Classification;
 use crate::engine::{Engine, Progress};
-use crate::store::LabelChange;
+use crate::filter::Filter;
+use crate::labels::Dimension;
+use crate::policy::Policy;
+use crate::store::{LabelChange, TransitionQuery};
 
 type GrpcResult<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -86,8 +92,19 @@ impl ClassificationApi {
     }
 }
 
-fn not_yet(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not implemented yet"))
+/// Policy versions read for one response.
+#[derive(Default)]
+struct PolicyCache(HashMap<i64, Policy>);
+
+impl PolicyCache {
+    async fn get(&mut self, engine: &Engine, version: i64) -> Result<&Policy, Error> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(version) {
+            slot.insert(engine.policy(version).await?.policy);
+        }
+        self.0
+            .get(&version)
+            .ok_or_else(|| Error::Internal("policy cache".into()))
+    }
 }
 
 #[tonic::async_trait]
@@ -107,23 +124,113 @@ impl ClassificationService for ClassificationApi {
 
     async fn list_classifications(
         &self,
-        _request: Request<pb::ListClassificationsRequest>,
+        request: Request<pb::ListClassificationsRequest>,
     ) -> GrpcResult<pb::ListClassificationsResponse> {
-        Err(not_yet("ListClassifications"))
+        let req = request.into_inner();
+        let filter = Filter::parse(&req.filter, "filter")?;
+        let limit = pagination::page_size(req.page_size, "page_size")?;
+        let query = pagination::fingerprint(&filter);
+        let after: Option<Uuid> = pagination::decode(&req.page_token, query, "page_token")?;
+        let page = self.engine.list(&filter, after, limit).await?;
+        let next_page_token = match page.last() {
+            Some(last) if page.len() as u64 == limit => pagination::encode(query, &last.customer),
+            _ => String::new(),
+        };
+        let mut policies = PolicyCache::default();
+        let mut classifications = Vec::with_capacity(page.len());
+        for c in &page {
+            let policy = policies.get(&self.engine, c.policy_version).await?;
+            classifications.push(classification_to(c, policy));
+        }
+        Ok(Response::new(pb::ListClassificationsResponse {
+            classifications,
+            next_page_token,
+        }))
     }
 
     async fn get_segment_distribution(
         &self,
-        _request: Request<pb::GetSegmentDistributionRequest>,
+        request: Request<pb::GetSegmentDistributionRequest>,
     ) -> GrpcResult<pb::GetSegmentDistributionResponse> {
-        Err(not_yet("GetSegmentDistribution"))
+        let req = request.into_inner();
+        let dimension = dimension_from(req.dimension, "dimension")?;
+        let currency = self.engine.current_policy().await?.policy.currency_code;
+        let mut buckets = self.engine.distribution(dimension, req.by_region).await?;
+        // Labels in taxonomy order (customers without one last), then regions.
+        let order: Vec<&str> = dimension.labels().iter().map(|(c, _, _)| *c).collect();
+        let rank = |code: &str| order.iter().position(|c| *c == code).unwrap_or(order.len());
+        buckets.sort_by(|a, b| (rank(&a.label), &a.region).cmp(&(rank(&b.label), &b.region)));
+        let total_customers = if dimension == Dimension::Trait {
+            self.engine
+                .distribution(Dimension::LifecycleStage, false)
+                .await?
+                .iter()
+                .map(|b| b.customers)
+                .sum()
+        } else {
+            buckets.iter().map(|b| b.customers).sum()
+        };
+        Ok(Response::new(pb::GetSegmentDistributionResponse {
+            counts: buckets
+                .iter()
+                .map(|b| pb::SegmentCount {
+                    label: Some(localized(dimension, &b.label)),
+                    region: b.region.clone(),
+                    customers: b.customers,
+                    revenue_in_window: Some(money(&currency, b.revenue_in_window)),
+                })
+                .collect(),
+            total_customers,
+        }))
     }
 
     async fn list_label_transitions(
         &self,
-        _request: Request<pb::ListLabelTransitionsRequest>,
+        request: Request<pb::ListLabelTransitionsRequest>,
     ) -> GrpcResult<pb::ListLabelTransitionsResponse> {
-        Err(not_yet("ListLabelTransitions"))
+        let req = request.into_inner();
+        let dimension = dimension_from(req.dimension, "dimension")?;
+        let label = |code: &str, field: &str| -> Result<Option<String>, Error> {
+            match code {
+                "" => Ok(None),
+                c if dimension.has_label(c) => Ok(Some(c.to_owned())),
+                c => Err(Error::invalid(
+                    field,
+                    format!("{c:?} is not a label of {}", dimension.name()),
+                )),
+            }
+        };
+        let time = |ts: Option<&prost_types::Timestamp>, field: &str| {
+            to_time(ts, field).map_err(|v| Error::InvalidArgument(vec![v]))
+        };
+        let start = time(req.start_time.as_ref(), "start_time")?
+            .ok_or_else(|| Error::invalid("start_time", "required"))?;
+        let end = time(req.end_time.as_ref(), "end_time")?.unwrap_or_else(now);
+        if end <= start {
+            return Err(Error::invalid("end_time", "must be after start_time").into());
+        }
+        let query = TransitionQuery {
+            dimension,
+            from: label(&req.from_label, "from_label")?,
+            to: label(&req.to_label, "to_label")?,
+            start,
+            end,
+        };
+        let limit = pagination::page_size(req.page_size, "page_size")?;
+        let fingerprint = pagination::fingerprint(&query);
+        let after: i64 =
+            pagination::decode(&req.page_token, fingerprint, "page_token")?.unwrap_or(0);
+        let page = self.engine.transitions(&query, after, limit).await?;
+        let next_page_token = match page.last() {
+            Some(last) if page.len() as u64 == limit => {
+                pagination::encode(fingerprint, &last.sequence)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListLabelTransitionsResponse {
+            changes: page.iter().map(change_to).collect(),
+            next_page_token,
+        }))
     }
 
     type ReclassifyStream = BoxStream<pb::ReclassifyResponse>;
@@ -133,9 +240,7 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::ReclassifyRequest>,
     ) -> GrpcResult<Self::ReclassifyStream> {
         let req = request.into_inner();
-        if !req.filter.is_empty() {
-            return Err(not_yet("Reclassify with a filter"));
-        }
+        let filter = Filter::parse(&req.filter, "filter")?;
         let as_of = self.as_of(req.as_of.as_ref(), "as_of").await?;
         let version = self.engine.current_policy().await?.version;
         let engine = self.engine.clone();
@@ -153,7 +258,14 @@ impl ClassificationService for ClassificationApi {
             let progress = |p: Progress| {
                 let _ = tx.try_send(Ok(message(p, false)));
             };
-            let outcome = engine.reclassify(as_of, None, progress).await;
+            let only = |c: &Classification| filter.matches(c);
+            let only: Option<&(dyn Fn(&Classification) -> bool + Sync)> =
+                if filter == Filter::default() {
+                    None
+                } else {
+                    Some(&only)
+                };
+            let outcome = engine.reclassify(as_of, only, progress).await;
             let last = outcome.map(|p| message(p, true)).map_err(Status::from);
             let _ = tx.send(last).await;
         });
@@ -162,9 +274,42 @@ impl ClassificationService for ClassificationApi {
 
     async fn preview_policy(
         &self,
-        _request: Request<pb::PreviewPolicyRequest>,
+        request: Request<pb::PreviewPolicyRequest>,
     ) -> GrpcResult<pb::PreviewPolicyResponse> {
-        Err(not_yet("PreviewPolicy"))
+        let req = request.into_inner();
+        let candidate = policy_from(req.policy.as_ref(), "policy")?;
+        let as_of = self.as_of(req.as_of.as_ref(), "as_of").await?;
+        let sample = match req.sample_size {
+            0 => 10,
+            n if (1..=100).contains(&n) => n as usize,
+            _ => return Err(Error::invalid("sample_size", "must be 0 to 100").into()),
+        };
+        let preview = self.engine.preview(&candidate, as_of, sample).await?;
+        Ok(Response::new(pb::PreviewPolicyResponse {
+            impacts: preview
+                .impacts
+                .iter()
+                .map(|(d, impact)| pb::DimensionImpact {
+                    dimension: dimension_to(*d) as i32,
+                    changed: impact.changed,
+                    transitions: impact
+                        .transitions
+                        .iter()
+                        .map(|((from, to), n)| pb::TransitionCount {
+                            from_label: from.clone(),
+                            to_label: to.clone(),
+                            customers: *n,
+                        })
+                        .collect(),
+                    sample: impact
+                        .sample
+                        .iter()
+                        .map(|id| format!("customers/{id}"))
+                        .collect(),
+                })
+                .collect(),
+            total_customers: preview.total,
+        }))
     }
 
     async fn get_policy(

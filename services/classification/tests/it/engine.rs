@@ -101,7 +101,11 @@ fn history(rng: &mut StdRng, customers: &[Uuid]) -> Vec<Change> {
                     purchase: p,
                     id: Uuid::now_v7(),
                     at: as_of() - Duration::days(rng.random_range(0..=days)),
-                    amount_minor: if rng.random_bool(0.5) { total } else { total / 2 },
+                    amount_minor: if rng.random_bool(0.5) {
+                        total
+                    } else {
+                        total / 2
+                    },
                 });
             }
             6 => out.push(Change::Survey {

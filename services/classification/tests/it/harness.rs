@@ -217,3 +217,14 @@ pub fn traits(c: &cpb::Classification) -> Vec<&str> {
         .filter_map(|t| t.label.as_ref().map(|l| l.code.as_str()))
         .collect()
 }
+
+/// The current policy.
+pub async fn current_policy(classifier: &mut Classifier) -> cpb::Policy {
+    classifier
+        .get_policy(cpb::GetPolicyRequest { version: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap()
+}
