@@ -3,6 +3,7 @@
 //! population and classifies everyone; keeps the policy versions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::{Db, Error};
@@ -69,6 +70,11 @@ pub struct Preview {
 pub struct Engine {
     db: Db,
     committed: watch::Sender<i64>,
+    policies: Arc<Mutex<HashMap<i64, Arc<PolicyVersion>>>>,
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("a lock was poisoned".into())
 }
 
 impl Engine {
@@ -88,7 +94,11 @@ impl Engine {
         tx.commit().await?;
         let last = store::last_change(db.conn()).await?;
         let (committed, _) = watch::channel(last);
-        Ok(Self { db, committed })
+        Ok(Self {
+            db,
+            committed,
+            policies: Arc::default(),
+        })
     }
 
     /// The database.
@@ -107,20 +117,32 @@ impl Engine {
     }
 
     /// The current policy version.
-    pub async fn current_policy(&self) -> Result<PolicyVersion, Error> {
-        store::policy(self.db.conn(), None)
+    pub async fn current_policy(&self) -> Result<Arc<PolicyVersion>, Error> {
+        let version = store::current_policy_version(self.db.conn())
             .await?
-            .ok_or_else(|| Error::Internal("no classification policy stored".into()))
+            .ok_or_else(|| Error::Internal("no classification policy stored".into()))?;
+        self.policy(version).await
     }
 
     /// Policy version `version`; NOT_FOUND if there is none.
-    pub async fn policy(&self, version: i64) -> Result<PolicyVersion, Error> {
-        store::policy(self.db.conn(), Some(version))
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                resource: "policy version",
-                name: version.to_string(),
-            })
+    pub async fn policy(&self, version: i64) -> Result<Arc<PolicyVersion>, Error> {
+        // Versions never change once stored, so a read one is kept.
+        if let Some(p) = self.policies.lock().map_err(poisoned)?.get(&version) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(
+            store::policy(self.db.conn(), Some(version))
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    resource: "policy version",
+                    name: version.to_string(),
+                })?,
+        );
+        self.policies
+            .lock()
+            .map_err(poisoned)?
+            .insert(version, p.clone());
+        Ok(p)
     }
 
     /// Stores `policy` as the next version; with `expected`, ABORTED unless that is the

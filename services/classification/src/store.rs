@@ -231,6 +231,20 @@ pub async fn policy(
         .transpose()
 }
 
+/// The current policy version, if any.
+pub async fn current_policy_version(conn: &impl ConnectionTrait) -> Result<Option<i64>, Error> {
+    let select = Query::select()
+        .expr_as(Expr::col(t("version")).max(), t("current"))
+        .from(t("policies"))
+        .to_owned();
+    Ok(conn
+        .query_one(&select)
+        .await?
+        .map(|r| r.try_get::<Option<i64>>("", "current"))
+        .transpose()?
+        .flatten())
+}
+
 /// Stores `policy` as the version after `current` (0: none yet); ABORTED when another
 /// writer stored that version first.
 pub async fn insert_policy(

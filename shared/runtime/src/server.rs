@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -246,9 +246,15 @@ impl App {
             .layer(rpc_layer)
             .layer(AuthLayer(auth))
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stop_rx.await;
-            });
+            // The builder's `tcp_nodelay` applies only to listeners tonic binds itself; an
+            // accepted socket with Nagle on held every response written in two parts
+            // (a few KB) for the client's delayed ACK: 44 ms each (docs/BENCHMARKS.md).
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stop_rx.await;
+                },
+            );
         tokio::pin!(server);
 
         tokio::select! {

@@ -2,6 +2,7 @@
 //! in flight over M HTTP/2 connections), after a warm-up, for a fixed duration, and
 //! prints requests/s, latency percentiles, errors and the server's peak memory.
 
+mod classification;
 mod drive;
 mod scenarios;
 mod server;
@@ -23,7 +24,10 @@ use crate::server::ServerProcess;
 )]
 struct Cli {
     /// Scenarios to run, in order.
-    #[arg(value_enum, required_unless_present_any = ["baseline_server", "registry_server"])]
+    #[arg(
+        value_enum,
+        required_unless_present_any = ["baseline_server", "registry_server", "classification_server"]
+    )]
     scenarios: Vec<Scenario>,
     /// Database engines to run the registry scenarios against.
     #[arg(long, value_enum, default_value = "sqlite")]
@@ -49,6 +53,19 @@ struct Cli {
     /// Events of feed.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Customers of the classification base.
+    #[arg(long, default_value_t = 1_000_000)]
+    base_customers: u64,
+    /// Purchases of the classification base.
+    #[arg(long, default_value_t = 10_000_000)]
+    base_purchases: u64,
+    /// Registry events per classification ingest batch (the consumer's default).
+    #[arg(long, default_value_t = 2000)]
+    base_batch: usize,
+    /// Also write the classification base's purchases to this CSV (for
+    /// tests/load/scripts/rfm_abc.py).
+    #[arg(long)]
+    csv: Option<PathBuf>,
     /// Pin the server to this CPU (with taskset); pin this process with `taskset -c N`.
     #[arg(long)]
     server_cpu: Option<usize>,
@@ -65,6 +82,9 @@ struct Cli {
     /// Internal: run the registry (configured by CLIENTELA__ variables) and print its address.
     #[arg(long, hide = true)]
     registry_server: bool,
+    /// Internal: run the classification engine (configured by CLIENTELA__ variables).
+    #[arg(long, hide = true)]
+    classification_server: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +95,8 @@ enum Scenario {
     RegistryPurchase,
     RegistryImport,
     Feed,
+    /// Ingest of the generated base, full Reclassify, then GetClassification.
+    Classification,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -113,7 +135,9 @@ async fn baseline_server() -> anyhow::Result<()> {
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(service)
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
         .await?;
     Ok(())
 }
@@ -189,16 +213,131 @@ fn print(cli: &Cli, report: &Report<'_>) {
     );
 }
 
+/// This process's resident memory now and at its peak, KiB.
+fn own_rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The classification scenarios on one engine: ingest and Reclassify in this process,
+/// then GetClassification against a server on the same database. True if one failed.
+async fn run_classification(
+    cli: &Cli,
+    load: &Load,
+    engine: Engine,
+    baseline_rps: Option<f64>,
+) -> anyhow::Result<bool> {
+    let (url, _dir) = match engine {
+        Engine::Sqlite => {
+            let (url, dir) = clientela_testkit::sqlite_database();
+            (url, Some(dir))
+        }
+        Engine::Postgres => (
+            clientela_testkit::postgres_database()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not available here"))?,
+            None,
+        ),
+    };
+    let engine_name = if engine == Engine::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let base = classification::Base::new(cli.base_customers, cli.base_purchases, 7);
+    let classifier = classification::engine(&url).await?;
+    let (idle, _) = own_rss_kib();
+    let report = |name: &str, stats: &Stats, rss: (u64, u64), vs: Option<f64>| {
+        print(
+            cli,
+            &Report {
+                scenario: name,
+                engine: engine_name,
+                concurrency: cli.concurrency,
+                connections: cli.connections,
+                stats,
+                rps: stats.rps(),
+                items_per_second: stats.items_per_second(),
+                vs_baseline: vs,
+                server_idle_rss_kib: rss.0,
+                server_peak_rss_kib: rss.1,
+            },
+        );
+    };
+    let ingested =
+        classification::ingest(&classifier, &base, cli.base_batch, cli.csv.as_deref()).await?;
+    report("class-ingest", &ingested, (idle, own_rss_kib().1), None);
+    let reclassified = classification::reclassify(&classifier).await?;
+    report(
+        "class-reclassify",
+        &reclassified,
+        (idle, own_rss_kib().1),
+        None,
+    );
+    drop(classifier);
+
+    let data = tempfile::tempdir()?;
+    let env = vec![
+        ("CLIENTELA__SERVER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("CLIENTELA__SERVER__METRICS_LISTEN", String::new()),
+        ("CLIENTELA__DATA_DIR", data.path().display().to_string()),
+        ("CLIENTELA__LOG__FILTER", "error".to_owned()),
+        ("CLIENTELA__CLASSIFICATION__DATABASE__URL", url.clone()),
+        // Nothing listens there: the server only answers, it does not follow a feed.
+        (
+            "CLIENTELA__CLASSIFICATION__REGISTRY_URL",
+            "http://127.0.0.1:9".to_owned(),
+        ),
+    ];
+    let me = std::env::current_exe()?;
+    let server = ServerProcess::spawn(
+        &me,
+        &["--classification-server"],
+        &env,
+        cli.server_cpu,
+        Some(data),
+    )?;
+    let (server_idle, _) = server.rss_kib();
+    let channels = connect(&server.addr, cli.connections).await?;
+    let names: Vec<String> = base
+        .customers
+        .iter()
+        .map(|id| format!("customers/{id}"))
+        .collect();
+    let got = scenarios::classification_get(&channels, load, Arc::new(names)).await;
+    report(
+        "class-get",
+        &got,
+        (server_idle, server.rss_kib().1),
+        baseline_rps.map(|b| got.rps() / b),
+    );
+    Ok([&ingested, &reclassified, &got]
+        .iter()
+        .any(|s| s.errors > 0 || s.items == 0))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.baseline_server {
         return baseline_server().await;
     }
-    if cli.registry_server {
+    if cli.registry_server || cli.classification_server {
         let settings: clientela::Settings = clientela_runtime::settings::load(None)?;
         clientela_runtime::telemetry::init_tracing(&settings.common.log);
-        clientela::serve(&settings, vec![clientela::Service::Registry]).await?;
+        let service = if cli.registry_server {
+            clientela::Service::Registry
+        } else {
+            clientela::Service::Classification
+        };
+        clientela::serve(&settings, vec![service]).await?;
         return Ok(());
     }
     let load = Load {
@@ -218,6 +357,10 @@ async fn main() -> anyhow::Result<()> {
             cli.engine.clone()
         };
         for engine in engines {
+            if scenario == Scenario::Classification {
+                failed |= run_classification(&cli, &load, engine, baseline_rps).await?;
+                continue;
+            }
             let name = scenario
                 .to_possible_value()
                 .map(|v| v.get_name().to_owned())
@@ -270,6 +413,7 @@ async fn main() -> anyhow::Result<()> {
                     );
                     scenarios::registry_import(&channels, &load, names, "import").await
                 }
+                Scenario::Classification => unreachable!("run by run_classification"),
                 Scenario::Feed => {
                     let customers = 1000.min(load.events.max(1));
                     let names = Arc::new(scenarios::seed_customers(&channels, customers).await?);

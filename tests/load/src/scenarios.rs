@@ -363,3 +363,29 @@ pub async fn feed(channels: &[Channel], expected: u64) -> Stats {
     percentiles(&mut stats, &hist);
     stats
 }
+
+/// `class-get`: GetClassification of random customers of the generated base.
+pub async fn classification_get(
+    channels: &[Channel],
+    load: &Load,
+    names: Arc<Vec<String>>,
+) -> Stats {
+    use clientela_proto::clientela::classification::v1 as cpb;
+    use clientela_proto::clientela::classification::v1::classification_service_client::ClassificationServiceClient;
+    closed_loop(
+        channels,
+        load.concurrency,
+        load.warmup,
+        load.duration,
+        move |channel, _, n| {
+            let name = names[(n.wrapping_mul(2_654_435_761) as usize) % names.len().max(1)].clone();
+            async move {
+                ClassificationServiceClient::new(channel)
+                    .get_classification(cpb::GetClassificationRequest { customer: name })
+                    .await?;
+                Ok(1)
+            }
+        },
+    )
+    .await
+}

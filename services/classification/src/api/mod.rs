@@ -13,7 +13,6 @@ use clientela_runtime::feed::{self, Feed};
 use clientela_runtime::time::{now, timestamp, to_time};
 use clientela_runtime::{Error, names, pagination};
 use futures::{Stream, StreamExt};
-use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,6 @@ use crate::classification::Classification;
 use crate::engine::{Engine, Progress};
 use crate::filter::Filter;
 use crate::labels::Dimension;
-use crate::policy::Policy;
 use crate::store::{LabelChange, TransitionQuery};
 
 type GrpcResult<T> = Result<Response<T>, Status>;
@@ -92,21 +90,6 @@ impl ClassificationApi {
     }
 }
 
-/// Policy versions read for one response.
-#[derive(Default)]
-struct PolicyCache(HashMap<i64, Policy>);
-
-impl PolicyCache {
-    async fn get(&mut self, engine: &Engine, version: i64) -> Result<&Policy, Error> {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(version) {
-            slot.insert(engine.policy(version).await?.policy);
-        }
-        self.0
-            .get(&version)
-            .ok_or_else(|| Error::Internal("policy cache".into()))
-    }
-}
-
 #[tonic::async_trait]
 impl ClassificationService for ClassificationApi {
     async fn get_classification(
@@ -136,11 +119,10 @@ impl ClassificationService for ClassificationApi {
             Some(last) if page.len() as u64 == limit => pagination::encode(query, &last.customer),
             _ => String::new(),
         };
-        let mut policies = PolicyCache::default();
         let mut classifications = Vec::with_capacity(page.len());
         for c in &page {
-            let policy = policies.get(&self.engine, c.policy_version).await?;
-            classifications.push(classification_to(c, policy));
+            let policy = self.engine.policy(c.policy_version).await?;
+            classifications.push(classification_to(c, &policy.policy));
         }
         Ok(Response::new(pb::ListClassificationsResponse {
             classifications,
@@ -154,7 +136,13 @@ impl ClassificationService for ClassificationApi {
     ) -> GrpcResult<pb::GetSegmentDistributionResponse> {
         let req = request.into_inner();
         let dimension = dimension_from(req.dimension, "dimension")?;
-        let currency = self.engine.current_policy().await?.policy.currency_code;
+        let currency = self
+            .engine
+            .current_policy()
+            .await?
+            .policy
+            .currency_code
+            .clone();
         let mut buckets = self.engine.distribution(dimension, req.by_region).await?;
         // Labels in taxonomy order (customers without one last), then regions.
         let order: Vec<&str> = dimension.labels().iter().map(|(c, _, _)| *c).collect();

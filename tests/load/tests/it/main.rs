@@ -21,6 +21,7 @@ async fn every_scenario_runs_briefly_without_errors() {
             "registry-purchase",
             "registry-import",
             "feed",
+            "classification",
         ])
         .args(&engines)
         .args([
@@ -31,6 +32,10 @@ async fn every_scenario_runs_briefly_without_errors() {
             "--customers",
             "300",
             "--rows",
+            "2000",
+            "--base-customers",
+            "200",
+            "--base-purchases",
             "2000",
         ])
         .args([
@@ -54,7 +59,9 @@ async fn every_scenario_runs_briefly_without_errors() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let expected = 1 + 5 * (engines.len() / 2);
+    // Five registry scenarios and three classification ones (ingest, reclassify, get)
+    // per engine, and the baseline.
+    let expected = 1 + 8 * (engines.len() / 2);
     assert_eq!(reports.len(), expected, "{stdout}");
     for r in &reports {
         assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
