@@ -81,17 +81,15 @@ impl Engine {
     /// The engine over a migrated database. With no policy stored yet, `initial` becomes
     /// version 1; a different `initial` later (an edited policy file) becomes a new version.
     pub async fn new(db: Db, initial: &Policy, now: DateTime<Utc>) -> Result<Self, Error> {
-        let tx = db.begin_write().await?;
-        let current = store::policy(tx.conn(), None).await?;
-        match current {
-            Some(c) if c.policy == *initial => {}
-            other => {
-                let version = other.map_or(0, |c| c.version);
-                store::insert_policy(tx.conn(), version, initial, now).await?;
-                tracing::info!(version = version + 1, "classification policy stored");
+        // Replicas starting together may race to store the same version: the loser reads
+        // again and finds the policy there.
+        let mut attempts = 0;
+        loop {
+            match store_initial_policy(&db, initial, now).await {
+                Err(Error::Aborted { .. }) if attempts < 3 => attempts += 1,
+                outcome => break outcome?,
             }
         }
-        tx.commit().await?;
         let last = store::last_change(db.conn()).await?;
         let (committed, _) = watch::channel(last);
         Ok(Self {
@@ -191,6 +189,14 @@ impl Engine {
         }
         let tx = self.db.begin_write().await?;
         let conn = tx.conn();
+        // One replica applies the feed at a time; another gets ABORTED before doing the
+        // work (the conditional cursor update would refuse it anyway, after the work).
+        if !clientela_runtime::db::try_transaction_lock(conn, "classification-feed").await? {
+            return Err(Error::Aborted {
+                reason: "FEED_BUSY",
+                message: "another replica is applying the registry feed".into(),
+            });
+        }
         let mut work = Workspace::default();
         let named: BTreeSet<Uuid> = events.iter().flat_map(Change::customers).collect();
         load_into(conn, &mut work, named).await?;
@@ -424,6 +430,21 @@ impl Engine {
                 .send_modify(|seq| *seq = (*seq).max(last.sequence));
         }
     }
+}
+
+/// Stores `initial` as the next policy version unless it is the current one.
+async fn store_initial_policy(db: &Db, initial: &Policy, now: DateTime<Utc>) -> Result<(), Error> {
+    let tx = db.begin_write().await?;
+    match store::policy(tx.conn(), None).await? {
+        Some(c) if c.policy == *initial => {}
+        other => {
+            let version = other.map_or(0, |c| c.version);
+            store::insert_policy(tx.conn(), version, initial, now).await?;
+            tracing::info!(version = version + 1, "classification policy stored");
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Walks every customer's facts in id order, a page at a time, with when the customers

@@ -235,6 +235,26 @@ impl Db {
     }
 }
 
+/// Takes the transaction-scoped lock `name` if no other transaction holds it: true when
+/// taken (held until commit or rollback). On PostgreSQL an advisory lock; SQLite has one
+/// writer, which the write gate already is, so it is always true there.
+pub async fn try_transaction_lock(conn: &impl ConnectionTrait, name: &str) -> Result<bool, DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(true);
+    }
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_try_advisory_xact_lock($1)",
+            [advisory_key(name).into()],
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get_by_index(0),
+        None => Ok(false),
+    }
+}
+
 /// A stable 63-bit key for `pg_advisory_xact_lock`, from a name (FNV-1a, written out
 /// because the key must not change between Rust releases, unlike `DefaultHasher`).
 fn advisory_key(name: &str) -> i64 {

@@ -212,3 +212,40 @@ async fn the_same_events_give_the_same_labels_whatever_the_batching_or_order() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_applies_the_feed_at_a_time_on_postgres() {
+    use sea_orm::TransactionTrait;
+    let Some(url) = clientela_testkit::postgres_database().await else {
+        return;
+    };
+    let db = Db::connect(&url, &Default::default()).await.unwrap();
+    db.migrate::<Migrator>("test").await.unwrap();
+    // Two replicas start together: one stores the policy, both go on.
+    let policy = Policy::default();
+    let (a, b) = tokio::join!(
+        Engine::new(db.clone(), &policy, as_of()),
+        Engine::new(db.clone(), &policy, as_of()),
+    );
+    let (engine, _other) = (a.unwrap(), b.unwrap());
+    assert_eq!(engine.current_policy().await.unwrap().version, 1);
+    // Another replica is in the middle of a batch.
+    let busy = db.conn().begin().await.unwrap();
+    assert!(
+        clientela_runtime::db::try_transaction_lock(&busy, "classification-feed")
+            .await
+            .unwrap()
+    );
+    let c = Uuid::now_v7();
+    let refused = engine
+        .ingest(0, 1, vec![profile(c)], as_of())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, clientela_runtime::Error::Aborted { reason: "FEED_BUSY", .. }),
+        "{refused:?}"
+    );
+    busy.rollback().await.unwrap();
+    engine.ingest(0, 1, vec![profile(c)], as_of()).await.unwrap();
+    assert_eq!(engine.feed_cursor().await.unwrap(), 1);
+}
