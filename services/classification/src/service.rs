@@ -25,6 +25,9 @@ pub struct ClassificationSettings {
     pub registry_url: String,
     /// Bearer token for the registry, when the registry's auth is on.
     pub registry_token: Option<Secret>,
+    /// A file holding that token (a mounted Kubernetes Secret); used when
+    /// `registry_token` is not set.
+    pub registry_token_file: Option<PathBuf>,
     /// A JSON policy file; the fields it leaves out keep TAXONOMY.md's defaults. When it
     /// differs from the current policy it becomes a new version at start-up.
     pub policy_file: Option<PathBuf>,
@@ -43,6 +46,7 @@ impl Default for ClassificationSettings {
             database: DatabaseSettings::default(),
             registry_url: String::new(),
             registry_token: None,
+            registry_token_file: None,
             policy_file: None,
             population_refresh_secs: 600,
             feed_batch: 2000,
@@ -120,9 +124,28 @@ pub async fn register(
     } else {
         settings.registry_url.clone()
     };
+    let token_file = settings
+        .registry_token_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty());
+    let token = match (&settings.registry_token, token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => Some(Secret::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ServeError::Config(format!(
+                        "classification.registry_token_file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_owned(),
+        )),
+        (None, None) => None,
+    };
     let config = ConsumerConfig {
         registry_url,
-        token: settings.registry_token.clone(),
+        token,
         batch: settings.feed_batch.clamp(1, 5000),
         population_refresh: Duration::from_secs(settings.population_refresh_secs),
     };
