@@ -242,10 +242,19 @@ async fn one_replica_applies_the_feed_at_a_time_on_postgres() {
         .await
         .unwrap_err();
     assert!(
-        matches!(refused, clientela_runtime::Error::Aborted { reason: "FEED_BUSY", .. }),
+        matches!(
+            refused,
+            clientela_runtime::Error::Aborted {
+                reason: "FEED_BUSY",
+                ..
+            }
+        ),
         "{refused:?}"
     );
     busy.rollback().await.unwrap();
-    engine.ingest(0, 1, vec![profile(c)], as_of()).await.unwrap();
+    engine
+        .ingest(0, 1, vec![profile(c)], as_of())
+        .await
+        .unwrap();
     assert_eq!(engine.feed_cursor().await.unwrap(), 1);
 }
