@@ -20,6 +20,9 @@ use crate::population::Population;
 use crate::projection::{Change, Workspace};
 use crate::store::{self, Bucket, LabelChange, PolicyVersion, PopulationSnapshot, TransitionQuery};
 
+/// The transaction lock held while applying the feed or writing classifications.
+const FEED_LOCK: &str = "classification-feed";
+
 /// Customers classified per transaction by [`Engine::reclassify`].
 const RECLASSIFY_PAGE: u64 = 1_000;
 
@@ -191,7 +194,7 @@ impl Engine {
         let conn = tx.conn();
         // One replica applies the feed at a time; another gets ABORTED before doing the
         // work (the conditional cursor update would refuse it anyway, after the work).
-        if !clientela_runtime::db::try_transaction_lock(conn, "classification-feed").await? {
+        if !clientela_runtime::db::try_transaction_lock(conn, FEED_LOCK).await? {
             return Err(Error::Aborted {
                 reason: "FEED_BUSY",
                 message: "another replica is applying the registry feed".into(),
@@ -267,6 +270,10 @@ impl Engine {
         let mut after = None;
         loop {
             let tx = self.db.begin_write().await?;
+            // Serialized with feed batches and other reclassifications (other replicas,
+            // Reclassify calls): each reads the labels it replaces inside the lock, so a
+            // change is never recorded twice.
+            clientela_runtime::db::transaction_lock(tx.conn(), FEED_LOCK).await?;
             let page = store::facts_page(tx.conn(), after, RECLASSIFY_PAGE).await?;
             let Some(last) = page.last() else {
                 break;

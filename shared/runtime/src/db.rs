@@ -201,12 +201,7 @@ impl Db {
         match self.backend() {
             DbBackend::Postgres => {
                 let txn = self.conn.begin().await?;
-                txn.execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock($1)",
-                    [advisory_key(lock_name).into()],
-                ))
-                .await?;
+                transaction_lock(&txn, lock_name).await?;
                 M::up(&txn, None).await?;
                 txn.commit().await
             }
@@ -243,7 +238,7 @@ pub async fn try_transaction_lock(conn: &impl ConnectionTrait, name: &str) -> Re
         return Ok(true);
     }
     let row = conn
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+        .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT pg_try_advisory_xact_lock($1)",
             [advisory_key(name).into()],
@@ -253,6 +248,21 @@ pub async fn try_transaction_lock(conn: &impl ConnectionTrait, name: &str) -> Re
         Some(row) => row.try_get_by_index(0),
         None => Ok(false),
     }
+}
+
+/// Waits for the transaction-scoped lock `name` (held until commit or rollback). On
+/// PostgreSQL an advisory lock; on SQLite the write gate already serializes writers.
+pub async fn transaction_lock(conn: &impl ConnectionTrait, name: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [advisory_key(name).into()],
+    ))
+    .await
+    .map(|_| ())
 }
 
 /// A stable 63-bit key for `pg_advisory_xact_lock`, from a name (FNV-1a, written out

