@@ -1,6 +1,8 @@
 //! Follows the registry's feed: reads batches of events after the stored cursor,
 //! applies each batch in one transaction with the new cursor (so a restart or a replay
-//! never counts an event twice), and refreshes the population on a schedule.
+//! never counts an event twice), classifies the customers the batches touched once it is
+//! caught up (or every `classify_interval` while it catches up), and refreshes the
+//! population on a schedule.
 
 use std::time::Duration;
 
@@ -29,19 +31,28 @@ pub struct ConsumerConfig {
     /// The population is recomputed (and everyone classified again) at most this often,
     /// after a batch; zero: after every batch.
     pub population_refresh: Duration,
+    /// While the consumer catches up (full batches), the customers the feed touched are
+    /// classified at most this often; once it is caught up, after every batch.
+    pub classify_interval: Duration,
 }
 
 /// Runs until `stopping` is cancelled, reconnecting with backoff after errors.
 pub async fn run(engine: Engine, config: ConsumerConfig, stopping: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     let mut last_refresh: Option<Instant> = None;
     loop {
+        let mut progressed = false;
         let outcome = tokio::select! {
             () = stopping.cancelled() => return,
-            r = follow(&engine, &config, &mut last_refresh) => r,
+            r = follow(&engine, &config, &mut last_refresh, &mut progressed) => r,
         };
+        if progressed {
+            // The feed moved on before this ended: the next try starts afresh.
+            backoff = FIRST_BACKOFF;
+        }
         match outcome {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => backoff = FIRST_BACKOFF,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "following the registry feed");
                 backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -54,11 +65,13 @@ pub async fn run(engine: Engine, config: ConsumerConfig, stopping: CancellationT
     }
 }
 
-/// One connection's worth of following: returns when the stream ends or fails.
+/// One connection's worth of following: returns when the stream ends or fails, with
+/// `progressed` set once a batch was applied.
 async fn follow(
     engine: &Engine,
     config: &ConsumerConfig,
     last_refresh: &mut Option<Instant>,
+    progressed: &mut bool,
 ) -> Result<(), Error> {
     let channel = Channel::from_shared(config.registry_url.clone())
         .map_err(|e| Error::Internal(format!("registry_url: {e}")))?
@@ -93,6 +106,9 @@ async fn follow(
         .map_err(feed_error)?
         .into_inner();
     refresh_if_due(engine, config, last_refresh).await?;
+    // Customers a previous run marked and did not get to.
+    engine.classify_pending(now()).await?;
+    let mut last_classified = Instant::now();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(feed_error)?;
         let Some(last) = batch.events.last().map(|e| e.sequence) else {
@@ -107,8 +123,14 @@ async fn follow(
                     .ok()
             })
             .collect();
-        let done = engine.ingest(cursor, last, changes, now()).await?;
+        let caught_up = batch.events.len() < usize::try_from(config.batch).unwrap_or(0);
+        let done = engine.ingest(cursor, last, changes).await?;
         cursor = done.cursor;
+        *progressed = true;
+        if caught_up || last_classified.elapsed() >= config.classify_interval {
+            engine.classify_pending(now()).await?;
+            last_classified = Instant::now();
+        }
         refresh_if_due(engine, config, last_refresh).await?;
     }
     Ok(())

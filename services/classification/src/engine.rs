@@ -31,10 +31,26 @@ const RECLASSIFY_PAGE: u64 = 1_000;
 pub struct Ingested {
     /// The feed cursor after the batch.
     pub cursor: i64,
-    /// Customers classified.
-    pub classified: usize,
-    /// Label changes recorded.
-    pub changes: usize,
+    /// Customers marked to be classified again.
+    pub customers: usize,
+}
+
+/// A policy version, a population and an instant, owned.
+struct OwnedRun {
+    policy: Arc<PolicyVersion>,
+    population: Population,
+    as_of: DateTime<Utc>,
+}
+
+impl OwnedRun {
+    fn borrow(&self) -> Run<'_> {
+        Run {
+            policy: &self.policy.policy,
+            policy_version: self.policy.version,
+            population: &self.population,
+            as_of: self.as_of,
+        }
+    }
 }
 
 /// Progress of [`Engine::reclassify`].
@@ -174,15 +190,15 @@ impl Engine {
         Ok(stored)
     }
 
-    /// Applies the changes of the registry events after `after` up to `last`, and
-    /// classifies the customers they touched at `as_of`. ABORTED when the cursor is no
-    /// longer at `after` (another consumer got there first): nothing is written.
+    /// Applies the changes of the registry events after `after` up to `last` to the facts
+    /// and marks the customers whose classification they may change (see
+    /// [`Engine::classify_pending`]). ABORTED when the cursor is no longer at `after`
+    /// (another consumer got there first): nothing is written.
     pub async fn ingest(
         &self,
         after: i64,
         last: i64,
         events: Vec<Change>,
-        as_of: DateTime<Utc>,
     ) -> Result<Ingested, Error> {
         if last <= after {
             return Ok(Ingested {
@@ -209,36 +225,56 @@ impl Engine {
             work.apply(change);
         }
         store::save_facts(conn, work.changed()).await?;
-        store::advance_feed_cursor(conn, after, last).await?;
         // A first purchase changes the referrers' converted referrals too.
         let mut touched: BTreeSet<Uuid> = work.changed_ids().into_iter().collect();
-        let referrers: Vec<Uuid> = work.changed().flat_map(|f| f.referred_by.clone()).collect();
-        touched.extend(referrers);
-        load_into(conn, &mut work, touched.iter().copied()).await?;
-        let facts: Vec<CustomerFacts> = touched
-            .iter()
-            .filter_map(|id| work.get(*id).cloned())
-            .collect();
-        let policy = store::policy(conn, None)
-            .await?
-            .ok_or_else(|| Error::Internal("no classification policy stored".into()))?;
+        touched.extend(work.changed().flat_map(|f| f.referred_by.iter().copied()));
+        store::mark_pending(conn, touched.iter().copied()).await?;
+        store::advance_feed_cursor(conn, after, last).await?;
+        tx.commit().await?;
+        Ok(Ingested {
+            cursor: last,
+            customers: touched.len(),
+        })
+    }
+
+    /// Classifies at `as_of` the customers whose facts changed since they were last
+    /// classified, a page per transaction.
+    pub async fn classify_pending(&self, as_of: DateTime<Utc>) -> Result<Progress, Error> {
+        let mut done = Progress::default();
+        loop {
+            let tx = self.db.begin_write().await?;
+            let conn = tx.conn();
+            clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
+            let ids = store::pending(conn, RECLASSIFY_PAGE).await?;
+            let Some(last) = ids.last().copied() else {
+                return Ok(done);
+            };
+            let facts = store::load_facts(conn, &ids).await?;
+            let run = self.run_at(conn, as_of).await?;
+            let (classified, recorded) = classify_and_record(conn, &run.borrow(), &facts).await?;
+            store::clear_pending(conn, None, last).await?;
+            tx.commit().await?;
+            self.notify(&recorded);
+            done.classified += classified as i64;
+            done.changes += recorded.len() as i64;
+        }
+    }
+
+    /// The current policy and the last population, for classifying at `as_of`.
+    async fn run_at(
+        &self,
+        conn: &impl ConnectionTrait,
+        as_of: DateTime<Utc>,
+    ) -> Result<OwnedRun, Error> {
+        let policy = self.current_policy().await?;
         let population = store::population(conn)
             .await?
             .map(|p| p.population)
             .unwrap_or_default();
-        let run = Run {
-            policy: &policy.policy,
-            policy_version: policy.version,
-            population: &population,
+        Ok(OwnedRun {
+            policy,
+            population,
             as_of,
-        };
-        let (classified, recorded) = classify_and_record(conn, &run, &facts).await?;
-        tx.commit().await?;
-        self.notify(&recorded);
-        Ok(Ingested {
-            cursor: last,
-            classified,
-            changes: recorded.len(),
         })
     }
 
@@ -278,7 +314,12 @@ impl Engine {
             let Some(last) = page.last() else {
                 break;
             };
-            after = Some(last.id);
+            let (from, last) = (after, last.id);
+            after = Some(last);
+            if only.is_none() {
+                // Everyone in the page is classified now.
+                store::clear_pending(tx.conn(), from, last).await?;
+            }
             let page: Vec<CustomerFacts> = match only {
                 None => page,
                 Some(only) => {

@@ -31,6 +31,7 @@ pub struct PurchaseFact {
     /// Registry purchase id.
     pub id: Uuid,
     /// When.
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
     /// Currency.
     pub currency_code: String,
@@ -38,8 +39,20 @@ pub struct PurchaseFact {
     pub total_minor: i64,
     /// Whether any line was discounted or on promotion.
     pub discounted: bool,
-    /// Returns against it: (registry return id, when, amount).
-    pub returns: Vec<(Uuid, DateTime<Utc>, i64)>,
+    /// Returns against it, in (id, time) order.
+    pub returns: Vec<ReturnFact>,
+}
+
+/// A return against a purchase.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReturnFact {
+    /// Registry return id.
+    pub id: Uuid,
+    /// When.
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+    /// Amount returned, minor units.
+    pub amount_minor: i64,
 }
 
 impl PurchaseFact {
@@ -49,8 +62,8 @@ impl PurchaseFact {
             - self
                 .returns
                 .iter()
-                .filter(|(_, at, _)| *at <= as_of)
-                .map(|(_, _, amount)| amount)
+                .filter(|r| r.at <= as_of)
+                .map(|r| r.amount_minor)
                 .sum::<i64>()
     }
 
@@ -66,6 +79,7 @@ pub struct SurveyFact {
     /// Registry survey id.
     pub id: Uuid,
     /// When.
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
     /// NPS or CSAT.
     pub kind: SurveyKind,
@@ -79,8 +93,10 @@ pub struct ComplaintFact {
     /// Registry complaint id.
     pub id: Uuid,
     /// Opened.
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub opened_at: DateTime<Utc>,
     /// Resolved, if it was.
+    #[serde(with = "chrono::serde::ts_microseconds_option")]
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
@@ -92,6 +108,7 @@ pub struct ReferralFact {
     /// The referred customer.
     pub referred: Uuid,
     /// When.
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }
 
@@ -128,10 +145,9 @@ pub struct CustomerFacts {
     pub referrals: Vec<ReferralFact>,
     /// Customers who referred this one (their converted referrals change when this one
     /// first buys), in id order.
-    #[serde(default)]
     pub referred_by: Vec<Uuid>,
     /// When the registry last changed the profile (a stale update is ignored).
-    #[serde(default)]
+    #[serde(with = "chrono::serde::ts_microseconds_option")]
     pub profile_at: Option<DateTime<Utc>>,
 }
 
@@ -389,7 +405,11 @@ mod tests {
     fn a_return_after_as_of_does_not_change_the_past() {
         let mut f = CustomerFacts::new(Uuid::from_u128(1), CustomerKind::Person);
         let mut p = purchase(1, 0, 1_000);
-        p.returns.push((Uuid::from_u128(9), day(20), 1_000));
+        p.returns.push(ReturnFact {
+            id: Uuid::from_u128(9),
+            at: day(20),
+            amount_minor: 1_000,
+        });
         f.add_purchase(p);
         f.add_purchase(purchase(2, 1, 500));
         let policy = Policy::default();

@@ -12,7 +12,7 @@ use clientela_domain::taxonomy::{CustomerKind, DecisionRole};
 use uuid::Uuid;
 
 use crate::facts::{
-    ComplaintFact, CustomerFacts, PurchaseFact, ReferralFact, Standing, SurveyFact,
+    ComplaintFact, CustomerFacts, PurchaseFact, ReferralFact, ReturnFact, Standing, SurveyFact,
 };
 
 /// A customer's profile as the registry last described it.
@@ -199,8 +199,12 @@ impl Workspace {
             } => {
                 let f = self.entry(customer);
                 match f.purchases.iter_mut().find(|p| p.id == purchase) {
-                    Some(p) if !p.returns.iter().any(|(r, _, _)| *r == id) => {
-                        p.returns.push((id, at, amount_minor));
+                    Some(p) if !p.returns.iter().any(|r| r.id == id) => {
+                        p.returns.push(ReturnFact {
+                            id,
+                            at,
+                            amount_minor,
+                        });
                         p.returns.sort_unstable();
                     }
                     Some(_) => {}

@@ -36,6 +36,9 @@ pub struct ClassificationSettings {
     pub population_refresh_secs: u64,
     /// Registry events per batch.
     pub feed_batch: i32,
+    /// While the consumer catches up with the feed, the customers it touched are
+    /// classified at most this often, in seconds; once caught up, after every batch.
+    pub classify_interval_secs: u64,
     /// How often change-feed watchers look for other replicas' commits, in milliseconds.
     pub feed_poll_interval_ms: u64,
 }
@@ -50,6 +53,7 @@ impl Default for ClassificationSettings {
             policy_file: None,
             population_refresh_secs: 600,
             feed_batch: 2000,
+            classify_interval_secs: 30,
             feed_poll_interval_ms: 1000,
         }
     }
@@ -148,6 +152,7 @@ pub async fn register(
         token,
         batch: settings.feed_batch.clamp(1, 5000),
         population_refresh: Duration::from_secs(settings.population_refresh_secs),
+        classify_interval: Duration::from_secs(settings.classify_interval_secs),
     };
     tokio::spawn(consumer::run(engine.clone(), config, app.stopping()));
     let api = ClassificationApi::new(

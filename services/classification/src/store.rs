@@ -1,6 +1,6 @@
 //! The engine's storage: statements built with sea-query, so the same code runs on
 //! SQLite and PostgreSQL. Functions take any connection or transaction; no proto type
-//! reaches here. Documents (facts, results, policies) are JSON columns.
+//! reaches here. Documents (results, policies) are JSON columns; facts are binary.
 
 use std::collections::HashMap;
 
@@ -73,6 +73,43 @@ async fn bodies<T: DeserializeOwned>(
 
 // ---- facts ----
 
+/// The first byte of a stored facts record: the encoding that follows (postcard, with
+/// timestamps in microseconds). A new layout gets a new number; the engine then rebuilds
+/// the facts from the feed.
+const FACTS_FORMAT: u8 = 1;
+
+/// A customer's facts as stored: about a quarter of their JSON, and much cheaper to
+/// write and read, since every event rewrites its customer's record.
+fn encode_facts(facts: &CustomerFacts) -> Result<Vec<u8>, Error> {
+    let mut out = vec![FACTS_FORMAT];
+    out.extend(
+        postcard::to_allocvec(facts)
+            .map_err(|e| Error::Internal(format!("encoding facts: {e}")))?,
+    );
+    Ok(out)
+}
+
+fn decode_facts(data: &[u8]) -> Result<CustomerFacts, Error> {
+    match data.split_first() {
+        Some((&FACTS_FORMAT, rest)) => postcard::from_bytes(rest)
+            .map_err(|e| Error::Internal(format!("corrupt facts in the database: {e}"))),
+        _ => Err(Error::Internal(
+            "facts in the database in an unknown format".into(),
+        )),
+    }
+}
+
+async fn facts_of(
+    conn: &impl ConnectionTrait,
+    select: &SelectStatement,
+) -> Result<Vec<CustomerFacts>, Error> {
+    conn.query_all(select)
+        .await?
+        .iter()
+        .map(|row| decode_facts(&row.try_get::<Vec<u8>>("", "data")?))
+        .collect()
+}
+
 /// The facts of `ids` the engine has (unknown ids are left out).
 pub async fn load_facts(
     conn: &impl ConnectionTrait,
@@ -81,11 +118,11 @@ pub async fn load_facts(
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(MAX_IN_LIST) {
         let select = Query::select()
-            .column(t("body"))
+            .column(t("data"))
             .from(t("facts"))
             .and_where(col("customer_id").is_in(chunk.iter().copied()))
             .to_owned();
-        out.extend(bodies::<CustomerFacts>(conn, &select).await?);
+        out.extend(facts_of(conn, &select).await?);
     }
     Ok(out)
 }
@@ -97,7 +134,7 @@ pub async fn facts_page(
     limit: u64,
 ) -> Result<Vec<CustomerFacts>, Error> {
     let mut select = Query::select()
-        .column(t("body"))
+        .column(t("data"))
         .from(t("facts"))
         .order_by(t("customer_id"), Order::Asc)
         .limit(limit)
@@ -105,7 +142,7 @@ pub async fn facts_page(
     if let Some(after) = after {
         select.and_where(col("customer_id").gt(after));
     }
-    bodies(conn, &select).await
+    facts_of(conn, &select).await
 }
 
 /// Writes `facts`, replacing what was stored.
@@ -115,9 +152,9 @@ pub async fn save_facts<'a>(
 ) -> Result<(), Error> {
     let rows = facts
         .into_iter()
-        .map(|f| Ok([f.id.into(), to_json(f)?.into()]))
+        .map(|f| Ok([f.id.into(), encode_facts(f)?.into()]))
         .collect::<Result<Vec<[SimpleExpr; 2]>, Error>>()?;
-    upsert(conn, "facts", &["customer_id", "body"], rows, &["body"]).await
+    upsert(conn, "facts", &["customer_id", "data"], rows, &["data"]).await
 }
 
 /// Multi-row `INSERT ... ON CONFLICT (first column) DO UPDATE SET update`.
@@ -144,6 +181,60 @@ async fn upsert<const N: usize>(
         }
         conn.execute(&insert).await?;
     }
+    Ok(())
+}
+
+// ---- customers to classify ----
+
+/// Marks `ids` as changed since they were last classified.
+pub async fn mark_pending(
+    conn: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<(), Error> {
+    let mut ids = ids.into_iter().peekable();
+    while ids.peek().is_some() {
+        let mut insert = Query::insert();
+        insert
+            .into_table(t("pending"))
+            .columns([t("customer_id")])
+            .on_conflict(OnConflict::column(t("customer_id")).do_nothing().to_owned());
+        for id in ids.by_ref().take(MAX_ROWS_PER_INSERT) {
+            insert.values([id.into()]).map_err(sql_error)?;
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` customers waiting to be classified, in id order.
+pub async fn pending(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<Uuid>, Error> {
+    let select = Query::select()
+        .column(t("customer_id"))
+        .from(t("pending"))
+        .order_by(t("customer_id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get("", "customer_id")?))
+        .collect()
+}
+
+/// Unmarks the customers after `after` up to `last` (all of them classified).
+pub async fn clear_pending(
+    conn: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    last: Uuid,
+) -> Result<(), Error> {
+    let mut delete = Query::delete()
+        .from_table(t("pending"))
+        .and_where(col("customer_id").lte(last))
+        .to_owned();
+    if let Some(after) = after {
+        delete.and_where(col("customer_id").gt(after));
+    }
+    conn.execute(&delete).await?;
     Ok(())
 }
 
@@ -699,4 +790,51 @@ pub async fn transitions(
         .iter()
         .map(label_change)
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::TimeZone;
+    use clientela_domain::taxonomy::CustomerKind;
+
+    use super::*;
+    use crate::facts::{ComplaintFact, PurchaseFact, ReturnFact};
+
+    #[test]
+    fn facts_round_trip_in_their_binary_form() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap()
+            + chrono::Duration::microseconds(123_456);
+        let mut facts = CustomerFacts::new(Uuid::from_u128(1), CustomerKind::Organization);
+        facts.region = "Ñuble".into();
+        facts.cost_to_serve_minor = Some(-5);
+        facts.profile_at = Some(at);
+        facts.referred_by = vec![Uuid::from_u128(2)];
+        facts.purchases.push(PurchaseFact {
+            id: Uuid::from_u128(3),
+            at,
+            currency_code: "CLP".into(),
+            total_minor: 12_345,
+            discounted: true,
+            returns: vec![ReturnFact {
+                id: Uuid::from_u128(4),
+                at,
+                amount_minor: 345,
+            }],
+        });
+        facts.complaints.push(ComplaintFact {
+            id: Uuid::from_u128(5),
+            opened_at: at,
+            resolved_at: None,
+        });
+        let data = encode_facts(&facts).unwrap();
+        assert_eq!(data[0], FACTS_FORMAT);
+        assert!(data.len() < serde_json::to_vec(&facts).unwrap().len() / 3);
+        assert_eq!(decode_facts(&data).unwrap(), facts);
+        let mut other = data.clone();
+        other[0] = FACTS_FORMAT + 1;
+        assert!(decode_facts(&other).is_err());
+        assert!(decode_facts(&[]).is_err());
+        assert!(decode_facts(&data[..data.len() - 3]).is_err());
+    }
 }

@@ -165,7 +165,7 @@ pub async fn ingest(
             events += changes.len() as u64;
             batches += 1;
             async move {
-                engine.ingest(from, last, changes, as_of()).await?;
+                engine.ingest(from, last, changes).await?;
                 Ok(())
             }
         },

@@ -66,14 +66,23 @@ async fn a_replayed_batch_is_refused_and_counts_once() {
     let (engine, _dir) = engine().await;
     let c = Uuid::now_v7();
     let batch = vec![profile(c), purchase(c, Uuid::now_v7(), 3, 1_000)];
-    let done = engine.ingest(0, 2, batch.clone(), as_of()).await.unwrap();
+    let done = engine.ingest(0, 2, batch.clone()).await.unwrap();
     assert_eq!(done.cursor, 2);
-    let replay = engine.ingest(0, 2, batch, as_of()).await.unwrap_err();
+    assert_eq!(done.customers, 1);
+    let replay = engine.ingest(0, 2, batch).await.unwrap_err();
     assert!(
         matches!(replay, clientela_runtime::Error::Aborted { .. }),
         "{replay:?}"
     );
     assert_eq!(engine.feed_cursor().await.unwrap(), 2);
+    // The batch only marked the customer; classifying the marked ones takes it.
+    assert!(engine.classification(c).await.is_err());
+    let done = engine.classify_pending(as_of()).await.unwrap();
+    assert_eq!((done.classified, done.changes > 0), (1, true));
+    assert_eq!(
+        engine.classify_pending(as_of()).await.unwrap().classified,
+        0
+    );
     let classified = engine.classification(c).await.unwrap();
     assert_eq!(classified.features.purchases_total, 1);
     assert_eq!(classified.features.revenue_in_window, 1_000);
@@ -159,16 +168,17 @@ fn history(rng: &mut StdRng, customers: &[Uuid]) -> Vec<Change> {
     out
 }
 
-/// Ingests `changes` in batches of `size`, then classifies everyone at `as_of`.
-async fn classify(changes: &[Change], size: usize, customers: &[Uuid]) -> Vec<String> {
+/// Ingests `changes` in batches of `size` (classifying the customers each batch touched
+/// when `each` is set), then classifies everyone at `as_of`.
+async fn classify(changes: &[Change], size: usize, each: bool, customers: &[Uuid]) -> Vec<String> {
     let (engine, _dir) = engine().await;
     let mut after = 0;
     for batch in changes.chunks(size) {
         let last = after + batch.len() as i64;
-        engine
-            .ingest(after, last, batch.to_vec(), as_of())
-            .await
-            .unwrap();
+        engine.ingest(after, last, batch.to_vec()).await.unwrap();
+        if each {
+            engine.classify_pending(as_of()).await.unwrap();
+        }
         after = last;
     }
     engine.reclassify(as_of(), None, |_| {}).await.unwrap();
@@ -194,10 +204,10 @@ async fn the_same_events_give_the_same_labels_whatever_the_batching_or_order() {
         let mut rng = StdRng::seed_from_u64(seed);
         let customers: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
         let changes = history(&mut rng, &customers);
-        let one_batch = classify(&changes, changes.len(), &customers).await;
+        let one_batch = classify(&changes, changes.len(), false, &customers).await;
         let batch_size = rng.random_range(1..20);
         same(
-            &classify(&changes, batch_size, &customers).await,
+            &classify(&changes, batch_size, true, &customers).await,
             &one_batch,
             &format!("seed {seed}: batches of {batch_size}"),
         );
@@ -206,7 +216,7 @@ async fn the_same_events_give_the_same_labels_whatever_the_batching_or_order() {
         shuffled.shuffle(&mut rng);
         shuffled.sort_by_key(|c| !matches!(c, Change::Purchase { .. }));
         same(
-            &classify(&shuffled, 7, &customers).await,
+            &classify(&shuffled, 7, seed % 2 == 0, &customers).await,
             &one_batch,
             &format!("seed {seed}: shuffled"),
         );
@@ -237,10 +247,7 @@ async fn one_replica_applies_the_feed_at_a_time_on_postgres() {
             .unwrap()
     );
     let c = Uuid::now_v7();
-    let refused = engine
-        .ingest(0, 1, vec![profile(c)], as_of())
-        .await
-        .unwrap_err();
+    let refused = engine.ingest(0, 1, vec![profile(c)]).await.unwrap_err();
     assert!(
         matches!(
             refused,
@@ -252,9 +259,45 @@ async fn one_replica_applies_the_feed_at_a_time_on_postgres() {
         "{refused:?}"
     );
     busy.rollback().await.unwrap();
+    engine.ingest(0, 1, vec![profile(c)]).await.unwrap();
+    assert_eq!(engine.feed_cursor().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
+    use sea_orm::ConnectionTrait;
+    use sea_orm_migration::MigratorTrait;
+    let (url, _dir) = clientela_testkit::sqlite_database();
+    let db = Db::connect(&url, &Default::default()).await.unwrap();
+    // A database of the first schema, part way through the feed, facts in JSON.
+    Migrator::up(db.conn(), Some(1)).await.unwrap();
+    for sql in [
+        "INSERT INTO facts (customer_id, body) VALUES (x'0123456789abcdef0123456789abcdef', '{}')",
+        "UPDATE feed_cursor SET last_sequence = 42",
+    ] {
+        db.conn().execute_unprepared(sql).await.unwrap();
+    }
+    db.migrate::<Migrator>("test").await.unwrap();
+    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
+    // The engine replays the feed from the start into the new form.
+    assert_eq!(engine.feed_cursor().await.unwrap(), 0);
+    let c = Uuid::now_v7();
     engine
-        .ingest(0, 1, vec![profile(c)], as_of())
+        .ingest(
+            0,
+            2,
+            vec![profile(c), purchase(c, Uuid::now_v7(), 3, 1_000)],
+        )
         .await
         .unwrap();
-    assert_eq!(engine.feed_cursor().await.unwrap(), 1);
+    engine.classify_pending(as_of()).await.unwrap();
+    assert_eq!(
+        engine
+            .classification(c)
+            .await
+            .unwrap()
+            .features
+            .purchases_total,
+        1
+    );
 }
