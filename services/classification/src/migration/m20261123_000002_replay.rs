@@ -18,6 +18,25 @@ fn t(name: &str) -> Alias {
     Alias::new(name)
 }
 
+/// Replaces `facts` with an empty table whose record column is `data`, and moves the
+/// cursor back to the start of the feed so the engine refills it.
+async fn refill_facts(m: &SchemaManager<'_>, data: ColumnDef) -> Result<(), DbErr> {
+    m.drop_table(Table::drop().table(t("facts")).to_owned())
+        .await?;
+    m.create_table(
+        Table::create()
+            .table(t("facts"))
+            .col(uuid(t("customer_id")).primary_key())
+            .col(data)
+            .to_owned(),
+    )
+    .await?;
+    m.get_connection()
+        .execute_unprepared("UPDATE feed_cursor SET last_sequence = 0 WHERE id = 1")
+        .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -28,38 +47,12 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.drop_table(Table::drop().table(t("facts")).to_owned())
-            .await?;
-        m.create_table(
-            Table::create()
-                .table(t("facts"))
-                .col(uuid(t("customer_id")).primary_key())
-                .col(blob(t("data")))
-                .to_owned(),
-        )
-        .await?;
-        m.get_connection()
-            .execute_unprepared("UPDATE feed_cursor SET last_sequence = 0 WHERE id = 1")
-            .await?;
-        Ok(())
+        refill_facts(m, blob(t("data"))).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.drop_table(Table::drop().table(t("pending")).to_owned())
             .await?;
-        m.drop_table(Table::drop().table(t("facts")).to_owned())
-            .await?;
-        m.create_table(
-            Table::create()
-                .table(t("facts"))
-                .col(uuid(t("customer_id")).primary_key())
-                .col(text(t("body")))
-                .to_owned(),
-        )
-        .await?;
-        m.get_connection()
-            .execute_unprepared("UPDATE feed_cursor SET last_sequence = 0 WHERE id = 1")
-            .await?;
-        Ok(())
+        refill_facts(m, text(t("body"))).await
     }
 }
