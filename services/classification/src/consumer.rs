@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 
 use crate::api::convert::change_from;
 use crate::engine::Engine;
+use crate::projection::Change;
 
 /// How the consumer reaches the registry and how often it refreshes the population.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct ConsumerConfig {
     pub token: Option<Secret>,
     /// Events per batch.
     pub batch: i32,
+    /// While catching up, events applied per transaction (several batches).
+    pub commit_events: usize,
     /// The population is recomputed (and everyone classified again) at most this often,
     /// after a batch; zero: after every batch.
     pub population_refresh: Duration,
@@ -109,23 +112,43 @@ async fn follow(
     // Customers a previous run marked and did not get to.
     engine.classify_pending(now()).await?;
     let mut last_classified = Instant::now();
-    while let Some(batch) = stream.next().await {
+    // While the consumer replays a long feed, several batches share one transaction: the
+    // facts of a customer touched by many of them are then written once, and the pages of
+    // the projection each carry more events (docs/BENCHMARKS.md).
+    let mut buffered: Vec<Change> = Vec::new();
+    let mut buffered_last = cursor;
+    loop {
+        let next = if buffered.is_empty() {
+            stream.next().await
+        } else {
+            match tokio::time::timeout(FLUSH_AFTER, stream.next()).await {
+                Ok(next) => next,
+                // Quiet, so caught up: what is buffered goes in now, and is classified.
+                Err(_) => {
+                    cursor = flush(engine, cursor, buffered_last, &mut buffered).await?;
+                    *progressed = true;
+                    engine.classify_pending(now()).await?;
+                    last_classified = Instant::now();
+                    continue;
+                }
+            }
+        };
+        let Some(batch) = next else { break };
         let batch = batch.map_err(feed_error)?;
         let Some(last) = batch.events.last().map(|e| e.sequence) else {
             continue;
         };
-        let changes = batch
-            .events
-            .iter()
-            .filter_map(|e| {
-                change_from(e)
-                    .inspect_err(|err| tracing::error!(error = %err, "skipping a registry event"))
-                    .ok()
-            })
-            .collect();
+        buffered.extend(batch.events.iter().filter_map(|e| {
+            change_from(e)
+                .inspect_err(|err| tracing::error!(error = %err, "skipping a registry event"))
+                .ok()
+        }));
+        buffered_last = last;
         let caught_up = batch.events.len() < usize::try_from(config.batch).unwrap_or(0);
-        let done = engine.ingest(cursor, last, changes).await?;
-        cursor = done.cursor;
+        if !caught_up && buffered.len() < config.commit_events {
+            continue;
+        }
+        cursor = flush(engine, cursor, buffered_last, &mut buffered).await?;
         *progressed = true;
         if caught_up || last_classified.elapsed() >= config.classify_interval {
             engine.classify_pending(now()).await?;
@@ -134,6 +157,22 @@ async fn follow(
         refresh_if_due(engine, config, last_refresh).await?;
     }
     Ok(())
+}
+
+/// How long buffered events wait for the next batch before they are applied.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
+
+/// Applies the buffered changes after `cursor` up to `last`; returns the new cursor.
+async fn flush(
+    engine: &Engine,
+    cursor: i64,
+    last: i64,
+    buffered: &mut Vec<Change>,
+) -> Result<i64, Error> {
+    Ok(engine
+        .ingest(cursor, last, std::mem::take(buffered))
+        .await?
+        .cursor)
 }
 
 fn feed_error(status: tonic::Status) -> Error {

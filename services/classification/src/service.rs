@@ -36,6 +36,9 @@ pub struct ClassificationSettings {
     pub population_refresh_secs: u64,
     /// Registry events per batch.
     pub feed_batch: i32,
+    /// While the consumer replays a long feed, registry events applied per transaction
+    /// (batches are gathered until there are this many).
+    pub feed_commit_events: usize,
     /// While the consumer catches up with the feed, the customers it touched are
     /// classified at most this often, in seconds; once caught up, after every batch.
     pub classify_interval_secs: u64,
@@ -53,6 +56,7 @@ impl Default for ClassificationSettings {
             policy_file: None,
             population_refresh_secs: 600,
             feed_batch: 2000,
+            feed_commit_events: 20_000,
             classify_interval_secs: 30,
             feed_poll_interval_ms: 1000,
         }
@@ -151,6 +155,7 @@ pub async fn register(
         registry_url,
         token,
         batch: settings.feed_batch.clamp(1, 5000),
+        commit_events: settings.feed_commit_events.max(1),
         population_refresh: Duration::from_secs(settings.population_refresh_secs),
         classify_interval: Duration::from_secs(settings.classify_interval_secs),
     };

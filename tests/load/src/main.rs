@@ -59,8 +59,9 @@ struct Cli {
     /// Purchases of the classification base.
     #[arg(long, default_value_t = 10_000_000)]
     base_purchases: u64,
-    /// Registry events per classification ingest batch (the consumer's default).
-    #[arg(long, default_value_t = 2000)]
+    /// Registry events per classification ingest transaction (the consumer's
+    /// feed_commit_events while it replays the feed).
+    #[arg(long, default_value_t = 20_000)]
     base_batch: usize,
     /// Also write the classification base's purchases to this CSV (for
     /// tests/load/scripts/rfm_abc.py).

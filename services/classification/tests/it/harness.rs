@@ -34,6 +34,25 @@ impl Drop for TestApp {
 
 /// Both services over fresh databases of `engine`; `None` without PostgreSQL.
 pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
+    spawn_app_with(engine, |_| {}).await
+}
+
+/// As [`spawn_app`], with the consumer reading the feed two events at a time and gathering
+/// five per transaction, as it does when it replays a long feed (classifying only once
+/// caught up).
+pub async fn spawn_replaying_app(engine: Engine) -> Option<TestApp> {
+    spawn_app_with(engine, |c| {
+        c.feed_batch = 2;
+        c.feed_commit_events = 5;
+        c.classify_interval_secs = 3_600;
+    })
+    .await
+}
+
+async fn spawn_app_with(
+    engine: Engine,
+    tweak: impl FnOnce(&mut ClassificationSettings),
+) -> Option<TestApp> {
     let (registry_url, dir1) = clientela_testkit::database(engine).await?;
     let (classification_url, dir2) = clientela_testkit::database(engine).await?;
     let mut common = CommonSettings::default();
@@ -47,6 +66,7 @@ pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
     classification.database.url = Secret::new(classification_url);
     classification.population_refresh_secs = 0;
     classification.feed_poll_interval_ms = 50;
+    tweak(&mut classification);
     let mut app = App::bind(common).await.unwrap();
     clientela_registry::register(&mut app, &registry)
         .await

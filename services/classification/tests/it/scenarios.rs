@@ -550,3 +550,47 @@ both_engines!(
         assert_eq!((last.classified, last.total), (2, 6));
     }
 );
+
+clientela_testkit::both_engines!(
+    crate::harness::spawn_replaying_app,
+    a_feed_read_in_full_batches_gathered_per_transaction_counts_each_event_once,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        // 3 customers × (1 creation + 4 purchases) = 15 events: full batches of 2 that the
+        // consumer gathers 5 at a time, a quiet end it applies after a short wait.
+        let mut customers = Vec::new();
+        for n in 0..3 {
+            let c = person(&mut registry, &format!("Reproducido {n}")).await;
+            for k in 0..4 {
+                buy(
+                    &mut registry,
+                    &c,
+                    &format!("R{n}-{k}"),
+                    10 + k * 30,
+                    1,
+                    5_000,
+                    false,
+                )
+                .await;
+            }
+            customers.push(c);
+        }
+        for c in &customers {
+            let got = classified(&mut classifier, c, |c| {
+                c.features.as_ref().unwrap().purchases_total == 4
+            })
+            .await;
+            assert_eq!(code(&got.lifecycle_stage), "FREQUENT");
+            assert_eq!(
+                got.features
+                    .as_ref()
+                    .unwrap()
+                    .revenue_in_window
+                    .as_ref()
+                    .unwrap()
+                    .amount_minor,
+                20_000
+            );
+        }
+    }
+);
