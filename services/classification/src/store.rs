@@ -410,6 +410,36 @@ pub async fn save_population(
 
 // ---- classifications ----
 
+/// A stored result: its JSON, LZ4-compressed in `data` (a quarter of the size: a row
+/// fits a page instead of spilling into overflow pages), or in `body` for a row written
+/// before results were compressed (until that customer is classified again).
+fn decode_classification(row: &QueryResult) -> Result<Classification, Error> {
+    let Some(data) = row.try_get::<Option<Vec<u8>>>("", "data")? else {
+        return from_json(row, "body");
+    };
+    let json = lz4_flex::decompress_size_prepended(&data)
+        .map_err(|e| Error::Internal(format!("corrupt classification in the database: {e}")))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| Error::Internal(format!("corrupt classification in the database: {e}")))
+}
+
+fn encode_classification(c: &Classification) -> Result<Vec<u8>, Error> {
+    let json = serde_json::to_vec(c)
+        .map_err(|e| Error::Internal(format!("encoding a classification: {e}")))?;
+    Ok(lz4_flex::compress_prepend_size(&json))
+}
+
+async fn classifications_of(
+    conn: &impl ConnectionTrait,
+    select: &SelectStatement,
+) -> Result<Vec<Classification>, Error> {
+    conn.query_all(select)
+        .await?
+        .iter()
+        .map(decode_classification)
+        .collect()
+}
+
 /// The current classifications of `ids` (customers not classified are left out).
 pub async fn load_classifications(
     conn: &impl ConnectionTrait,
@@ -418,11 +448,11 @@ pub async fn load_classifications(
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(MAX_IN_LIST) {
         let select = Query::select()
-            .column(t("body"))
+            .columns([t("body"), t("data")])
             .from(t("classifications"))
             .and_where(col("customer_id").is_in(chunk.iter().copied()))
             .to_owned();
-        for c in bodies::<Classification>(conn, &select).await? {
+        for c in classifications_of(conn, &select).await? {
             out.insert(c.customer, c);
         }
     }
@@ -436,8 +466,8 @@ pub async fn save_classifications(
 ) -> Result<(), Error> {
     let mut columns = vec!["customer_id", "policy_version", "as_of", "region"];
     columns.extend(LABEL_COLUMNS);
-    columns.extend(["traits", "revenue_in_window", "body"]);
-    let columns: [&str; 14] = columns
+    columns.extend(["traits", "revenue_in_window", "body", "data"]);
+    let columns: [&str; 15] = columns
         .try_into()
         .map_err(|_| Error::Internal("classification columns".into()))?;
     let rows = results
@@ -473,7 +503,8 @@ pub async fn save_classifications(
                 code(Dimension::RfmSegment),
                 traits.into(),
                 c.features.revenue_in_window.into(),
-                to_json(c)?.into(),
+                String::new().into(),
+                encode_classification(c)?.into(),
             ])
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -662,7 +693,7 @@ pub async fn list_classifications(
     limit: u64,
 ) -> Result<Vec<Classification>, Error> {
     let mut select = Query::select()
-        .column(t("body"))
+        .columns([t("body"), t("data")])
         .from(t("classifications"))
         .order_by(t("customer_id"), Order::Asc)
         .limit(limit)
@@ -676,7 +707,7 @@ pub async fn list_classifications(
     if let Some(after) = after {
         select.and_where(col("customer_id").gt(after));
     }
-    bodies(conn, &select).await
+    classifications_of(conn, &select).await
 }
 
 /// One bucket of a distribution.

@@ -7,6 +7,8 @@
 //!   records are rebuilt, not converted: the cursor goes back to zero and the engine
 //!   replays the feed (classifications and their history stay; a replayed customer whose
 //!   labels come out the same records no change).
+//! - `classifications.data`: the result's JSON, LZ4-compressed, in place of `body` (left
+//!   empty); rows written before keep their `body` until classified again.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -47,10 +49,24 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        m.alter_table(
+            Table::alter()
+                .table(t("classifications"))
+                .add_column(blob_null(t("data")))
+                .to_owned(),
+        )
+        .await?;
         refill_facts(m, blob(t("data"))).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(t("classifications"))
+                .drop_column(t("data"))
+                .to_owned(),
+        )
+        .await?;
         m.drop_table(Table::drop().table(t("pending")).to_owned())
             .await?;
         refill_facts(m, text(t("body"))).await

@@ -291,13 +291,20 @@ async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
         .await
         .unwrap();
     engine.classify_pending(as_of()).await.unwrap();
-    assert_eq!(
-        engine
-            .classification(c)
-            .await
-            .unwrap()
-            .features
-            .purchases_total,
-        1
-    );
+    let classified = engine.classification(c).await.unwrap();
+    assert_eq!(classified.features.purchases_total, 1);
+    // A result written before results were compressed (JSON in `body`) still reads.
+    let json = serde_json::to_string(&classified).unwrap();
+    let updated = engine
+        .db()
+        .conn()
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "UPDATE classifications SET data = NULL, body = ? WHERE customer_id = ?",
+            [json.into(), c.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+    assert_eq!(engine.classification(c).await.unwrap(), classified);
 }
