@@ -278,6 +278,9 @@ async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
         db.conn().execute_unprepared(sql).await.unwrap();
     }
     db.migrate::<Migrator>("test").await.unwrap();
+    drop(db);
+    // A new process on the migrated database, as after an upgrade.
+    let db = Db::connect(&url, &Default::default()).await.unwrap();
     let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
     // The engine replays the feed from the start into the new form.
     assert_eq!(engine.feed_cursor().await.unwrap(), 0);
