@@ -193,7 +193,7 @@ pub async fn classified(
     customer: &pb::Customer,
     ready: impl Fn(&cpb::Classification) -> bool,
 ) -> cpb::Classification {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut last;
     loop {
         let got = classifier
@@ -216,7 +216,7 @@ pub async fn classified(
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not classified as expected in 30 s; last: {last}"
+            "not classified as expected in 60 s; last: {last}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
