@@ -117,18 +117,23 @@ async fn follow(
     // the projection each carry more events (docs/BENCHMARKS.md).
     let mut buffered: Vec<Change> = Vec::new();
     let mut buffered_last = cursor;
+    // Applied, not yet classified (a replay's batch between two classify intervals).
+    let mut unclassified = false;
     loop {
-        let next = if buffered.is_empty() {
+        let next = if buffered.is_empty() && !unclassified {
             stream.next().await
         } else {
             match tokio::time::timeout(FLUSH_AFTER, stream.next()).await {
                 Ok(next) => next,
                 // Quiet, so caught up: what is buffered goes in now, and is classified.
                 Err(_) => {
-                    cursor = flush(engine, cursor, buffered_last, &mut buffered).await?;
-                    *progressed = true;
+                    if !buffered.is_empty() {
+                        cursor = flush(engine, cursor, buffered_last, &mut buffered).await?;
+                        *progressed = true;
+                    }
                     engine.classify_pending(now()).await?;
                     last_classified = Instant::now();
+                    unclassified = false;
                     continue;
                 }
             }
@@ -150,9 +155,11 @@ async fn follow(
         }
         cursor = flush(engine, cursor, buffered_last, &mut buffered).await?;
         *progressed = true;
+        unclassified = true;
         if caught_up || last_classified.elapsed() >= config.classify_interval {
             engine.classify_pending(now()).await?;
             last_classified = Instant::now();
+            unclassified = false;
         }
         refresh_if_due(engine, config, last_refresh).await?;
     }

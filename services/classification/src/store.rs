@@ -60,15 +60,20 @@ fn sql_error(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("building a statement: {e}"))
 }
 
+/// The rows of `select`, each decoded by `decode`.
+async fn rows<T>(
+    conn: &impl ConnectionTrait,
+    select: &SelectStatement,
+    decode: impl Fn(&QueryResult) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    conn.query_all(select).await?.iter().map(decode).collect()
+}
+
 async fn bodies<T: DeserializeOwned>(
     conn: &impl ConnectionTrait,
     select: &SelectStatement,
 ) -> Result<Vec<T>, Error> {
-    conn.query_all(select)
-        .await?
-        .iter()
-        .map(|row| from_json(row, "body"))
-        .collect()
+    rows(conn, select, |row| from_json(row, "body")).await
 }
 
 // ---- facts ----
@@ -103,11 +108,10 @@ async fn facts_of(
     conn: &impl ConnectionTrait,
     select: &SelectStatement,
 ) -> Result<Vec<CustomerFacts>, Error> {
-    conn.query_all(select)
-        .await?
-        .iter()
-        .map(|row| decode_facts(&row.try_get::<Vec<u8>>("", "data")?))
-        .collect()
+    rows(conn, select, |row| {
+        decode_facts(&row.try_get::<Vec<u8>>("", "data")?)
+    })
+    .await
 }
 
 /// The facts of `ids` the engine has (unknown ids are left out).
@@ -433,11 +437,7 @@ async fn classifications_of(
     conn: &impl ConnectionTrait,
     select: &SelectStatement,
 ) -> Result<Vec<Classification>, Error> {
-    conn.query_all(select)
-        .await?
-        .iter()
-        .map(decode_classification)
-        .collect()
+    rows(conn, select, decode_classification).await
 }
 
 /// The current classifications of `ids` (customers not classified are left out).

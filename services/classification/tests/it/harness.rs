@@ -38,12 +38,12 @@ pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
 }
 
 /// As [`spawn_app`], with the consumer reading the feed two events at a time and gathering
-/// five per transaction, as it does when it replays a long feed (classifying only once
-/// caught up).
+/// four per transaction, as it does when it replays a long feed (classifying only once
+/// caught up or quiet).
 pub async fn spawn_replaying_app(engine: Engine) -> Option<TestApp> {
     spawn_app_with(engine, |c| {
         c.feed_batch = 2;
-        c.feed_commit_events = 5;
+        c.feed_commit_events = 4;
         c.classify_interval_secs = 3_600;
     })
     .await

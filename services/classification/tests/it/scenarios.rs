@@ -556,8 +556,9 @@ clientela_testkit::both_engines!(
     a_feed_read_in_full_batches_gathered_per_transaction_counts_each_event_once,
     |app: TestApp| async move {
         let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
-        // 3 customers × (1 creation + 4 purchases) = 15 events: full batches of 2 that the
-        // consumer gathers 5 at a time, a quiet end it applies after a short wait.
+        // 3 customers × (1 creation + 4 purchases) + a prospect = 16 events: batches of 2
+        // the consumer gathers 4 at a time. When the last batch is full too, nothing says
+        // the consumer caught up but the quiet after it: it must still classify.
         let mut customers = Vec::new();
         for n in 0..3 {
             let c = person(&mut registry, &format!("Reproducido {n}")).await;
@@ -575,6 +576,11 @@ clientela_testkit::both_engines!(
             }
             customers.push(c);
         }
+        let prospect = person(&mut registry, "Reproducido sin compras").await;
+        classified(&mut classifier, &prospect, |c| {
+            code(&c.lifecycle_stage) == "PROSPECT"
+        })
+        .await;
         for c in &customers {
             let got = classified(&mut classifier, c, |c| {
                 c.features.as_ref().unwrap().purchases_total == 4
