@@ -2,9 +2,12 @@
 //! instant, under a policy version and the population's cut-offs, and the label changes
 //! between two classifications.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use clientela_domain::taxonomy::CustomerKind;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -34,6 +37,22 @@ pub struct Classification {
     pub share_of_sales_bp: i64,
 }
 
+/// Everything the rules read of one customer at an instant besides the policy and the
+/// population. A classification is stored as these and its label codes: the rules are a
+/// pure function of them, so the explanations are rendered again when it is read, and a
+/// stored result is a tenth of its rendered size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// Person or organization.
+    pub kind: CustomerKind,
+    /// The registry flags high expectations.
+    pub high_expectations: bool,
+    /// The registry flags a key account.
+    pub key_account: bool,
+    /// The features at the instant.
+    pub features: Features,
+}
+
 /// The policy, its version, the population and the instant of a classification run.
 pub struct Run<'a> {
     /// The policy.
@@ -42,6 +61,8 @@ pub struct Run<'a> {
     pub policy_version: i64,
     /// The population's cut-offs.
     pub population: &'a Population,
+    /// The stored population's id (0: none stored, or not stored).
+    pub population_id: i64,
     /// The instant.
     pub as_of: DateTime<Utc>,
 }
@@ -53,20 +74,31 @@ impl Run<'_> {
         &self,
         facts: &CustomerFacts,
         first_purchases: &HashMap<Uuid, DateTime<Utc>>,
-    ) -> Option<Classification> {
+    ) -> Option<(Classification, Inputs)> {
         if !facts.is_live() {
             return None;
         }
-        let features = facts.features(self.as_of, self.policy, &|id| {
-            first_purchases.get(&id).copied()
-        });
+        let inputs = Inputs {
+            kind: facts.kind,
+            high_expectations: facts.high_expectations,
+            key_account: facts.key_account,
+            features: facts.features(self.as_of, self.policy, &|id| {
+                first_purchases.get(&id).copied()
+            }),
+        };
+        Some((self.render(facts.id, &facts.region, &inputs), inputs))
+    }
+
+    /// The classification of `customer` from its inputs.
+    pub fn render(&self, customer: Uuid, region: &str, inputs: &Inputs) -> Classification {
+        let features = &inputs.features;
         let labels = classify(
-            &features,
+            features,
             &Context {
-                id: facts.id,
-                kind: facts.kind,
-                high_expectations: facts.high_expectations,
-                key_account: facts.key_account,
+                id: customer,
+                kind: inputs.kind,
+                high_expectations: inputs.high_expectations,
+                key_account: inputs.key_account,
                 as_of: self.as_of,
                 policy: self.policy,
                 population: self.population,
@@ -78,15 +110,89 @@ impl Run<'_> {
         } else {
             0
         };
-        Some(Classification {
-            customer: facts.id,
+        Classification {
+            customer,
             policy_version: self.policy_version,
             as_of: self.as_of,
-            region: facts.region.clone(),
+            region: region.to_owned(),
             labels,
-            features,
+            features: features.clone(),
             share_of_sales_bp,
-        })
+        }
+    }
+}
+
+/// The label codes of a classification: what is stored in columns, filtered on, and
+/// compared to record label changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codes {
+    /// One per dimension of [`Codes::DIMENSIONS`], in that order ("": none).
+    pub labels: [Cow<'static, str>; 7],
+    /// The trait codes.
+    pub traits: BTreeSet<Cow<'static, str>>,
+}
+
+/// Every label code of each dimension (in [`Dimension::ALL`] order), to read codes from
+/// the database without allocating.
+static KNOWN_CODES: LazyLock<Vec<HashSet<&'static str>>> = LazyLock::new(|| {
+    Dimension::ALL
+        .iter()
+        .map(|d| d.labels().into_iter().map(|(code, _, _)| code).collect())
+        .collect()
+});
+
+/// `code` of `dimension`, borrowed when it is a known code (always, but for a code an
+/// older or newer taxonomy wrote).
+fn known(dimension: Dimension, code: &str) -> Cow<'static, str> {
+    let i = Dimension::ALL.iter().position(|d| *d == dimension);
+    match i.and_then(|i| KNOWN_CODES[i].get(code)) {
+        Some(code) => Cow::Borrowed(code),
+        None => Cow::Owned(code.to_owned()),
+    }
+}
+
+impl Codes {
+    /// The single-label dimensions, in the order of [`Labels::codes`].
+    pub const DIMENSIONS: [Dimension; 7] = [
+        Dimension::LifecycleStage,
+        Dimension::Activity,
+        Dimension::Satisfaction,
+        Dimension::Volume,
+        Dimension::Influence,
+        Dimension::AccountTier,
+        Dimension::RfmSegment,
+    ];
+
+    /// The codes of `labels`.
+    pub fn of(labels: &Labels) -> Self {
+        let codes = labels.codes();
+        Self {
+            labels: std::array::from_fn(|i| Cow::Borrowed(codes[i].1.unwrap_or(""))),
+            traits: labels
+                .trait_codes()
+                .into_iter()
+                .map(Cow::Borrowed)
+                .collect(),
+        }
+    }
+
+    /// Codes as stored: one per dimension, and the traits.
+    pub fn read<'a>(labels: [&str; 7], traits: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            labels: std::array::from_fn(|i| known(Self::DIMENSIONS[i], labels[i])),
+            traits: traits
+                .into_iter()
+                .map(|t| known(Dimension::Trait, t))
+                .collect(),
+        }
+    }
+
+    /// Whether the customer has `code` in `dimension`.
+    pub fn has(&self, dimension: Dimension, code: &str) -> bool {
+        match Self::DIMENSIONS.iter().position(|d| *d == dimension) {
+            Some(i) => self.labels[i] == code,
+            None => self.traits.contains(code),
+        }
     }
 }
 
@@ -94,8 +200,8 @@ impl Run<'_> {
 /// single-label dimension that changed and one per trait gained or lost.
 pub fn changes(
     customer: Uuid,
-    old: Option<&Classification>,
-    new: Option<&Classification>,
+    old: Option<&Codes>,
+    new: Option<&Codes>,
     as_of: DateTime<Utc>,
     policy_version: i64,
 ) -> Vec<LabelChange> {
@@ -108,30 +214,16 @@ pub fn changes(
         changed_at: as_of,
         policy_version,
     };
-    let codes = |c: Option<&Classification>| -> Vec<(Dimension, &'static str)> {
-        match c {
-            Some(c) => c
-                .labels
-                .codes()
-                .into_iter()
-                .map(|(d, code)| (d, code.unwrap_or("")))
-                .collect(),
-            None => Dimension::ALL
-                .iter()
-                .filter(|d| **d != Dimension::Trait)
-                .map(|d| (*d, ""))
-                .collect(),
-        }
-    };
-    let traits = |c: Option<&Classification>| -> BTreeSet<&'static str> {
-        c.map(|c| c.labels.trait_codes().into_iter().collect())
-            .unwrap_or_default()
-    };
-    let mut out: Vec<LabelChange> = codes(old)
-        .into_iter()
-        .zip(codes(new))
-        .filter(|((_, a), (_, b))| a != b)
-        .map(|((d, a), (_, b))| change(d, a, b))
+    fn label(c: Option<&Codes>, i: usize) -> &str {
+        c.map_or("", |c| &c.labels[i])
+    }
+    let none = BTreeSet::new();
+    let traits = |c: Option<&Codes>| c.map_or(&none, |c| &c.traits).clone();
+    let mut out: Vec<LabelChange> = Codes::DIMENSIONS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| label(old, *i) != label(new, *i))
+        .map(|(i, d)| change(*d, label(old, i), label(new, i)))
         .collect();
     let (before, after) = (traits(old), traits(new));
     out.extend(

@@ -6,19 +6,23 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use clientela_domain::taxonomy::CustomerKind;
 use clientela_runtime::{Db, Error};
 use sea_orm::ConnectionTrait;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::classification::{Classification, Run, changes};
+use crate::classification::{Classification, Codes, Run, changes};
 use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
 use crate::policy::Policy;
 use crate::population::Population;
-use crate::projection::{Change, Workspace};
-use crate::store::{self, Bucket, LabelChange, PolicyVersion, PopulationSnapshot, TransitionQuery};
+use crate::projection::{Change, Workspace, apply_to};
+use crate::store::{
+    self, Bucket, LabelChange, PolicyVersion, PopulationSnapshot, Record, Stamp, Stored,
+    TransitionQuery,
+};
 
 /// The transaction lock held while applying the feed or writing classifications.
 const FEED_LOCK: &str = "classification-feed";
@@ -38,7 +42,8 @@ pub struct Ingested {
 /// A policy version, a population and an instant, owned.
 struct OwnedRun {
     policy: Arc<PolicyVersion>,
-    population: Population,
+    population: Arc<Population>,
+    population_id: i64,
     as_of: DateTime<Utc>,
 }
 
@@ -48,6 +53,7 @@ impl OwnedRun {
             policy: &self.policy.policy,
             policy_version: self.policy.version,
             population: &self.population,
+            population_id: self.population_id,
             as_of: self.as_of,
         }
     }
@@ -90,6 +96,7 @@ pub struct Engine {
     db: Db,
     committed: watch::Sender<i64>,
     policies: Arc<Mutex<HashMap<i64, Arc<PolicyVersion>>>>,
+    populations: Arc<Mutex<HashMap<i64, Arc<Population>>>>,
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -115,6 +122,7 @@ impl Engine {
             db,
             committed,
             policies: Arc::default(),
+            populations: Arc::default(),
         })
     }
 
@@ -216,24 +224,26 @@ impl Engine {
                 message: "another replica is applying the registry feed".into(),
             });
         }
-        let mut work = Workspace::default();
-        let named: BTreeSet<Uuid> = events.iter().flat_map(Change::customers).collect();
-        load_into(conn, &mut work, named).await?;
+        // Runs of changes without a merge are applied a slice of customers at a time, in
+        // id order: each customer's facts are read and written once per run, and the
+        // pages of the projection are visited in order rather than at random (what bounds
+        // ingest at a million customers: docs/BENCHMARKS.md). A merge goes on its own.
+        let mut marked = 0;
+        let mut run = Vec::new();
         for change in events {
-            let needed = work.also_needed(&change);
-            load_into(conn, &mut work, needed).await?;
-            work.apply(change);
+            if change.is_merge() {
+                marked += apply_run(conn, std::mem::take(&mut run)).await?;
+                marked += apply_merge(conn, change).await?;
+            } else {
+                run.push(change);
+            }
         }
-        store::save_facts(conn, work.changed()).await?;
-        // A first purchase changes the referrers' converted referrals too.
-        let mut touched: BTreeSet<Uuid> = work.changed_ids().into_iter().collect();
-        touched.extend(work.changed().flat_map(|f| f.referred_by.iter().copied()));
-        store::mark_pending(conn, touched.iter().copied()).await?;
+        marked += apply_run(conn, run).await?;
         store::advance_feed_cursor(conn, after, last).await?;
         tx.commit().await?;
         Ok(Ingested {
             cursor: last,
-            customers: touched.len(),
+            customers: marked,
         })
     }
 
@@ -267,13 +277,14 @@ impl Engine {
         as_of: DateTime<Utc>,
     ) -> Result<OwnedRun, Error> {
         let policy = self.current_policy().await?;
-        let population = store::population(conn)
-            .await?
-            .map(|p| p.population)
-            .unwrap_or_default();
+        let (population_id, population) = match store::population(conn).await? {
+            Some((id, p)) => (id, p.population),
+            None => (0, Population::default()),
+        };
         Ok(OwnedRun {
             policy,
-            population,
+            population: Arc::new(population),
+            population_id,
             as_of,
         })
     }
@@ -283,26 +294,27 @@ impl Engine {
     pub async fn reclassify(
         &self,
         as_of: DateTime<Utc>,
-        only: Option<&(dyn Fn(&Classification) -> bool + Sync)>,
+        only: Option<&Filter>,
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, Error> {
         let policy = self.current_policy().await?;
         let population = self
             .compute_population(&policy.policy, policy.version, as_of)
             .await?;
-        let run = Run {
-            policy: &policy.policy,
-            policy_version: policy.version,
-            population: &population.population,
-            as_of,
-        };
         let mut done = Progress {
             total: population.population.customers,
             ..Progress::default()
         };
         let tx = self.db.begin_write().await?;
-        store::save_population(tx.conn(), &population).await?;
+        let population_id = store::save_population(tx.conn(), &population).await?;
         tx.commit().await?;
+        let run = Run {
+            policy: &policy.policy,
+            policy_version: policy.version,
+            population: &population.population,
+            population_id,
+            as_of,
+        };
         let mut after = None;
         loop {
             let tx = self.db.begin_write().await?;
@@ -324,9 +336,13 @@ impl Engine {
                 None => page,
                 Some(only) => {
                     let ids: Vec<Uuid> = page.iter().map(|f| f.id).collect();
-                    let current = store::load_classifications(tx.conn(), &ids).await?;
+                    let current = store::load_current(tx.conn(), &ids).await?;
                     page.into_iter()
-                        .filter(|f| current.get(&f.id).is_some_and(only))
+                        .filter(|f| {
+                            current
+                                .get(&f.id)
+                                .is_some_and(|c| only.matches(&c.region, &c.codes))
+                        })
                         .collect()
                 }
             };
@@ -368,13 +384,60 @@ impl Engine {
     /// The current classification of `customer`; NOT_FOUND when the engine has none
     /// (unknown, archived or merged).
     pub async fn classification(&self, customer: Uuid) -> Result<Classification, Error> {
-        store::load_classifications(self.db.conn(), &[customer])
+        let stored = store::load_classifications(self.db.conn(), &[customer])
             .await?
-            .remove(&customer)
+            .pop()
             .ok_or_else(|| Error::NotFound {
                 resource: "classification",
                 name: format!("customers/{customer}"),
-            })
+            })?;
+        self.render(stored).await
+    }
+
+    /// A stored classification, with its explanations: the rules run again on its
+    /// inputs, under its policy version and population, at its instant.
+    async fn render(&self, stored: Stored) -> Result<Classification, Error> {
+        match stored {
+            Stored::Rendered(c) => Ok(*c),
+            Stored::Inputs {
+                customer,
+                policy_version,
+                population_id,
+                as_of,
+                region,
+                inputs,
+            } => {
+                let policy = self.policy(policy_version).await?;
+                let population = self.population(population_id).await?;
+                let run = Run {
+                    policy: &policy.policy,
+                    policy_version,
+                    population: &population,
+                    population_id,
+                    as_of,
+                };
+                Ok(run.render(customer, &region, &inputs))
+            }
+        }
+    }
+
+    /// Population `id` (0, or one no longer stored: none).
+    async fn population(&self, id: i64) -> Result<Arc<Population>, Error> {
+        // Populations never change once stored, so a read one is kept.
+        if let Some(p) = self.populations.lock().map_err(poisoned)?.get(&id) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(
+            store::population_by_id(self.db.conn(), id)
+                .await?
+                .map(|p| p.population)
+                .unwrap_or_default(),
+        );
+        self.populations
+            .lock()
+            .map_err(poisoned)?
+            .insert(id, p.clone());
+        Ok(p)
     }
 
     /// What `candidate` would change against the current policy, both at `as_of`, with
@@ -394,12 +457,14 @@ impl Engine {
             policy: &current.policy,
             policy_version: current.version,
             population: &now_pop.population,
+            population_id: 0,
             as_of,
         };
         let cand_run = Run {
             policy: candidate,
             policy_version: 0,
             population: &cand_pop.population,
+            population_id: 0,
             as_of,
         };
         let mut impacts: BTreeMap<Dimension, Impact> = BTreeMap::new();
@@ -412,6 +477,7 @@ impl Engine {
                     continue;
                 };
                 preview.total += 1;
+                let (a, b) = (Codes::of(&a.0.labels), Codes::of(&b.0.labels));
                 let moved = changes(f.id, Some(&a), Some(&b), as_of, 0);
                 let dims: BTreeSet<Dimension> = moved.iter().map(|c| c.dimension).collect();
                 for c in &moved {
@@ -445,7 +511,11 @@ impl Engine {
         after: Option<Uuid>,
         limit: u64,
     ) -> Result<Vec<Classification>, Error> {
-        store::list_classifications(self.db.conn(), filter, after, limit).await
+        let mut out = Vec::new();
+        for stored in store::list_classifications(self.db.conn(), filter, after, limit).await? {
+            out.push(self.render(stored).await?);
+        }
+        Ok(out)
     }
 
     /// Customers and revenue per label of `dimension`.
@@ -515,25 +585,98 @@ async fn each_page(
     }
 }
 
-/// Loads the facts of `ids` not in `work` yet.
-async fn load_into(
-    conn: &impl ConnectionTrait,
-    work: &mut Workspace,
-    ids: impl IntoIterator<Item = Uuid>,
-) -> Result<(), Error> {
-    let missing: Vec<Uuid> = ids
+/// Customers whose facts [`apply_run`] reads and writes in one go.
+const PROJECTION_SLICE: usize = 5_000;
+
+/// Applies `changes` (no merge among them) a slice of customers at a time, in id order,
+/// each customer's changes in feed order; returns how many customers were marked.
+async fn apply_run(conn: &impl ConnectionTrait, changes: Vec<Change>) -> Result<usize, Error> {
+    let mut keyed: Vec<(Uuid, usize)> = changes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let mut named = c.customers();
+            named.dedup();
+            named.into_iter().map(move |id| (id, i))
+        })
+        .collect();
+    keyed.sort_unstable();
+    let mut uses = vec![0u8; changes.len()];
+    for (_, i) in &keyed {
+        uses[*i] += 1;
+    }
+    let mut changes: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    let mut marked = 0;
+    let mut rest = keyed.as_slice();
+    while !rest.is_empty() {
+        // The slice ends where a customer's changes end.
+        let mut end = 0;
+        let mut customers = 0;
+        while end < rest.len() && customers < PROJECTION_SLICE {
+            let id = rest[end].0;
+            end += rest[end..].iter().take_while(|(c, _)| *c == id).count();
+            customers += 1;
+        }
+        let (slice, after) = rest.split_at(end);
+        rest = after;
+        let mut ids: Vec<Uuid> = slice.iter().map(|(id, _)| *id).collect();
+        ids.dedup();
+        let mut facts: HashMap<Uuid, CustomerFacts> = store::load_facts(conn, &ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.id, f))
+            .collect();
+        for (id, i) in slice {
+            // A referral names two customers: the one of them served first gets a copy.
+            uses[*i] -= 1;
+            let change = if uses[*i] > 0 {
+                changes[*i].clone()
+            } else {
+                changes[*i].take()
+            }
+            .ok_or_else(|| Error::Internal("a change applied twice to one customer".into()))?;
+            let f = facts
+                .entry(*id)
+                .or_insert_with(|| CustomerFacts::new(*id, CustomerKind::Person));
+            apply_to(f, change);
+        }
+        let changed: Vec<&CustomerFacts> = ids.iter().filter_map(|id| facts.get(id)).collect();
+        marked += save_and_mark(conn, changed).await?;
+    }
+    Ok(marked)
+}
+
+/// Applies a merge, with every customer it touches loaded first.
+async fn apply_merge(conn: &impl ConnectionTrait, change: Change) -> Result<usize, Error> {
+    let mut work = Workspace::default();
+    for f in store::load_facts(conn, &change.customers()).await? {
+        work.insert(f);
+    }
+    let needed: Vec<Uuid> = work
+        .also_needed(&change)
         .into_iter()
         .filter(|id| !work.has(*id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
         .collect();
-    if missing.is_empty() {
-        return Ok(());
+    for f in store::load_facts(conn, &needed).await? {
+        work.insert(f);
     }
-    for facts in store::load_facts(conn, &missing).await? {
-        work.insert(facts);
-    }
-    Ok(())
+    work.apply(change);
+    save_and_mark(conn, work.changed().collect()).await
+}
+
+/// Writes `changed` (in id order) and marks them, and the customers who referred them
+/// (a first purchase changes their converted referrals), to be classified again; returns
+/// how many were marked.
+async fn save_and_mark(
+    conn: &impl ConnectionTrait,
+    changed: Vec<&CustomerFacts>,
+) -> Result<usize, Error> {
+    store::save_facts(conn, changed.iter().copied()).await?;
+    let mut touched: BTreeSet<Uuid> = changed.iter().map(|f| f.id).collect();
+    touched.extend(changed.iter().flat_map(|f| f.referred_by.iter().copied()));
+    let marked = touched.len();
+    store::mark_pending(conn, touched).await?;
+    Ok(marked)
 }
 
 /// When the customers `facts` referred first bought (by `as_of`), from `known` or the
@@ -579,27 +722,37 @@ async fn classify_and_record(
     let known: HashMap<Uuid, &CustomerFacts> = facts.iter().map(|f| (f.id, f)).collect();
     let firsts = first_purchases(conn, facts, &known, run.as_of).await?;
     let ids: Vec<Uuid> = facts.iter().map(|f| f.id).collect();
-    let old = store::load_classifications(conn, &ids).await?;
-    let mut results = Vec::new();
+    let old = store::load_current(conn, &ids).await?;
+    let mut records = Vec::new();
     let mut gone = Vec::new();
     let mut recorded = Vec::new();
     for f in facts {
-        let new = run.classify(f, &firsts);
-        recorded.extend(changes(
-            f.id,
-            old.get(&f.id),
-            new.as_ref(),
-            run.as_of,
-            run.policy_version,
-        ));
-        match new {
-            Some(c) => results.push(c),
-            None if old.contains_key(&f.id) => gone.push(f.id),
-            None => {}
-        }
+        let old = old.get(&f.id).map(|c| &c.codes);
+        let Some((new, inputs)) = run.classify(f, &firsts) else {
+            if old.is_some() {
+                gone.push(f.id);
+            }
+            recorded.extend(changes(f.id, old, None, run.as_of, run.policy_version));
+            continue;
+        };
+        let codes = Codes::of(&new.labels);
+        let moved = changes(f.id, old, Some(&codes), run.as_of, run.policy_version);
+        records.push(Record {
+            customer: f.id,
+            region: new.region,
+            codes_changed: old.is_none() || !moved.is_empty(),
+            codes,
+            inputs,
+        });
+        recorded.extend(moved);
     }
-    store::save_classifications(conn, &results).await?;
+    let stamp = Stamp {
+        policy_version: run.policy_version,
+        population_id: run.population_id,
+        as_of: run.as_of,
+    };
+    store::save_classifications(conn, stamp, &records).await?;
     store::delete_classifications(conn, &gone).await?;
     let recorded = store::append_changes(conn, recorded).await?;
-    Ok((results.len(), recorded))
+    Ok((records.len(), recorded))
 }

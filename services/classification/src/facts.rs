@@ -328,8 +328,9 @@ pub struct Features {
     pub first_purchase_at: Option<DateTime<Utc>>,
     /// Last purchase.
     pub last_purchase_at: Option<DateTime<Utc>>,
-    /// Seconds between consecutive purchases (not stored: the mean and CV are).
-    #[serde(skip)]
+    /// Seconds between consecutive purchases (results stored before these were kept
+    /// have none: their explanations were stored whole).
+    #[serde(default)]
     pub gap_secs: Vec<i64>,
     /// Their mean.
     pub mean_gap_secs: i64,

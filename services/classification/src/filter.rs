@@ -4,7 +4,7 @@
 
 use clientela_runtime::Error;
 
-use crate::classification::Classification;
+use crate::classification::Codes;
 use crate::labels::Dimension;
 
 /// A parsed filter: every term must hold.
@@ -71,10 +71,10 @@ impl Filter {
         Ok(filter)
     }
 
-    /// Whether `c` passes.
-    pub fn matches(&self, c: &Classification) -> bool {
-        self.region.as_ref().is_none_or(|r| *r == c.region)
-            && self.labels.iter().all(|(d, code)| c.labels.has(*d, code))
+    /// Whether a classification in `region` with `codes` passes.
+    pub fn matches(&self, region: &str, codes: &Codes) -> bool {
+        self.region.as_ref().is_none_or(|r| r == region)
+            && self.labels.iter().all(|(d, code)| codes.has(*d, code))
     }
 }
 

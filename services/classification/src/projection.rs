@@ -98,6 +98,12 @@ pub enum Change {
 }
 
 impl Change {
+    /// Whether the change is a merge: the one change whose effect on a customer depends on
+    /// the facts of others (the tombstone's history moves), so it is applied on its own.
+    pub fn is_merge(&self) -> bool {
+        matches!(self, Change::Merged { .. })
+    }
+
     /// The customers whose facts the change reads or writes (before a merge is known
     /// in full: see [`Workspace::apply`]).
     pub fn customers(&self) -> Vec<Uuid> {
@@ -171,79 +177,16 @@ impl Workspace {
     /// Applies one change. Every customer it names (and [`Workspace::also_needed`])
     /// must be loaded first, or the store's facts would be overwritten.
     pub fn apply(&mut self, change: Change) {
-        match change {
-            Change::Profile(p) => {
-                let f = self.entry(p.id);
-                if f.profile_at.is_some_and(|at| at > p.updated_at) {
-                    return;
-                }
-                f.profile_at = Some(p.updated_at);
-                f.standing = p.standing;
-                f.kind = p.kind;
-                f.region = p.region;
-                f.audience_reach = p.audience_reach;
-                f.public_figure = p.public_figure;
-                f.decision_role = p.decision_role;
-                f.high_expectations = p.high_expectations;
-                f.key_account = p.key_account;
-                f.cost_to_serve_minor = p.cost_to_serve_minor;
+        if let Change::Merged { survivor, merged } = change {
+            return self.merge(survivor, merged);
+        }
+        let mut named = change.customers();
+        named.dedup();
+        if let Some((last, others)) = named.split_last() {
+            for id in others {
+                apply_to(self.entry(*id), change.clone());
             }
-            Change::Merged { survivor, merged } => self.merge(survivor, merged),
-            Change::Purchase { customer, purchase } => self.entry(customer).add_purchase(purchase),
-            Change::Return {
-                customer,
-                purchase,
-                id,
-                at,
-                amount_minor,
-            } => {
-                let f = self.entry(customer);
-                match f.purchases.iter_mut().find(|p| p.id == purchase) {
-                    Some(p) if !p.returns.iter().any(|r| r.id == id) => {
-                        p.returns.push(ReturnFact {
-                            id,
-                            at,
-                            amount_minor,
-                        });
-                        p.returns.sort_unstable();
-                    }
-                    Some(_) => {}
-                    None => {
-                        tracing::warn!(%customer, %purchase, "a return for an unknown purchase")
-                    }
-                }
-            }
-            Change::Survey { customer, survey } => {
-                let f = self.entry(customer);
-                if !f.surveys.iter().any(|s| s.id == survey.id) {
-                    f.surveys.push(survey);
-                    f.surveys.sort_unstable_by_key(|s| (s.at, s.id));
-                }
-            }
-            Change::Complaint {
-                customer,
-                complaint,
-            } => {
-                let f = self.entry(customer);
-                match f.complaints.iter_mut().find(|c| c.id == complaint.id) {
-                    // Resolution is final: an "opened" seen after "resolved" keeps it.
-                    Some(c) => c.resolved_at = c.resolved_at.or(complaint.resolved_at),
-                    None => {
-                        f.complaints.push(complaint);
-                        f.complaints.sort_unstable_by_key(|c| (c.opened_at, c.id));
-                    }
-                }
-            }
-            Change::Referral { referrer, referral } => {
-                let referred = referral.referred;
-                let f = self.entry(referrer);
-                if f.referrals.iter().any(|r| r.id == referral.id) {
-                    return;
-                }
-                f.referrals.push(referral);
-                f.referrals.sort_unstable_by_key(|r| (r.at, r.id));
-                add_referrer(self.entry(referred), referrer);
-            }
+            apply_to(self.entry(*last), change);
         }
     }
 
@@ -307,6 +250,78 @@ impl Workspace {
         s.referrals.dedup_by_key(|x| x.id);
         for r in referred_by_moving {
             add_referrer(s, r);
+        }
+    }
+}
+
+/// Applies to `f` what `change` (not a merge: see [`Change::is_merge`]) says of that
+/// customer. A change names one customer, or two for a referral (the referrer gains the
+/// referral, the referred customer gains a referrer), so the changes of a run without
+/// merges can be applied one customer at a time, in any order of customers, as long as
+/// each customer's come in feed order.
+pub fn apply_to(f: &mut CustomerFacts, change: Change) {
+    match change {
+        Change::Profile(p) => {
+            if f.profile_at.is_some_and(|at| at > p.updated_at) {
+                return;
+            }
+            f.profile_at = Some(p.updated_at);
+            f.standing = p.standing;
+            f.kind = p.kind;
+            f.region = p.region;
+            f.audience_reach = p.audience_reach;
+            f.public_figure = p.public_figure;
+            f.decision_role = p.decision_role;
+            f.high_expectations = p.high_expectations;
+            f.key_account = p.key_account;
+            f.cost_to_serve_minor = p.cost_to_serve_minor;
+        }
+        Change::Merged { .. } => {
+            tracing::error!(customer = %f.id, "a merge applied as a change of one customer");
+        }
+        Change::Purchase { purchase, .. } => f.add_purchase(purchase),
+        Change::Return {
+            customer,
+            purchase,
+            id,
+            at,
+            amount_minor,
+        } => match f.purchases.iter_mut().find(|p| p.id == purchase) {
+            Some(p) if !p.returns.iter().any(|r| r.id == id) => {
+                p.returns.push(ReturnFact {
+                    id,
+                    at,
+                    amount_minor,
+                });
+                p.returns.sort_unstable();
+            }
+            Some(_) => {}
+            None => tracing::warn!(%customer, %purchase, "a return for an unknown purchase"),
+        },
+        Change::Survey { survey, .. } => {
+            if !f.surveys.iter().any(|s| s.id == survey.id) {
+                f.surveys.push(survey);
+                f.surveys.sort_unstable_by_key(|s| (s.at, s.id));
+            }
+        }
+        Change::Complaint { complaint, .. } => {
+            match f.complaints.iter_mut().find(|c| c.id == complaint.id) {
+                // Resolution is final: an "opened" seen after "resolved" keeps it.
+                Some(c) => c.resolved_at = c.resolved_at.or(complaint.resolved_at),
+                None => {
+                    f.complaints.push(complaint);
+                    f.complaints.sort_unstable_by_key(|c| (c.opened_at, c.id));
+                }
+            }
+        }
+        Change::Referral { referrer, referral } => {
+            if f.id == referral.referred {
+                add_referrer(f, referrer);
+            }
+            if f.id == referrer && !f.referrals.iter().any(|r| r.id == referral.id) {
+                f.referrals.push(referral);
+                f.referrals.sort_unstable_by_key(|r| (r.at, r.id));
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ impl Default for ClassificationSettings {
             policy_file: None,
             population_refresh_secs: 600,
             feed_batch: 2000,
-            feed_commit_events: 20_000,
+            feed_commit_events: 500_000,
             classify_interval_secs: 30,
             feed_poll_interval_ms: 1000,
         }

@@ -13,7 +13,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::classification::Classification;
+use crate::classification::{Classification, Codes, Inputs};
 use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
@@ -83,25 +83,31 @@ async fn bodies<T: DeserializeOwned>(
 /// the facts from the feed.
 const FACTS_FORMAT: u8 = 1;
 
+/// A record in a compact binary form: `format`, then the value in postcard.
+fn encode_binary<T: Serialize>(format: u8, value: &T, what: &str) -> Result<Vec<u8>, Error> {
+    postcard::to_extend(value, vec![format])
+        .map_err(|e| Error::Internal(format!("encoding {what}: {e}")))
+}
+
+/// A record [`encode_binary`] wrote with `format`.
+fn decode_binary<T: DeserializeOwned>(format: u8, data: &[u8], what: &str) -> Result<T, Error> {
+    match data.split_first() {
+        Some((f, rest)) if *f == format => postcard::from_bytes(rest)
+            .map_err(|e| Error::Internal(format!("corrupt {what} in the database: {e}"))),
+        _ => Err(Error::Internal(format!(
+            "{what} in the database in an unknown format"
+        ))),
+    }
+}
+
 /// A customer's facts as stored: about a quarter of their JSON, and much cheaper to
 /// write and read, since every event rewrites its customer's record.
 fn encode_facts(facts: &CustomerFacts) -> Result<Vec<u8>, Error> {
-    let mut out = vec![FACTS_FORMAT];
-    out.extend(
-        postcard::to_allocvec(facts)
-            .map_err(|e| Error::Internal(format!("encoding facts: {e}")))?,
-    );
-    Ok(out)
+    encode_binary(FACTS_FORMAT, facts, "facts")
 }
 
 fn decode_facts(data: &[u8]) -> Result<CustomerFacts, Error> {
-    match data.split_first() {
-        Some((&FACTS_FORMAT, rest)) => postcard::from_bytes(rest)
-            .map_err(|e| Error::Internal(format!("corrupt facts in the database: {e}"))),
-        _ => Err(Error::Internal(
-            "facts in the database in an unknown format".into(),
-        )),
-    }
+    decode_binary(FACTS_FORMAT, data, "facts")
 }
 
 async fn facts_of(
@@ -382,133 +388,291 @@ pub struct PopulationSnapshot {
     pub population: Population,
 }
 
-/// The last population computed, if any.
-pub async fn population(conn: &impl ConnectionTrait) -> Result<Option<PopulationSnapshot>, Error> {
+/// The last population computed, with its id, if any.
+pub async fn population(
+    conn: &impl ConnectionTrait,
+) -> Result<Option<(i64, PopulationSnapshot)>, Error> {
+    let select = Query::select()
+        // `id` is an INTEGER: 32 bits on PostgreSQL.
+        .expr_as(col("id").cast_as(t("BIGINT")), t("id"))
+        .column(t("body"))
+        .from(t("population"))
+        .order_by(t("id"), Order::Desc)
+        .limit(1)
+        .to_owned();
+    Ok(rows(conn, &select, |row| {
+        Ok((row.try_get("", "id")?, from_json(row, "body")?))
+    })
+    .await?
+    .pop())
+}
+
+/// The population `id`, if stored.
+pub async fn population_by_id(
+    conn: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<PopulationSnapshot>, Error> {
     let select = Query::select()
         .column(t("body"))
         .from(t("population"))
-        .and_where(col("id").eq(1))
+        .and_where(col("id").eq(id))
         .to_owned();
     Ok(bodies(conn, &select).await?.pop())
 }
 
-/// Replaces the population.
+/// Stores a population computed anew; returns its id. Populations are kept: the
+/// classifications made against one are rendered with it when read.
 pub async fn save_population(
     conn: &impl ConnectionTrait,
     snapshot: &PopulationSnapshot,
-) -> Result<(), Error> {
-    upsert(
-        conn,
-        "population",
-        &["id", "policy_version", "as_of", "body"],
-        vec![[
-            1.into(),
+) -> Result<i64, Error> {
+    let id = population(conn).await?.map_or(0, |(id, _)| id) + 1;
+    let insert = Query::insert()
+        .into_table(t("population"))
+        .columns([t("id"), t("policy_version"), t("as_of"), t("body")])
+        .values([
+            id.into(),
             snapshot.policy_version.into(),
             snapshot.as_of.into(),
             to_json(snapshot)?.into(),
-        ]],
-        &["policy_version", "as_of", "body"],
-    )
-    .await
+        ])
+        .map_err(sql_error)?
+        .to_owned();
+    conn.execute(&insert).await?;
+    Ok(id)
 }
 
 // ---- classifications ----
 
-/// A stored result: its JSON, LZ4-compressed in `data` (a quarter of the size: a row
-/// fits a page instead of spilling into overflow pages), or in `body` for a row written
-/// before results were compressed (until that customer is classified again).
-fn decode_classification(row: &QueryResult) -> Result<Classification, Error> {
-    let Some(data) = row.try_get::<Option<Vec<u8>>>("", "data")? else {
-        return from_json(row, "body");
+/// The first byte of `classifications.inputs`: the encoding that follows (postcard).
+const INPUTS_FORMAT: u8 = 1;
+
+/// A classification as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Its inputs: rendered with the policy version and population when read.
+    Inputs {
+        /// The customer.
+        customer: Uuid,
+        /// The policy version.
+        policy_version: i64,
+        /// The population (0: none).
+        population_id: i64,
+        /// The instant.
+        as_of: DateTime<Utc>,
+        /// Region.
+        region: String,
+        /// The inputs.
+        inputs: Box<Inputs>,
+    },
+    /// A whole result, written before results were stored as inputs (read as it was
+    /// until that customer is classified again).
+    Rendered(Box<Classification>),
+}
+
+fn decode_stored(row: &QueryResult) -> Result<Stored, Error> {
+    let corrupt = |e: &dyn std::fmt::Display| {
+        Error::Internal(format!("corrupt classification in the database: {e}"))
     };
-    let json = lz4_flex::decompress_size_prepended(&data)
-        .map_err(|e| Error::Internal(format!("corrupt classification in the database: {e}")))?;
-    serde_json::from_slice(&json)
-        .map_err(|e| Error::Internal(format!("corrupt classification in the database: {e}")))
+    if let Some(data) = row.try_get::<Option<Vec<u8>>>("", "inputs")? {
+        let inputs = Box::new(decode_binary(INPUTS_FORMAT, &data, "classification")?);
+        return Ok(Stored::Inputs {
+            customer: row.try_get("", "customer_id")?,
+            policy_version: row.try_get("", "policy_version")?,
+            population_id: row
+                .try_get::<Option<i64>>("", "population_id")?
+                .unwrap_or(0),
+            as_of: row.try_get("", "as_of")?,
+            region: row.try_get("", "region")?,
+            inputs,
+        });
+    }
+    // Before inputs: the JSON, LZ4-compressed in `data`, or plain in `body`.
+    let Some(data) = row.try_get::<Option<Vec<u8>>>("", "data")? else {
+        return Ok(Stored::Rendered(from_json(row, "body")?));
+    };
+    let json = lz4_flex::decompress_size_prepended(&data).map_err(|e| corrupt(&e))?;
+    Ok(Stored::Rendered(
+        serde_json::from_slice(&json).map_err(|e| corrupt(&e))?,
+    ))
 }
 
-fn encode_classification(c: &Classification) -> Result<Vec<u8>, Error> {
-    let json = serde_json::to_vec(c)
-        .map_err(|e| Error::Internal(format!("encoding a classification: {e}")))?;
-    Ok(lz4_flex::compress_prepend_size(&json))
+fn encode_inputs(inputs: &Inputs) -> Result<Vec<u8>, Error> {
+    encode_binary(INPUTS_FORMAT, inputs, "a classification")
 }
 
-async fn classifications_of(
-    conn: &impl ConnectionTrait,
-    select: &SelectStatement,
-) -> Result<Vec<Classification>, Error> {
-    rows(conn, select, decode_classification).await
-}
+/// The columns a stored classification is read from.
+const STORED_COLUMNS: [&str; 8] = [
+    "customer_id",
+    "policy_version",
+    "population_id",
+    "as_of",
+    "region",
+    "inputs",
+    "data",
+    "body",
+];
 
 /// The current classifications of `ids` (customers not classified are left out).
 pub async fn load_classifications(
     conn: &impl ConnectionTrait,
     ids: &[Uuid],
-) -> Result<HashMap<Uuid, Classification>, Error> {
-    let mut out = HashMap::with_capacity(ids.len());
+) -> Result<Vec<Stored>, Error> {
+    let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(MAX_IN_LIST) {
         let select = Query::select()
-            .columns([t("body"), t("data")])
+            .columns(STORED_COLUMNS.map(t))
             .from(t("classifications"))
             .and_where(col("customer_id").is_in(chunk.iter().copied()))
             .to_owned();
-        for c in classifications_of(conn, &select).await? {
-            out.insert(c.customer, c);
+        out.extend(rows(conn, &select, decode_stored).await?);
+    }
+    Ok(out)
+}
+
+/// The region and label codes of a stored classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// Region.
+    pub region: String,
+    /// Codes.
+    pub codes: Codes,
+}
+
+/// The region and codes of the classifications of `ids`.
+pub async fn load_current(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Current>, Error> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IN_LIST) {
+        let select = Query::select()
+            .columns(["customer_id", "region", "codes"].map(t))
+            .from(t("classifications"))
+            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .to_owned();
+        for row in conn.query_all(&select).await? {
+            let codes: String = row.try_get("", "codes")?;
+            let current = Current {
+                region: row.try_get("", "region")?,
+                codes: read_codes(&codes)?,
+            };
+            out.insert(row.try_get("", "customer_id")?, current);
         }
     }
     Ok(out)
 }
 
-/// Writes `results`, replacing the customers' previous ones.
+/// `codes` as stored: the label of each of [`Codes::DIMENSIONS`], then the traits
+/// between commas, separated by `|` (`L1|...|L7|,T1,T2,`).
+fn write_codes(codes: &Codes) -> String {
+    let mut out = codes.labels.join("|");
+    out.push_str("|,");
+    for t in &codes.traits {
+        out.push_str(t);
+        out.push(',');
+    }
+    out
+}
+
+fn read_codes(text: &str) -> Result<Codes, Error> {
+    let mut parts = text.split('|');
+    let labels: [&str; 7] = std::array::from_fn(|_| parts.next().unwrap_or(""));
+    match (parts.next(), parts.next()) {
+        (Some(traits), None) => Ok(Codes::read(
+            labels,
+            traits.split(',').filter(|t| !t.is_empty()),
+        )),
+        _ => Err(Error::Internal(format!(
+            "corrupt label codes in the database: {text:?}"
+        ))),
+    }
+}
+
+/// A classification to store.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The customer.
+    pub customer: Uuid,
+    /// Region.
+    pub region: String,
+    /// The label codes.
+    pub codes: Codes,
+    /// The inputs.
+    pub inputs: Inputs,
+    /// Whether the codes differ from the stored ones (or none are stored): the label
+    /// columns, and so their indexes, are written only then.
+    pub codes_changed: bool,
+}
+
+/// The policy version, population and instant shared by the records of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// The policy version.
+    pub policy_version: i64,
+    /// The population (0: none).
+    pub population_id: i64,
+    /// The instant.
+    pub as_of: DateTime<Utc>,
+}
+
+/// Writes `records`, replacing the customers' previous classifications.
 pub async fn save_classifications(
     conn: &impl ConnectionTrait,
-    results: &[Classification],
+    stamp: Stamp,
+    records: &[Record],
 ) -> Result<(), Error> {
-    let mut columns = vec!["customer_id", "policy_version", "as_of", "region"];
+    let mut columns = vec!["customer_id", "policy_version", "population_id", "as_of"];
+    columns.extend(["region", "revenue_in_window", "body", "data", "inputs"]);
     columns.extend(LABEL_COLUMNS);
-    columns.extend(["traits", "revenue_in_window", "body", "data"]);
-    let columns: [&str; 15] = columns
+    columns.extend(["traits", "codes"]);
+    let columns: [&str; 18] = columns
         .try_into()
         .map_err(|_| Error::Internal("classification columns".into()))?;
-    let rows = results
-        .iter()
-        .map(|c| {
-            let codes = c.labels.codes();
-            let code = |d: Dimension| -> SimpleExpr {
-                codes
-                    .iter()
-                    .find(|(dim, _)| *dim == d)
-                    .and_then(|(_, code)| *code)
-                    .unwrap_or("")
-                    .into()
-            };
-            let traits: String = c
-                .labels
-                .trait_codes()
-                .iter()
-                .map(|t| format!(",{t}"))
-                .collect::<String>()
-                + ",";
-            Ok([
-                c.customer.into(),
-                c.policy_version.into(),
-                c.as_of.into(),
-                c.region.clone().into(),
-                code(Dimension::LifecycleStage),
-                code(Dimension::Activity),
-                code(Dimension::Satisfaction),
-                code(Dimension::Volume),
-                code(Dimension::Influence),
-                code(Dimension::AccountTier),
-                code(Dimension::RfmSegment),
-                traits.into(),
-                c.features.revenue_in_window.into(),
-                String::new().into(),
-                encode_classification(c)?.into(),
-            ])
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    upsert(conn, "classifications", &columns, rows, &columns[1..]).await
+    let row = |r: &Record| -> Result<[SimpleExpr; 18], Error> {
+        let [a, b, c, d, e, f, g] = r
+            .codes
+            .labels
+            .clone()
+            .map(|c| SimpleExpr::from(c.into_owned()));
+        let traits: String = r
+            .codes
+            .traits
+            .iter()
+            .map(|t| format!(",{t}"))
+            .collect::<String>()
+            + ",";
+        Ok([
+            r.customer.into(),
+            stamp.policy_version.into(),
+            stamp.population_id.into(),
+            stamp.as_of.into(),
+            r.region.clone().into(),
+            r.inputs.features.revenue_in_window.into(),
+            String::new().into(),
+            Option::<Vec<u8>>::None.into(),
+            encode_inputs(&r.inputs)?.into(),
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            traits.into(),
+            write_codes(&r.codes).into(),
+        ])
+    };
+    let (changed, same): (Vec<&Record>, Vec<&Record>) =
+        records.iter().partition(|r| r.codes_changed);
+    let changed = changed
+        .into_iter()
+        .map(row)
+        .collect::<Result<Vec<_>, _>>()?;
+    upsert(conn, "classifications", &columns, changed, &columns[1..]).await?;
+    // Same labels: the label columns are left alone, so their indexes are not touched.
+    let same = same.into_iter().map(row).collect::<Result<Vec<_>, _>>()?;
+    upsert(conn, "classifications", &columns, same, &columns[1..9]).await
 }
 
 /// Removes the classifications of `ids` (archived or merged customers).
@@ -691,9 +855,9 @@ pub async fn list_classifications(
     filter: &Filter,
     after: Option<Uuid>,
     limit: u64,
-) -> Result<Vec<Classification>, Error> {
+) -> Result<Vec<Stored>, Error> {
     let mut select = Query::select()
-        .columns([t("body"), t("data")])
+        .columns(STORED_COLUMNS.map(t))
         .from(t("classifications"))
         .order_by(t("customer_id"), Order::Asc)
         .limit(limit)
@@ -707,7 +871,7 @@ pub async fn list_classifications(
     if let Some(after) = after {
         select.and_where(col("customer_id").gt(after));
     }
-    classifications_of(conn, &select).await
+    rows(conn, &select, decode_stored).await
 }
 
 /// One bucket of a distribution.
@@ -831,6 +995,41 @@ mod tests {
 
     use super::*;
     use crate::facts::{ComplaintFact, PurchaseFact, ReturnFact};
+
+    #[test]
+    fn codes_round_trip_and_keep_a_code_this_taxonomy_does_not_know() {
+        let codes = Codes::read(
+            ["FREQUENT", "ACTIVE", "", "HIGH", "NONE", "KEY", "CHAMPIONS"],
+            ["PRICE_SENSITIVE", "RETIRED_TRAIT"],
+        );
+        let text = write_codes(&codes);
+        assert_eq!(
+            text,
+            "FREQUENT|ACTIVE||HIGH|NONE|KEY|CHAMPIONS|,PRICE_SENSITIVE,RETIRED_TRAIT,"
+        );
+        assert_eq!(read_codes(&text).unwrap(), codes);
+        assert!(matches!(codes.labels[0], std::borrow::Cow::Borrowed(_)));
+        assert!(read_codes("A|B").is_err());
+        assert_eq!(read_codes("|||||||").unwrap().traits.len(), 0);
+    }
+
+    #[test]
+    fn inputs_round_trip_with_the_gaps_the_rules_read() {
+        let inputs = Inputs {
+            kind: CustomerKind::Organization,
+            high_expectations: true,
+            key_account: false,
+            features: crate::facts::Features {
+                purchases_total: 3,
+                gap_secs: vec![86_400, 3 * 86_400],
+                latest_nps: Some((9, Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap())),
+                ..Default::default()
+            },
+        };
+        let data = encode_inputs(&inputs).unwrap();
+        assert_eq!(data[0], INPUTS_FORMAT);
+        assert_eq!(postcard::from_bytes::<Inputs>(&data[1..]).unwrap(), inputs);
+    }
 
     #[test]
     fn facts_round_trip_in_their_binary_form() {

@@ -179,10 +179,12 @@ pub async fn ingest(
     })
 }
 
-/// A full Reclassify at [`as_of`]; items are customers.
-pub async fn reclassify(engine: &Engine) -> anyhow::Result<Stats> {
+/// A full Reclassify `days` after [`as_of`]; items are customers.
+pub async fn reclassify(engine: &Engine, days: i64) -> anyhow::Result<Stats> {
     let start = Instant::now();
-    let done = engine.reclassify(as_of(), None, |_| {}).await?;
+    let done = engine
+        .reclassify(as_of() + Duration::days(days), None, |_| {})
+        .await?;
     Ok(Stats {
         requests: 1,
         items: u64::try_from(done.classified).unwrap_or(0),

@@ -61,7 +61,7 @@ struct Cli {
     base_purchases: u64,
     /// Registry events per classification ingest transaction (the consumer's
     /// feed_commit_events while it replays the feed).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 500_000)]
     base_batch: usize,
     /// Also write the classification base's purchases to this CSV (for
     /// tests/load/scripts/rfm_abc.py).
@@ -275,13 +275,17 @@ async fn run_classification(
     let ingested =
         classification::ingest(&classifier, &base, cli.base_batch, cli.csv.as_deref()).await?;
     report("class-ingest", &ingested, (idle, own_rss_kib().1), None);
-    let reclassified = classification::reclassify(&classifier).await?;
+    // The first classification of everyone (each label recorded as a change from none),
+    // then the next day's (what a policy change or the scheduled refresh does).
+    let reclassified = classification::reclassify(&classifier, 0).await?;
     report(
         "class-reclassify",
         &reclassified,
         (idle, own_rss_kib().1),
         None,
     );
+    let refreshed = classification::reclassify(&classifier, 1).await?;
+    report("class-refresh", &refreshed, (idle, own_rss_kib().1), None);
     drop(classifier);
 
     let data = tempfile::tempdir()?;
@@ -319,7 +323,7 @@ async fn run_classification(
         (server_idle, server.rss_kib().1),
         baseline_rps.map(|b| got.rps() / b),
     );
-    Ok([&ingested, &reclassified, &got]
+    Ok([&ingested, &reclassified, &refreshed, &got]
         .iter()
         .any(|s| s.errors > 0 || s.items == 0))
 }

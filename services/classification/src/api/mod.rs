@@ -20,7 +20,6 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use self::convert::*;
-use crate::classification::Classification;
 use crate::engine::{Engine, Progress};
 use crate::filter::Filter;
 use crate::labels::Dimension;
@@ -246,13 +245,7 @@ impl ClassificationService for ClassificationApi {
             let progress = |p: Progress| {
                 let _ = tx.try_send(Ok(message(p, false)));
             };
-            let only = |c: &Classification| filter.matches(c);
-            let only: Option<&(dyn Fn(&Classification) -> bool + Sync)> =
-                if filter == Filter::default() {
-                    None
-                } else {
-                    Some(&only)
-                };
+            let only = (filter != Filter::default()).then_some(&filter);
             let outcome = engine.reclassify(as_of, only, progress).await;
             let last = outcome.map(|p| message(p, true)).map_err(Status::from);
             let _ = tx.send(last).await;

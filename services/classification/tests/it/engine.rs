@@ -184,7 +184,8 @@ async fn classify(changes: &[Change], size: usize, each: bool, customers: &[Uuid
     engine.reclassify(as_of(), None, |_| {}).await.unwrap();
     let mut out = Vec::new();
     for c in customers {
-        let got = engine.classification(*c).await.unwrap();
+        // A merged customer has none: NOT_FOUND, compared like a classification.
+        let got = engine.classification(*c).await;
         out.push(format!("{got:?}"));
     }
     out
@@ -210,6 +211,26 @@ async fn the_same_events_give_the_same_labels_whatever_the_batching_or_order() {
             &classify(&changes, batch_size, true, &customers).await,
             &one_batch,
             &format!("seed {seed}: batches of {batch_size}"),
+        );
+        // A merge in the middle of a batch: what comes before it is applied first, what
+        // comes after it sees the merged history.
+        let mut merged = changes.clone();
+        merged.push(Change::Merged {
+            survivor: customers[0],
+            merged: customers[1],
+        });
+        merged.push(purchase(customers[0], Uuid::now_v7(), 3, 7_000));
+        merged.extend(history(&mut rng, &customers[2..]));
+        let merged_one_batch = classify(&merged, merged.len(), false, &customers).await;
+        same(
+            &classify(&merged, batch_size, false, &customers).await,
+            &merged_one_batch,
+            &format!("seed {seed}: a merge, batches of {batch_size}"),
+        );
+        assert!(
+            merged_one_batch[1].starts_with("Err(NotFound"),
+            "seed {seed}: the tombstone is not classified: {}",
+            merged_one_batch[1]
         );
         // Another arrival order: shuffled, purchases first (a return needs its purchase).
         let mut shuffled = changes.clone();
@@ -296,18 +317,27 @@ async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
     engine.classify_pending(as_of()).await.unwrap();
     let classified = engine.classification(c).await.unwrap();
     assert_eq!(classified.features.purchases_total, 1);
-    // A result written before results were compressed (JSON in `body`) still reads.
+    // Results written before results were stored as their inputs still read: the JSON
+    // LZ4-compressed in `data`, and before that plain in `body`.
     let json = serde_json::to_string(&classified).unwrap();
-    let updated = engine
-        .db()
-        .conn()
-        .execute_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Sqlite,
-            "UPDATE classifications SET data = NULL, body = ? WHERE customer_id = ?",
-            [json.into(), c.into()],
-        ))
-        .await
-        .unwrap();
-    assert_eq!(updated.rows_affected(), 1);
-    assert_eq!(engine.classification(c).await.unwrap(), classified);
+    for (data, body) in [
+        (
+            Some(lz4_flex::compress_prepend_size(json.as_bytes())),
+            String::new(),
+        ),
+        (None, json),
+    ] {
+        let updated = engine
+            .db()
+            .conn()
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Sqlite,
+                "UPDATE classifications SET inputs = NULL, data = ?, body = ? WHERE customer_id = ?",
+                [data.into(), body.into(), c.into()],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(updated.rows_affected(), 1);
+        assert_eq!(engine.classification(c).await.unwrap(), classified);
+    }
 }

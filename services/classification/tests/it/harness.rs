@@ -53,6 +53,11 @@ async fn spawn_app_with(
     engine: Engine,
     tweak: impl FnOnce(&mut ClassificationSettings),
 ) -> Option<TestApp> {
+    // Warnings (a consumer retrying, a skipped event) show with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,clientela_classification=debug")
+        .with_test_writer()
+        .try_init();
     let (registry_url, dir1) = clientela_testkit::database(engine).await?;
     let (classification_url, dir2) = clientela_testkit::database(engine).await?;
     let mut common = CommonSettings::default();
