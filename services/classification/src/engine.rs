@@ -12,7 +12,7 @@ use sea_orm::ConnectionTrait;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::classification::{Classification, Codes, Run, changes};
+use crate::classification::{Classification, Codes, Inputs, Run, changes};
 use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
@@ -308,49 +308,47 @@ impl Engine {
         let tx = self.db.begin_write().await?;
         let population_id = store::save_population(tx.conn(), &population).await?;
         tx.commit().await?;
-        let run = Run {
-            policy: &policy.policy,
-            policy_version: policy.version,
-            population: &population.population,
+        let owned = Arc::new(OwnedRun {
+            policy,
+            population: Arc::new(population.population),
             population_id,
             as_of,
-        };
+        });
+        // Each page is read and classified on another thread while the page before it is
+        // written: the two halves of the work take about as long, so two cores do a
+        // page in the time of one half (docs/BENCHMARKS.md).
+        let ahead = |after| tokio::spawn(prepare(self.db.clone(), owned.clone(), after));
+        let mut next = ahead(None);
         let mut after = None;
-        loop {
+        while let Some(page) = next.await.map_err(|e| Error::Internal(e.to_string()))?? {
+            next = ahead(Some(page.last));
+            let run = owned.borrow();
             let tx = self.db.begin_write().await?;
+            let conn = tx.conn();
             // Serialized with feed batches and other reclassifications (other replicas,
             // Reclassify calls): each reads the labels it replaces inside the lock, so a
             // change is never recorded twice.
-            clientela_runtime::db::transaction_lock(tx.conn(), FEED_LOCK).await?;
-            let page = store::facts_page(tx.conn(), after, RECLASSIFY_PAGE).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            let (from, last) = (after, last.id);
-            after = Some(last);
-            if only.is_none() {
-                // Everyone in the page is classified now.
-                store::clear_pending(tx.conn(), from, last).await?;
-            }
-            let page: Vec<CustomerFacts> = match only {
-                None => page,
-                Some(only) => {
-                    let ids: Vec<Uuid> = page.iter().map(|f| f.id).collect();
-                    let current = store::load_current(tx.conn(), &ids).await?;
-                    page.into_iter()
-                        .filter(|f| {
-                            current
-                                .get(&f.id)
-                                .is_some_and(|c| only.matches(&c.region, &c.codes))
-                        })
-                        .collect()
+            clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
+            let classified = if store::feed_cursor(conn).await? == page.cursor {
+                if only.is_none() {
+                    // Everyone in the page is classified now, on current facts.
+                    store::clear_pending(conn, after, page.last).await?;
                 }
+                page.classified
+            } else {
+                // The feed moved on since the page was read: its facts are read again
+                // inside the lock (customers the feed added meanwhile stay marked, and are
+                // classified once it is quiet).
+                let ids: Vec<Uuid> = page.classified.iter().map(|c| c.id).collect();
+                let mut facts = store::load_facts(conn, &ids).await?;
+                facts.sort_unstable_by_key(|f| f.id);
+                classify_all(conn, &run, &facts).await?
             };
-            let live = page.iter().filter(|f| f.is_live()).count() as i64;
-            let (_, recorded) = classify_and_record(tx.conn(), &run, &page).await?;
+            after = Some(page.last);
+            let (classified, recorded) = record(conn, &run, classified, only).await?;
             tx.commit().await?;
             self.notify(&recorded);
-            done.classified += live;
+            done.classified += classified as i64;
             done.changes += recorded.len() as i64;
             progress(done);
         }
@@ -711,35 +709,105 @@ async fn first_purchases(
     Ok(out)
 }
 
-/// Classifies `facts` under `run`, stores the results (removing those of customers no
-/// longer live) and appends the label changes. Returns how many were classified and the
-/// changes recorded.
+/// A page of customers read and classified ahead of its transaction.
+struct Prepared {
+    /// The feed cursor read before the facts: when it has not moved by the time the page
+    /// is written, the facts were current.
+    cursor: i64,
+    /// The page's last customer.
+    last: Uuid,
+    /// Its customers, classified.
+    classified: Vec<Classified>,
+}
+
+/// Reads the page of customers after `after` and classifies them (None: no more).
+async fn prepare(
+    db: Db,
+    run: Arc<OwnedRun>,
+    after: Option<Uuid>,
+) -> Result<Option<Prepared>, Error> {
+    let conn = db.conn();
+    let cursor = store::feed_cursor(conn).await?;
+    let page = store::facts_page(conn, after, RECLASSIFY_PAGE).await?;
+    let Some(last) = page.last().map(|f| f.id) else {
+        return Ok(None);
+    };
+    let classified = classify_all(conn, &run.borrow(), &page).await?;
+    Ok(Some(Prepared {
+        cursor,
+        last,
+        classified,
+    }))
+}
+
+/// A customer classified: its codes, inputs and region, or None when no longer live.
+struct Classified {
+    id: Uuid,
+    new: Option<(Codes, Inputs, String)>,
+}
+
+/// Classifies `facts` under `run`.
+async fn classify_all(
+    conn: &impl ConnectionTrait,
+    run: &Run<'_>,
+    facts: &[CustomerFacts],
+) -> Result<Vec<Classified>, Error> {
+    let known: HashMap<Uuid, &CustomerFacts> = facts.iter().map(|f| (f.id, f)).collect();
+    let firsts = first_purchases(conn, facts, &known, run.as_of).await?;
+    Ok(facts
+        .iter()
+        .map(|f| Classified {
+            id: f.id,
+            new: run
+                .classify(f, &firsts)
+                .map(|(c, inputs)| (Codes::of(&c.labels), inputs, c.region)),
+        })
+        .collect())
+}
+
+/// Classifies `facts` under `run` and records the results (see [`record`]).
 async fn classify_and_record(
     conn: &impl ConnectionTrait,
     run: &Run<'_>,
     facts: &[CustomerFacts],
 ) -> Result<(usize, Vec<LabelChange>), Error> {
-    let known: HashMap<Uuid, &CustomerFacts> = facts.iter().map(|f| (f.id, f)).collect();
-    let firsts = first_purchases(conn, facts, &known, run.as_of).await?;
-    let ids: Vec<Uuid> = facts.iter().map(|f| f.id).collect();
-    let old = store::load_current(conn, &ids).await?;
+    let classified = classify_all(conn, run, facts).await?;
+    record(conn, run, classified, None).await
+}
+
+/// Stores `classified` (only the customers whose current classification `only`
+/// accepts, if given), removes the results of customers no longer live, and appends the
+/// label changes. Returns how many were stored and the changes recorded.
+async fn record(
+    conn: &impl ConnectionTrait,
+    run: &Run<'_>,
+    classified: Vec<Classified>,
+    only: Option<&Filter>,
+) -> Result<(usize, Vec<LabelChange>), Error> {
+    let ids: Vec<Uuid> = classified.iter().map(|c| c.id).collect();
+    let current = store::load_current(conn, &ids).await?;
     let mut records = Vec::new();
     let mut gone = Vec::new();
     let mut recorded = Vec::new();
-    for f in facts {
-        let old = old.get(&f.id).map(|c| &c.codes);
-        let Some((new, inputs)) = run.classify(f, &firsts) else {
+    for Classified { id, new } in classified {
+        let current = current.get(&id);
+        if let Some(only) = only
+            && !current.is_some_and(|c| only.matches(&c.region, &c.codes))
+        {
+            continue;
+        }
+        let old = current.map(|c| &c.codes);
+        let Some((codes, inputs, region)) = new else {
             if old.is_some() {
-                gone.push(f.id);
+                gone.push(id);
             }
-            recorded.extend(changes(f.id, old, None, run.as_of, run.policy_version));
+            recorded.extend(changes(id, old, None, run.as_of, run.policy_version));
             continue;
         };
-        let codes = Codes::of(&new.labels);
-        let moved = changes(f.id, old, Some(&codes), run.as_of, run.policy_version);
+        let moved = changes(id, old, Some(&codes), run.as_of, run.policy_version);
         records.push(Record {
-            customer: f.id,
-            region: new.region,
+            customer: id,
+            region,
             codes_changed: old.is_none() || !moved.is_empty(),
             codes,
             inputs,

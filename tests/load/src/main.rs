@@ -70,6 +70,11 @@ struct Cli {
     /// Pin the server to this CPU (with taskset); pin this process with `taskset -c N`.
     #[arg(long)]
     server_cpu: Option<usize>,
+    /// Pin this process to this CPU (with taskset) once the classification scenarios
+    /// that run in it (ingest, Reclassify: measured on every core) are done, before it
+    /// drives the server.
+    #[arg(long)]
+    client_cpu: Option<usize>,
     /// A clientela binary to benchmark instead of this build's own registry server
     /// (the same libraries, served by this executable in a child process).
     #[arg(long)]
@@ -301,6 +306,22 @@ async fn run_classification(
             "http://127.0.0.1:9".to_owned(),
         ),
     ];
+    if let Some(cpu) = cli.client_cpu {
+        let pinned = std::process::Command::new("taskset")
+            .args([
+                "-a",
+                "-p",
+                "-c",
+                &cpu.to_string(),
+                &std::process::id().to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(
+            pinned.success(),
+            "taskset could not pin this process to CPU {cpu}"
+        );
+    }
     let me = std::env::current_exe()?;
     let server = ServerProcess::spawn(
         &me,

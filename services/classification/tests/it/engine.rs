@@ -2,6 +2,8 @@
 //! under the same policy at the same instant give the same labels whatever the batching
 //! or the order they arrived in (a property test over seeded random histories).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use clientela_classification::engine::Engine;
 use clientela_classification::facts::{
@@ -339,5 +341,54 @@ async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
             .unwrap();
         assert_eq!(updated.rows_affected(), 1);
         assert_eq!(engine.classification(c).await.unwrap(), classified);
+    }
+}
+
+/// A Reclassify reads and classifies each page ahead, outside the feed lock; a page whose
+/// facts the feed changed in the meantime is read again inside it. Whatever the
+/// interleaving, once the feed is quiet every result counts every purchase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts() {
+    let (engine, _dir) = engine().await;
+    let mut rng = StdRng::seed_from_u64(11);
+    let customers: Vec<Uuid> = (0..2_500).map(|_| Uuid::now_v7()).collect();
+    let mut expected: std::collections::HashMap<Uuid, i64> = HashMap::new();
+    let mut base = Vec::new();
+    for c in &customers {
+        base.push(profile(*c));
+        base.push(purchase(*c, Uuid::now_v7(), 40, 1_000));
+        expected.insert(*c, 1);
+    }
+    let mut cursor = base.len() as i64;
+    engine.ingest(0, cursor, base).await.unwrap();
+    let mut batches = Vec::new();
+    for _ in 0..200 {
+        let batch: Vec<Change> = (0..5)
+            .map(|_| {
+                let c = customers[rng.random_range(0..customers.len())];
+                *expected.get_mut(&c).unwrap() += 1;
+                purchase(c, Uuid::now_v7(), rng.random_range(1..30), 2_000)
+            })
+            .collect();
+        batches.push(batch);
+    }
+    let feed = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            for batch in batches {
+                let last = cursor + batch.len() as i64;
+                engine.ingest(cursor, last, batch).await.unwrap();
+                cursor = last;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let done = engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    assert_eq!(done.classified, customers.len() as i64);
+    feed.await.unwrap();
+    engine.classify_pending(as_of()).await.unwrap();
+    for c in &customers {
+        let got = engine.classification(*c).await.unwrap();
+        assert_eq!(got.features.purchases_total, expected[c], "customer {c}");
     }
 }
