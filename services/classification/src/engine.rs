@@ -17,7 +17,7 @@ use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
 use crate::policy::Policy;
-use crate::population::Population;
+use crate::population::{Population, Tally};
 use crate::projection::{Change, Workspace, apply_to};
 use crate::store::{
     self, Bucket, LabelChange, PolicyVersion, PopulationSnapshot, Record, Stamp, Stored,
@@ -97,6 +97,11 @@ pub struct Engine {
     committed: watch::Sender<i64>,
     policies: Arc<Mutex<HashMap<i64, Arc<PolicyVersion>>>>,
     populations: Arc<Mutex<HashMap<i64, Arc<Population>>>>,
+}
+
+/// A task reading ahead panicked or was cancelled.
+fn joined(e: tokio::task::JoinError) -> Error {
+    Error::Internal(format!("a task reading ahead: {e}"))
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -320,7 +325,7 @@ impl Engine {
         let ahead = |after| tokio::spawn(prepare(self.db.clone(), owned.clone(), after));
         let mut next = ahead(None);
         let mut after = None;
-        while let Some(page) = next.await.map_err(|e| Error::Internal(e.to_string()))?? {
+        while let Some(page) = next.await.map_err(joined)?? {
             next = ahead(Some(page.last));
             let run = owned.borrow();
             let tx = self.db.begin_write().await?;
@@ -362,20 +367,18 @@ impl Engine {
         policy_version: i64,
         as_of: DateTime<Utc>,
     ) -> Result<PopulationSnapshot, Error> {
-        let mut features = Vec::new();
-        each_page(self.db.conn(), as_of, |page, firsts| {
+        let mut tally = Tally::default();
+        each_page(&self.db, as_of, |page, firsts| {
             for f in page.iter().filter(|f| f.is_live()) {
-                features.push((
-                    f.id,
-                    f.features(as_of, policy, &|id| firsts.get(&id).copied()),
-                ));
+                let features = f.features(as_of, policy, &|id| firsts.get(&id).copied());
+                tally.add(f.id, &features);
             }
         })
         .await?;
         Ok(PopulationSnapshot {
             policy_version,
             as_of,
-            population: Population::compute(features.iter().map(|(id, f)| (*id, f)), policy),
+            population: tally.finish(policy),
         })
     }
 
@@ -467,7 +470,7 @@ impl Engine {
         };
         let mut impacts: BTreeMap<Dimension, Impact> = BTreeMap::new();
         let mut preview = Preview::default();
-        each_page(self.db.conn(), as_of, |page, firsts| {
+        each_page(&self.db, as_of, |page, firsts| {
             for f in page {
                 let (Some(a), Some(b)) =
                     (now_run.classify(f, firsts), cand_run.classify(f, firsts))
@@ -564,21 +567,27 @@ async fn store_initial_policy(db: &Db, initial: &Policy, now: DateTime<Utc>) -> 
 }
 
 /// Walks every customer's facts in id order, a page at a time, with when the customers
-/// each page referred first bought (by `as_of`).
+/// each page referred first bought (by `as_of`). The next page is read while `visit`
+/// works on one.
 async fn each_page(
-    conn: &impl ConnectionTrait,
+    db: &Db,
     as_of: DateTime<Utc>,
     mut visit: impl FnMut(&[CustomerFacts], &HashMap<Uuid, DateTime<Utc>>),
 ) -> Result<(), Error> {
-    let mut after = None;
+    type Page = (Vec<CustomerFacts>, HashMap<Uuid, DateTime<Utc>>);
+    async fn read(db: Db, after: Option<Uuid>, as_of: DateTime<Utc>) -> Result<Page, Error> {
+        let page = store::facts_page(db.conn(), after, RECLASSIFY_PAGE).await?;
+        let known: HashMap<Uuid, &CustomerFacts> = page.iter().map(|f| (f.id, f)).collect();
+        let firsts = first_purchases(db.conn(), &page, &known, as_of).await?;
+        Ok((page, firsts))
+    }
+    let mut next = tokio::spawn(read(db.clone(), None, as_of));
     loop {
-        let page = store::facts_page(conn, after, RECLASSIFY_PAGE).await?;
+        let (page, firsts) = next.await.map_err(joined)??;
         let Some(last) = page.last() else {
             return Ok(());
         };
-        after = Some(last.id);
-        let known: HashMap<Uuid, &CustomerFacts> = page.iter().map(|f| (f.id, f)).collect();
-        let firsts = first_purchases(conn, &page, &known, as_of).await?;
+        next = tokio::spawn(read(db.clone(), Some(last.id), as_of));
         visit(&page, &firsts);
     }
 }

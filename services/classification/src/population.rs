@@ -92,42 +92,48 @@ pub fn quintile_score(rank: &Rank, bounds: &QuintileBounds) -> u8 {
         .count() as u8
 }
 
-impl Population {
-    /// The cut-offs over every live customer's features.
-    pub fn compute<'a>(
-        customers: impl IntoIterator<Item = (Uuid, &'a Features)>,
-        policy: &Policy,
-    ) -> Self {
-        let mut population = Self::default();
-        let mut revenue = Vec::new();
-        let mut recency = Vec::new();
-        let mut frequency = Vec::new();
-        let mut monetary = Vec::new();
-        for (id, f) in customers {
-            population.customers += 1;
-            if f.purchases_total == 0 {
-                continue;
-            }
-            population.buyers += 1;
-            population.revenue_in_window += f.revenue_in_window;
-            revenue.push(Rank {
-                value: f.revenue_in_window,
-                id,
-            });
-            recency.push(Rank {
-                value: f.last_purchase_at.map_or(i64::MIN, |t| t.timestamp()),
-                id,
-            });
-            frequency.push(Rank {
-                value: f.purchases_total,
-                id,
-            });
-            monetary.push(Rank {
-                value: f.revenue_total,
-                id,
-            });
+/// The population counted one customer at a time: keeps four ranks per buyer, not
+/// their features.
+#[derive(Debug, Default)]
+pub struct Tally {
+    population: Population,
+    revenue: Vec<Rank>,
+    recency: Vec<Rank>,
+    frequency: Vec<Rank>,
+    monetary: Vec<Rank>,
+}
+
+impl Tally {
+    /// Counts live customer `id` with features `f`.
+    pub fn add(&mut self, id: Uuid, f: &Features) {
+        self.population.customers += 1;
+        if f.purchases_total == 0 {
+            return;
         }
-        let revenue = sorted(revenue);
+        self.population.buyers += 1;
+        self.population.revenue_in_window += f.revenue_in_window;
+        self.revenue.push(Rank {
+            value: f.revenue_in_window,
+            id,
+        });
+        self.recency.push(Rank {
+            value: f.last_purchase_at.map_or(i64::MIN, |t| t.timestamp()),
+            id,
+        });
+        self.frequency.push(Rank {
+            value: f.purchases_total,
+            id,
+        });
+        self.monetary.push(Rank {
+            value: f.revenue_total,
+            id,
+        });
+    }
+
+    /// The cut-offs under `policy` over the customers counted.
+    pub fn finish(self, policy: &Policy) -> Population {
+        let mut population = self.population;
+        let revenue = sorted(self.revenue);
         let total = i128::from(population.revenue_in_window);
         let mut before: i128 = 0;
         for r in revenue.iter().filter(|r| r.value > 0) {
@@ -146,10 +152,24 @@ impl Population {
             .and_then(|last| revenue.get(last))
             .filter(|r| r.value > 0)
             .copied();
-        population.recency = quintiles(&sorted(recency));
-        population.frequency = quintiles(&sorted(frequency));
-        population.monetary = quintiles(&sorted(monetary));
+        population.recency = quintiles(&sorted(self.recency));
+        population.frequency = quintiles(&sorted(self.frequency));
+        population.monetary = quintiles(&sorted(self.monetary));
         population
+    }
+}
+
+impl Population {
+    /// The cut-offs over every live customer's features.
+    pub fn compute<'a>(
+        customers: impl IntoIterator<Item = (Uuid, &'a Features)>,
+        policy: &Policy,
+    ) -> Self {
+        let mut tally = Tally::default();
+        for (id, f) in customers {
+            tally.add(id, f);
+        }
+        tally.finish(policy)
     }
 }
 
