@@ -59,9 +59,9 @@ async fn every_scenario_runs_briefly_without_errors() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // Five registry scenarios and three classification ones (ingest, reclassify, get)
-    // per engine, and the baseline.
-    let expected = 1 + 8 * (engines.len() / 2);
+    // Five registry scenarios and four classification ones (ingest, reclassify, refresh,
+    // get) per engine, and the baseline.
+    let expected = 1 + 9 * (engines.len() / 2);
     assert_eq!(reports.len(), expected, "{stdout}");
     for r in &reports {
         assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
@@ -79,4 +79,12 @@ async fn every_scenario_runs_briefly_without_errors() {
     );
     let feed = reports.iter().find(|r| r["scenario"] == "feed").unwrap();
     assert!(feed["items"].as_u64().unwrap() >= 3000, "{feed}");
+    for scenario in ["class-reclassify", "class-refresh"] {
+        let run = reports.iter().find(|r| r["scenario"] == scenario).unwrap();
+        assert_eq!(
+            run["items"].as_u64().unwrap(),
+            200,
+            "everyone classified: {run}"
+        );
+    }
 }
