@@ -35,7 +35,8 @@ pub struct ConsumerConfig {
     /// after a batch; zero: after every batch.
     pub population_refresh: Duration,
     /// While the consumer catches up (full batches), the customers the feed touched are
-    /// classified at most this often; once it is caught up, after every batch.
+    /// classified at most this often (and at most a fifth of the time: see
+    /// [`classify_due`]); once it is caught up, after every batch.
     pub classify_interval: Duration,
 }
 
@@ -112,6 +113,8 @@ async fn follow(
     // Customers a previous run marked and did not get to.
     engine.classify_pending(now()).await?;
     let mut last_classified = Instant::now();
+    // How long the last pass over the marked customers took.
+    let mut last_pass = Duration::ZERO;
     // While the consumer replays a long feed, several batches share one transaction: the
     // facts of a customer touched by many of them are then written once, and the pages of
     // the projection each carry more events (docs/BENCHMARKS.md).
@@ -156,14 +159,31 @@ async fn follow(
         cursor = flush(engine, cursor, buffered_last, &mut buffered).await?;
         *progressed = true;
         unclassified = true;
-        if caught_up || last_classified.elapsed() >= config.classify_interval {
+        if caught_up
+            || classify_due(
+                last_classified.elapsed(),
+                last_pass,
+                config.classify_interval,
+            )
+        {
+            let started = Instant::now();
             engine.classify_pending(now()).await?;
+            last_pass = started.elapsed();
             last_classified = Instant::now();
             unclassified = false;
         }
         refresh_if_due(engine, config, last_refresh).await?;
     }
     Ok(())
+}
+
+/// Whether a consumer still catching up classifies the customers it marked: once
+/// `interval` has passed since the last pass ended, and once four times as long as that
+/// pass took. A replay of a large base marks most customers in every interval; without
+/// the second bound, classifying them would take more of the replay than applying the
+/// feed (a million customers take about a minute).
+fn classify_due(since_last: Duration, last_pass: Duration, interval: Duration) -> bool {
+    since_last >= interval.max(last_pass * 4)
 }
 
 /// How long buffered events wait for the next batch before they are applied.
@@ -202,4 +222,21 @@ async fn refresh_if_due(
     );
     *last_refresh = Some(Instant::now());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifying_while_catching_up_takes_at_most_a_fifth_of_the_time() {
+        let interval = Duration::from_secs(30);
+        let ended = Duration::from_secs;
+        assert!(!classify_due(ended(29), Duration::ZERO, interval));
+        assert!(classify_due(ended(31), Duration::ZERO, interval));
+        assert!(classify_due(ended(31), Duration::from_secs(5), interval));
+        // A pass of 60 s waits 240 s, not 30.
+        assert!(!classify_due(ended(200), Duration::from_secs(60), interval));
+        assert!(classify_due(ended(241), Duration::from_secs(60), interval));
+    }
 }
