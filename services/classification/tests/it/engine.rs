@@ -297,10 +297,31 @@ async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
     for sql in [
         "INSERT INTO facts (customer_id, body) VALUES (x'0123456789abcdef0123456789abcdef', '{}')",
         "UPDATE feed_cursor SET last_sequence = 42",
+        "INSERT INTO classifications (customer_id, policy_version, as_of, region, \
+         lifecycle_stage, activity, satisfaction, volume, influence, account_tier, rfm_segment, \
+         traits, revenue_in_window, body) VALUES (x'11111111111111111111111111111111', 1, \
+         '2026-01-01T00:00:00Z', 'Maule', 'FREQUENT', 'ACTIVE', '', 'HIGH', 'NONE', 'KEY', \
+         'CHAMPIONS', ',PRICE_SENSITIVE,', 5, '{}')",
     ] {
         db.conn().execute_unprepared(sql).await.unwrap();
     }
     db.migrate::<Migrator>("test").await.unwrap();
+    // The codes a reclassification compares with are filled from the label columns.
+    let codes: String = db
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT codes FROM classifications",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "codes")
+        .unwrap();
+    assert_eq!(
+        codes,
+        "FREQUENT|ACTIVE||HIGH|NONE|KEY|CHAMPIONS|,PRICE_SENSITIVE,"
+    );
     drop(db);
     // A new process on the migrated database, as after an upgrade.
     let db = Db::connect(&url, &Default::default()).await.unwrap();
