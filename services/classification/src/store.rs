@@ -224,11 +224,7 @@ pub async fn pending(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<Uuid
         .order_by(t("customer_id"), Order::Asc)
         .limit(limit)
         .to_owned();
-    conn.query_all(&select)
-        .await?
-        .iter()
-        .map(|row| Ok(row.try_get("", "customer_id")?))
-        .collect()
+    rows(conn, &select, |row| Ok(row.try_get("", "customer_id")?)).await
 }
 
 /// Unmarks the customers after `after` up to `last` (all of them classified).
@@ -551,14 +547,17 @@ pub async fn load_current(
             .from(t("classifications"))
             .and_where(col("customer_id").is_in(chunk.iter().copied()))
             .to_owned();
-        for row in conn.query_all(&select).await? {
-            let codes: String = row.try_get("", "codes")?;
-            let current = Current {
-                region: row.try_get("", "region")?,
-                codes: read_codes(&codes)?,
-            };
-            out.insert(row.try_get("", "customer_id")?, current);
-        }
+        out.extend(
+            rows(conn, &select, |row| {
+                let codes: String = row.try_get("", "codes")?;
+                let current = Current {
+                    region: row.try_get("", "region")?,
+                    codes: read_codes(&codes)?,
+                };
+                Ok((row.try_get("", "customer_id")?, current))
+            })
+            .await?,
+        );
     }
     Ok(out)
 }
@@ -803,11 +802,7 @@ pub async fn changes_after(
         .order_by(t("sequence"), Order::Asc)
         .limit(limit)
         .to_owned();
-    conn.query_all(&select)
-        .await?
-        .iter()
-        .map(label_change)
-        .collect()
+    rows(conn, &select, label_change).await
 }
 
 /// The highest change sequence committed.
@@ -980,11 +975,7 @@ pub async fn transitions(
     if let Some(to) = &q.to {
         select.and_where(col("new_label").eq(to.as_str()));
     }
-    conn.query_all(&select)
-        .await?
-        .iter()
-        .map(label_change)
-        .collect()
+    rows(conn, &select, label_change).await
 }
 
 #[cfg(test)]
