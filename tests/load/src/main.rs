@@ -17,6 +17,10 @@ use crate::drive::{Stats, connect};
 use crate::scenarios::Load;
 use crate::server::ServerProcess;
 
+/// mimalloc rather than the system allocator: see the workspace manifest.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "clientela-load",
