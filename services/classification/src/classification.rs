@@ -68,13 +68,14 @@ pub struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// The classification of `facts` (None for archived and merged customers).
-    /// `first_purchases` holds when the customers it referred first bought.
+    /// The label codes of `facts` and the inputs they were decided on (None for archived
+    /// and merged customers), without explanations: what is stored, compared and
+    /// counted. `first_purchases` holds when the customers it referred first bought.
     pub fn classify(
         &self,
         facts: &CustomerFacts,
         first_purchases: &HashMap<Uuid, DateTime<Utc>>,
-    ) -> Option<(Classification, Inputs)> {
+    ) -> Option<(Codes, Inputs)> {
         if !facts.is_live() {
             return None;
         }
@@ -86,24 +87,27 @@ impl Run<'_> {
                 first_purchases.get(&id).copied()
             }),
         };
-        Some((self.render(facts.id, &facts.region, &inputs), inputs))
+        let labels = classify(&inputs.features, &self.context(facts.id, &inputs, false));
+        Some((Codes::of(&labels), inputs))
     }
 
-    /// The classification of `customer` from its inputs.
+    fn context(&self, customer: Uuid, inputs: &Inputs, explain: bool) -> Context<'_> {
+        Context {
+            id: customer,
+            kind: inputs.kind,
+            high_expectations: inputs.high_expectations,
+            key_account: inputs.key_account,
+            as_of: self.as_of,
+            policy: self.policy,
+            population: self.population,
+            explain,
+        }
+    }
+
+    /// The classification of `customer` from its inputs, with the explanations.
     pub fn render(&self, customer: Uuid, region: &str, inputs: &Inputs) -> Classification {
         let features = &inputs.features;
-        let labels = classify(
-            features,
-            &Context {
-                id: customer,
-                kind: inputs.kind,
-                high_expectations: inputs.high_expectations,
-                key_account: inputs.key_account,
-                as_of: self.as_of,
-                policy: self.policy,
-                population: self.population,
-            },
-        );
+        let labels = classify(features, &self.context(customer, inputs, true));
         let total = self.population.revenue_in_window;
         let share_of_sales_bp = if total > 0 {
             (i128::from(features.revenue_in_window) * i128::from(BP) / i128::from(total)) as i64

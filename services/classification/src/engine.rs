@@ -478,7 +478,7 @@ impl Engine {
                     continue;
                 };
                 preview.total += 1;
-                let (a, b) = (Codes::of(&a.0.labels), Codes::of(&b.0.labels));
+                let (a, b) = (a.0, b.0);
                 let moved = changes(f.id, Some(&a), Some(&b), as_of, 0);
                 let dims: BTreeSet<Dimension> = moved.iter().map(|c| c.dimension).collect();
                 for c in &moved {
@@ -769,7 +769,7 @@ async fn classify_all(
             id: f.id,
             new: run
                 .classify(f, &firsts)
-                .map(|(c, inputs)| (Codes::of(&c.labels), inputs, c.region)),
+                .map(|(codes, inputs)| (codes, inputs, f.region.clone())),
         })
         .collect())
 }
@@ -800,28 +800,40 @@ async fn record(
     let mut recorded = Vec::new();
     for Classified { id, new } in classified {
         let current = current.get(&id);
-        if let Some(only) = only
-            && !current.is_some_and(|c| only.matches(&c.region, &c.codes))
-        {
-            continue;
-        }
-        let old = current.map(|c| &c.codes);
-        let Some((codes, inputs, region)) = new else {
-            if old.is_some() {
-                gone.push(id);
+        if let Some(only) = only {
+            let Some(current) = current else { continue };
+            if !only.matches(&current.region, &current.codes()?) {
+                continue;
             }
-            recorded.extend(changes(id, old, None, run.as_of, run.policy_version));
+        }
+        let Some((codes, inputs, region)) = new else {
+            if let Some(current) = current {
+                gone.push(id);
+                let old = current.codes()?;
+                recorded.extend(changes(id, Some(&old), None, run.as_of, run.policy_version));
+            }
             continue;
         };
-        let moved = changes(id, old, Some(&codes), run.as_of, run.policy_version);
+        // Most customers keep their labels: their stored codes are compared as text and
+        // read only when they differ.
+        let codes_changed = current.is_none_or(|c| c.codes != store::write_codes(&codes));
+        if codes_changed {
+            let old = current.map(store::Current::codes).transpose()?;
+            recorded.extend(changes(
+                id,
+                old.as_ref(),
+                Some(&codes),
+                run.as_of,
+                run.policy_version,
+            ));
+        }
         records.push(Record {
             customer: id,
             region,
-            codes_changed: old.is_none() || !moved.is_empty(),
+            codes_changed,
             codes,
             inputs,
         });
-        recorded.extend(moved);
     }
     let stamp = Stamp {
         policy_version: run.policy_version,

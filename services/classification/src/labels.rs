@@ -1,6 +1,8 @@
 //! What a classification is made of: the dimensions, a decided label with the rule and
 //! the observed values behind it, and the whole result for one customer.
 
+use std::borrow::Cow;
+
 use clientela_domain::Labeled;
 use clientela_domain::taxonomy::{
     AccountTier, Activity, Influence, LifecycleStage, RfmSegment, Satisfaction, Trait, Volume,
@@ -131,8 +133,8 @@ pub struct Decision<L> {
     /// The label.
     pub label: Option<L>,
     /// The rule that decided it, e.g. "lifecycle.frequent".
-    pub rule: String,
-    /// For people, in English.
+    pub rule: Cow<'static, str>,
+    /// For people, in English ("" when the rules were not asked to explain).
     pub explanation_en: String,
     /// For people, in Spanish.
     pub explanation_es: String,
@@ -144,7 +146,7 @@ impl<L: Labeled> Decision<L> {
     /// A decision: the explanation starts with the label's code.
     pub fn new(
         label: Option<L>,
-        rule: &str,
+        rule: &'static str,
         en: impl Into<String>,
         es: impl Into<String>,
         observations: Vec<Observation>,
@@ -152,10 +154,21 @@ impl<L: Labeled> Decision<L> {
         let code = label.map_or("UNSPECIFIED", |l| l.code());
         Self {
             label,
-            rule: rule.to_owned(),
+            rule: Cow::Borrowed(rule),
             explanation_en: format!("{code}: {}", en.into()),
             explanation_es: format!("{code}: {}", es.into()),
             observations,
+        }
+    }
+
+    /// A decision without its explanation and observations.
+    pub fn unexplained(label: Option<L>, rule: &'static str) -> Self {
+        Self {
+            label,
+            rule: Cow::Borrowed(rule),
+            explanation_en: String::new(),
+            explanation_es: String::new(),
+            observations: Vec::new(),
         }
     }
 

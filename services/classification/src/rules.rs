@@ -42,13 +42,37 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     /// The population's cut-offs.
     pub population: &'a Population,
+    /// Whether to say why: explanations and observations are built only then (a
+    /// Reclassify needs the labels alone; formatting them was most of its rules' time).
+    pub explain: bool,
+}
+
+/// A decision of `$cx`'s rules: the explanation and observation arguments are evaluated
+/// only when it explains.
+macro_rules! decide {
+    ($cx:expr, $label:expr, $rule:expr, $en:expr, $es:expr, $observations:expr $(,)?) => {
+        if $cx.explain {
+            Decision::new($label, $rule, $en, $es, $observations)
+        } else {
+            Decision::unexplained($label, $rule)
+        }
+    };
+    // `why` yields the explanations and observations together.
+    ($cx:expr, $label:expr, $rule:expr, why: $why:expr $(,)?) => {
+        if $cx.explain {
+            let (en, es, observations) = $why;
+            Decision::new($label, $rule, en, es, observations)
+        } else {
+            Decision::unexplained($label, $rule)
+        }
+    };
 }
 
 /// Every label of one customer.
 pub fn classify(f: &Features, cx: &Context<'_>) -> Labels {
-    let lifecycle_stage = lifecycle(f, cx.policy);
+    let lifecycle_stage = lifecycle(f, cx);
     let activity = activity(f, cx);
-    let satisfaction = satisfaction(f, cx.policy);
+    let satisfaction = satisfaction(f, cx);
     let volume = volume(f, cx);
     let influence = influence(f, cx);
     let account_tier = account_tier(f, cx, volume.label);
@@ -67,11 +91,13 @@ pub fn classify(f: &Features, cx: &Context<'_>) -> Labels {
 }
 
 /// Lifecycle stage (seeds 003, 002).
-pub fn lifecycle(f: &Features, p: &Policy) -> Decision<LifecycleStage> {
+pub fn lifecycle(f: &Features, cx: &Context<'_>) -> Decision<LifecycleStage> {
     use LifecycleStage::*;
-    let total = Observation::new("purchases_total", f.purchases_total, ">=", 1);
+    let p = cx.policy;
+    let total = || Observation::new("purchases_total", f.purchases_total, ">=", 1);
     if f.purchases_total == 0 {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Prospect),
             "lifecycle.prospect",
             "identified, no purchase yet",
@@ -80,7 +106,8 @@ pub fn lifecycle(f: &Features, p: &Policy) -> Decision<LifecycleStage> {
         );
     }
     if f.purchases_total == 1 {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Buyer),
             "lifecycle.buyer",
             "one purchase",
@@ -89,9 +116,10 @@ pub fn lifecycle(f: &Features, p: &Policy) -> Decision<LifecycleStage> {
         );
     }
     let bar = i64::from(p.frequent_min_purchases);
-    let frequent = Observation::new("purchases_in_window", f.purchases_in_window, ">=", bar);
+    let frequent = || Observation::new("purchases_in_window", f.purchases_in_window, ">=", bar);
     if f.purchases_in_window < bar {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Sporadic),
             "lifecycle.sporadic",
             format!(
@@ -103,7 +131,7 @@ pub fn lifecycle(f: &Features, p: &Policy) -> Decision<LifecycleStage> {
                 f.purchases_total, f.purchases_in_window, p.window_days
             ),
             vec![
-                total,
+                total(),
                 Observation::new("purchases_in_window", f.purchases_in_window, "<", bar),
             ],
         );
@@ -113,47 +141,53 @@ pub fn lifecycle(f: &Features, p: &Policy) -> Decision<LifecycleStage> {
     let promoter = f.latest_nps.is_some_and(|(score, _)| score >= nps_bar);
     let recommends = f.referrals_converted >= referral_bar;
     if promoter || recommends {
-        let mut observations = vec![frequent];
-        let (en, es) = if promoter {
-            let score = f.latest_nps.map_or(0, |(s, _)| s);
-            observations.push(Observation::new("latest_nps", score, ">=", nps_bar));
-            (
-                format!(
-                    "{} purchases in {} days >= {bar} and latest NPS {score} >= {nps_bar}",
-                    f.purchases_in_window, p.window_days
-                ),
-                format!(
-                    "{} compras en {} días >= {bar} y último NPS {score} >= {nps_bar}",
-                    f.purchases_in_window, p.window_days
-                ),
-            )
-        } else {
-            observations.push(Observation::new(
-                "referrals_converted",
-                f.referrals_converted,
-                ">=",
-                referral_bar,
-            ));
-            (
-                format!(
-                    "{} purchases in {} days >= {bar} and {} converted referrals >= {referral_bar}",
-                    f.purchases_in_window, p.window_days, f.referrals_converted
-                ),
-                format!(
-                    "{} compras en {} días >= {bar} y {} referidos que compraron >= {referral_bar}",
-                    f.purchases_in_window, p.window_days, f.referrals_converted
-                ),
-            )
+        let why = || {
+            if promoter {
+                let score = f.latest_nps.map_or(0, |(s, _)| s);
+                (
+                    format!(
+                        "{} purchases in {} days >= {bar} and latest NPS {score} >= {nps_bar}",
+                        f.purchases_in_window, p.window_days
+                    ),
+                    format!(
+                        "{} compras en {} días >= {bar} y último NPS {score} >= {nps_bar}",
+                        f.purchases_in_window, p.window_days
+                    ),
+                    vec![
+                        frequent(),
+                        Observation::new("latest_nps", score, ">=", nps_bar),
+                    ],
+                )
+            } else {
+                (
+                    format!(
+                        "{} purchases in {} days >= {bar} and {} converted referrals >= {referral_bar}",
+                        f.purchases_in_window, p.window_days, f.referrals_converted
+                    ),
+                    format!(
+                        "{} compras en {} días >= {bar} y {} referidos que compraron >= {referral_bar}",
+                        f.purchases_in_window, p.window_days, f.referrals_converted
+                    ),
+                    vec![
+                        frequent(),
+                        Observation::new(
+                            "referrals_converted",
+                            f.referrals_converted,
+                            ">=",
+                            referral_bar,
+                        ),
+                    ],
+                )
+            }
         };
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Unconditional),
             "lifecycle.unconditional",
-            en,
-            es,
-            observations,
-        );
+            why: why());
     }
-    Decision::new(
+    decide!(
+        cx,
         Some(Frequent),
         "lifecycle.frequent",
         format!(
@@ -164,7 +198,7 @@ pub fn lifecycle(f: &Features, p: &Policy) -> Decision<LifecycleStage> {
             "{} compras en {} días >= {bar}",
             f.purchases_in_window, p.window_days
         ),
-        vec![frequent],
+        vec![frequent()],
     )
 }
 
@@ -173,7 +207,8 @@ pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
     use Activity::*;
     let p = cx.policy;
     let Some(last) = f.last_purchase_at else {
-        return Decision::new(
+        return decide!(
+            cx,
             None,
             "activity.no_purchase",
             "no purchase yet",
@@ -195,12 +230,14 @@ pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
             .iter()
             .all(|g| i128::from(*g) <= allowed)
         && i128::from(since) <= allowed;
-    let since_obs = Observation::new(
-        "days_since_last_purchase",
-        days(since),
-        if recent { "<=" } else { ">" },
-        p.active_window_days,
-    );
+    let since_obs = || {
+        Observation::new(
+            "days_since_last_purchase",
+            days(since),
+            if recent { "<=" } else { ">" },
+            p.active_window_days,
+        )
+    };
     if recent || on_cadence {
         let bar = i64::from(p.frequent_min_purchases);
         let frequent = f.purchases_in_window >= bar;
@@ -209,70 +246,70 @@ pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
         } else {
             ActiveHabitual
         };
-        let (why_en, why_es, mut observations) = if recent {
-            (
-                format!(
-                    "last purchase {} days ago <= {}",
-                    days(since),
-                    p.active_window_days
-                ),
-                format!(
-                    "última compra hace {} días <= {}",
-                    days(since),
-                    p.active_window_days
-                ),
-                vec![since_obs],
-            )
+        let rule = if frequent {
+            "activity.active_frequent"
         } else {
+            "activity.active_habitual"
+        };
+        let why = || {
+            let (why_en, why_es, mut observations) = if recent {
+                (
+                    format!(
+                        "last purchase {} days ago <= {}",
+                        days(since),
+                        p.active_window_days
+                    ),
+                    format!(
+                        "última compra hace {} días <= {}",
+                        days(since),
+                        p.active_window_days
+                    ),
+                    vec![since_obs()],
+                )
+            } else {
+                (
+                    format!(
+                        "{} purchases at their cadence (gaps <= {} days)",
+                        needed + 1,
+                        days(allowed as i64)
+                    ),
+                    format!(
+                        "{} compras a su ritmo (intervalos <= {} días)",
+                        needed + 1,
+                        days(allowed as i64)
+                    ),
+                    vec![Observation::new(
+                        "days_since_last_purchase",
+                        days(since),
+                        "<=",
+                        days(allowed as i64),
+                    )],
+                )
+            };
+            observations.push(Observation::new(
+                "purchases_in_window",
+                f.purchases_in_window,
+                if frequent { ">=" } else { "<" },
+                bar,
+            ));
+            let cmp = if frequent { ">=" } else { "<" };
             (
                 format!(
-                    "{} purchases at their cadence (gaps <= {} days)",
-                    needed + 1,
-                    days(allowed as i64)
+                    "{why_en}; {} purchases in {} days {cmp} {bar}",
+                    f.purchases_in_window, p.window_days
                 ),
                 format!(
-                    "{} compras a su ritmo (intervalos <= {} días)",
-                    needed + 1,
-                    days(allowed as i64)
+                    "{why_es}; {} compras en {} días {cmp} {bar}",
+                    f.purchases_in_window, p.window_days
                 ),
-                vec![Observation::new(
-                    "days_since_last_purchase",
-                    days(since),
-                    "<=",
-                    days(allowed as i64),
-                )],
+                observations,
             )
         };
-        observations.push(Observation::new(
-            "purchases_in_window",
-            f.purchases_in_window,
-            if frequent { ">=" } else { "<" },
-            bar,
-        ));
-        return Decision::new(
-            Some(label),
-            if frequent {
-                "activity.active_frequent"
-            } else {
-                "activity.active_habitual"
-            },
-            format!(
-                "{why_en}; {} purchases in {} days {} {bar}",
-                f.purchases_in_window,
-                p.window_days,
-                if frequent { ">=" } else { "<" }
-            ),
-            format!(
-                "{why_es}; {} compras en {} días {} {bar}",
-                f.purchases_in_window,
-                p.window_days,
-                if frequent { ">=" } else { "<" }
-            ),
-            observations,
-        );
+        return decide!(cx, Some(label), rule, why: why());
     }
     if f.purchases_total == 1 {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(InactiveOneTime),
             "activity.inactive_one_time",
             format!(
@@ -285,10 +322,11 @@ pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
                 days(since),
                 p.active_window_days
             ),
-            vec![since_obs],
+            vec![since_obs()],
         );
     }
-    Decision::new(
+    decide!(
+        cx,
         Some(InactiveLapsed),
         "activity.inactive_lapsed",
         format!(
@@ -303,16 +341,18 @@ pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
             days(since),
             p.active_window_days
         ),
-        vec![since_obs],
+        vec![since_obs()],
     )
 }
 
 /// Satisfaction (seeds 000, 001): an open complaint overrides any score; else the most
 /// recent survey answer, NPS or CSAT.
-pub fn satisfaction(f: &Features, p: &Policy) -> Decision<Satisfaction> {
+pub fn satisfaction(f: &Features, cx: &Context<'_>) -> Decision<Satisfaction> {
     use Satisfaction::*;
+    let p = cx.policy;
     if f.open_complaints > 0 {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Dissatisfied),
             "satisfaction.open_complaint",
             format!("{} open complaint(s) override any score", f.open_complaints),
@@ -339,7 +379,8 @@ pub fn satisfaction(f: &Features, p: &Policy) -> Decision<Satisfaction> {
         (n, c) => n.or(c),
     };
     let Some((scale, feature, score, _)) = latest else {
-        return Decision::new(
+        return decide!(
+            cx,
             None,
             "satisfaction.no_survey",
             "no survey answer and no open complaint",
@@ -359,7 +400,8 @@ pub fn satisfaction(f: &Features, p: &Policy) -> Decision<Satisfaction> {
     } else {
         (Dissatisfied, "satisfaction.dissatisfied", "<", ok)
     };
-    Decision::new(
+    decide!(
+        cx,
         Some(label),
         rule,
         format!("latest {scale} {score} {cmp} {bar}"),
@@ -373,7 +415,8 @@ pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
     use Volume::*;
     let p = cx.policy;
     if f.purchases_total == 0 {
-        return Decision::new(
+        return decide!(
+            cx,
             None,
             "volume.no_purchase",
             "no purchase yet",
@@ -396,7 +439,8 @@ pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
             } else {
                 (Low, "volume.fixed_low", "<", p.fixed_medium_min_minor)
             };
-            Decision::new(
+            decide!(
+                cx,
                 Some(label),
                 rule,
                 format!(
@@ -443,7 +487,8 @@ pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
                     p.abc_medium_cumulative_bp,
                 )
             };
-            Decision::new(
+            decide!(
+                cx,
                 Some(label),
                 rule,
                 format!(
@@ -475,30 +520,32 @@ pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
 pub fn influence(f: &Features, cx: &Context<'_>) -> Decision<Influence> {
     let bar = cx.policy.major_influencer_min_reach;
     if f.public_figure || f.audience_reach >= bar {
-        let (en, es, obs) = if f.public_figure {
-            (
-                "a public figure".to_owned(),
-                "figura pública".to_owned(),
-                Observation::new("is_public_figure", true, "=", true),
-            )
-        } else {
-            (
-                format!("audience reach {} >= {bar}", f.audience_reach),
-                format!("alcance de audiencia {} >= {bar}", f.audience_reach),
-                Observation::new("audience_reach", f.audience_reach, ">=", bar),
-            )
+        let why = || {
+            if f.public_figure {
+                (
+                    "a public figure".to_owned(),
+                    "figura pública".to_owned(),
+                    vec![Observation::new("is_public_figure", true, "=", true)],
+                )
+            } else {
+                (
+                    format!("audience reach {} >= {bar}", f.audience_reach),
+                    format!("alcance de audiencia {} >= {bar}", f.audience_reach),
+                    vec![Observation::new(
+                        "audience_reach",
+                        f.audience_reach,
+                        ">=",
+                        bar,
+                    )],
+                )
+            }
         };
-        return Decision::new(
-            Some(Influence::MajorInfluencer),
-            "influence.major",
-            en,
-            es,
-            vec![obs],
-        );
+        return decide!(cx, Some(Influence::MajorInfluencer), "influence.major", why: why());
     }
     if let Some(role) = f.decision_role.filter(|r| *r != DecisionRole::None) {
         use clientela_domain::Labeled;
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Influence::Organizational),
             "influence.organizational",
             format!("decision role {} inside an organization", role.code()),
@@ -512,7 +559,8 @@ pub fn influence(f: &Features, cx: &Context<'_>) -> Decision<Influence> {
         );
     }
     if cx.kind == CustomerKind::Person {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Influence::Family),
             "influence.family",
             "a person whose influence is their household",
@@ -520,7 +568,8 @@ pub fn influence(f: &Features, cx: &Context<'_>) -> Decision<Influence> {
             vec![Observation::new("kind", "PERSON", "=", "PERSON")],
         );
     }
-    Decision::new(
+    decide!(
+        cx,
         Some(Influence::None),
         "influence.none",
         "an organization with no influence attributes",
@@ -538,7 +587,8 @@ pub fn account_tier(
     use AccountTier::*;
     let p = cx.policy;
     if f.purchases_total == 0 {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Prospect),
             "tier.prospect",
             "identified, no purchase yet",
@@ -566,7 +616,8 @@ pub fn account_tier(
         )
     };
     if boss {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Boss),
             "tier.boss",
             format!(
@@ -588,40 +639,42 @@ pub fn account_tier(
     };
     let top = revenue > 0 && cx.population.key.is_some_and(|b| rank.within(&b));
     if top || cx.key_account {
-        let (en, es) = if top {
-            (
-                format!(
-                    "among the top {} of buyers by revenue",
-                    pct(i64::from(p.key_top_buyers_bp))
-                ),
-                format!(
-                    "entre el {} de compradores con más ingresos",
-                    pct(i64::from(p.key_top_buyers_bp))
-                ),
-            )
-        } else {
-            (
-                "flagged as a key account in the registry".to_owned(),
-                "marcado como cuenta clave en el registro".to_owned(),
-            )
-        };
-        return Decision::new(
-            Some(Key),
-            "tier.key",
-            en,
-            es,
+        let observations = || {
             vec![Observation::new(
                 "top_buyers_share",
                 if top { "inside" } else { "flagged" },
                 "<=",
                 pct(i64::from(p.key_top_buyers_bp)),
-            )],
-        );
+            )]
+        };
+        let why = || {
+            if top {
+                (
+                    format!(
+                        "among the top {} of buyers by revenue",
+                        pct(i64::from(p.key_top_buyers_bp))
+                    ),
+                    format!(
+                        "entre el {} de compradores con más ingresos",
+                        pct(i64::from(p.key_top_buyers_bp))
+                    ),
+                    observations(),
+                )
+            } else {
+                (
+                    "flagged as a key account in the registry".to_owned(),
+                    "marcado como cuenta clave en el registro".to_owned(),
+                    observations(),
+                )
+            }
+        };
+        return decide!(cx, Some(Key), "tier.key", why: why());
     }
     if let Some(growth) = f.revenue_growth_bp()
         && growth >= i64::from(p.strategic_min_growth_bp)
     {
-        return Decision::new(
+        return decide!(
+            cx,
             Some(Strategic),
             "tier.strategic",
             format!(
@@ -654,7 +707,8 @@ pub fn account_tier(
     {
         let margin = i128::from(revenue) * i128::from(p.margin_bp) / i128::from(BP);
         if i128::from(cost) > margin {
-            return Decision::new(
+            return decide!(
+                cx,
                 Some(Small),
                 "tier.small",
                 format!(
@@ -669,7 +723,8 @@ pub fn account_tier(
             );
         }
     }
-    Decision::new(
+    decide!(
+        cx,
         Some(Transactional),
         "tier.transactional",
         "a buyer that is not BOSS, KEY, STRATEGIC or SMALL",
@@ -695,7 +750,8 @@ pub fn traits(
         Some(LifecycleStage::Frequent | LifecycleStage::Unconditional)
     ) && let Some(tenure) = tenure.filter(|t| *t >= tenure_bar)
     {
-        out.push(Decision::new(
+        out.push(decide!(
+            cx,
             Some(Trait::Loyal),
             "trait.loyal",
             format!(
@@ -719,7 +775,8 @@ pub fn traits(
         ));
     }
     if f.gap_secs.len() >= 2 && f.cv_interpurchase_bp >= i64::from(p.occasional_min_cv_bp) {
-        out.push(Decision::new(
+        out.push(decide!(
+            cx,
             Some(Trait::Occasional),
             "trait.occasional",
             format!(
@@ -742,38 +799,40 @@ pub fn traits(
     }
     let complaints_bar = i64::from(p.demanding_min_complaints);
     if f.complaints_in_window >= complaints_bar || cx.high_expectations {
-        let (en, es) = if f.complaints_in_window >= complaints_bar {
-            (
-                format!(
-                    "{} complaints in {} days >= {complaints_bar}",
-                    f.complaints_in_window, p.window_days
-                ),
-                format!(
-                    "{} reclamos en {} días >= {complaints_bar}",
-                    f.complaints_in_window, p.window_days
-                ),
-            )
-        } else {
-            (
-                "the registry flags high expectations".to_owned(),
-                "el registro indica altas expectativas".to_owned(),
-            )
-        };
-        out.push(Decision::new(
-            Some(Trait::Demanding),
-            "trait.demanding",
-            en,
-            es,
+        let observations = || {
             vec![Observation::new(
                 "complaints_in_window",
                 f.complaints_in_window,
                 ">=",
                 complaints_bar,
-            )],
-        ));
+            )]
+        };
+        let why = || {
+            if f.complaints_in_window >= complaints_bar {
+                (
+                    format!(
+                        "{} complaints in {} days >= {complaints_bar}",
+                        f.complaints_in_window, p.window_days
+                    ),
+                    format!(
+                        "{} reclamos en {} días >= {complaints_bar}",
+                        f.complaints_in_window, p.window_days
+                    ),
+                    observations(),
+                )
+            } else {
+                (
+                    "the registry flags high expectations".to_owned(),
+                    "el registro indica altas expectativas".to_owned(),
+                    observations(),
+                )
+            }
+        };
+        out.push(decide!(cx, Some(Trait::Demanding), "trait.demanding", why: why()));
     }
     if satisfaction.label == Some(Satisfaction::Dissatisfied) {
-        out.push(Decision::new(
+        out.push(decide!(
+            cx,
             Some(Trait::Dissatisfied),
             "trait.dissatisfied",
             satisfaction.explanation_en.clone(),
@@ -784,43 +843,40 @@ pub fn traits(
     let referral_bar = i64::from(p.influential_min_referrals);
     if influence.label == Some(Influence::MajorInfluencer) || f.referrals_converted >= referral_bar
     {
-        let (en, es, obs) = if influence.label == Some(Influence::MajorInfluencer) {
-            (
-                influence.explanation_en.clone(),
-                influence.explanation_es.clone(),
-                influence.observations.clone(),
-            )
-        } else {
-            (
-                format!(
-                    "{} converted referrals >= {referral_bar}",
-                    f.referrals_converted
-                ),
-                format!(
-                    "{} referidos que compraron >= {referral_bar}",
-                    f.referrals_converted
-                ),
-                vec![Observation::new(
-                    "referrals_converted",
-                    f.referrals_converted,
-                    ">=",
-                    referral_bar,
-                )],
-            )
+        let why = || {
+            if influence.label == Some(Influence::MajorInfluencer) {
+                (
+                    influence.explanation_en.clone(),
+                    influence.explanation_es.clone(),
+                    influence.observations.clone(),
+                )
+            } else {
+                (
+                    format!(
+                        "{} converted referrals >= {referral_bar}",
+                        f.referrals_converted
+                    ),
+                    format!(
+                        "{} referidos que compraron >= {referral_bar}",
+                        f.referrals_converted
+                    ),
+                    vec![Observation::new(
+                        "referrals_converted",
+                        f.referrals_converted,
+                        ">=",
+                        referral_bar,
+                    )],
+                )
+            }
         };
-        out.push(Decision::new(
-            Some(Trait::Influential),
-            "trait.influential",
-            en,
-            es,
-            obs,
-        ));
+        out.push(decide!(cx, Some(Trait::Influential), "trait.influential", why: why()));
     }
     let price_purchases = i64::from(p.price_sensitive_min_purchases);
     if f.purchases_total >= price_purchases
         && f.discounted_share_bp >= i64::from(p.price_sensitive_min_share_bp)
     {
-        out.push(Decision::new(
+        out.push(decide!(
+            cx,
             Some(Trait::PriceSensitive),
             "trait.price_sensitive",
             format!(
@@ -849,7 +905,8 @@ pub fn traits(
         ));
     }
     if f.purchases_total == 0 {
-        out.push(Decision::new(
+        out.push(decide!(
+            cx,
             Some(Trait::Prospect),
             "trait.prospect",
             "identified, no purchase yet",
@@ -867,7 +924,8 @@ pub fn rfm(f: &Features, cx: &Context<'_>) -> Rfm {
             recency: 0,
             frequency: 0,
             monetary: 0,
-            segment: Decision::new(
+            segment: decide!(
+                cx,
                 None,
                 "rfm.no_purchase",
                 "no purchase yet",
@@ -886,7 +944,8 @@ pub fn rfm(f: &Features, cx: &Context<'_>) -> Rfm {
         recency: r,
         frequency: fr,
         monetary: m,
-        segment: Decision::new(
+        segment: decide!(
+            cx,
             Some(segment),
             "rfm.segment",
             format!("R{r} F{fr} M{m}"),

@@ -3,13 +3,14 @@
 //! reaches here. Documents (results, policies) are JSON columns; facts are binary.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::Error;
 use sea_orm::sea_query::{
     Alias, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement, SimpleExpr,
 };
-use sea_orm::{ConnectionTrait, QueryResult};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -531,8 +532,16 @@ pub async fn load_classifications(
 pub struct Current {
     /// Region.
     pub region: String,
-    /// Codes.
-    pub codes: Codes,
+    /// The codes as stored ([`write_codes`]): compared as they are with a new
+    /// classification's, and read only when they differ or a filter needs them.
+    pub codes: String,
+}
+
+impl Current {
+    /// The stored codes.
+    pub fn codes(&self) -> Result<Codes, Error> {
+        read_codes(&self.codes)
+    }
 }
 
 /// The region and codes of the classifications of `ids`.
@@ -549,10 +558,9 @@ pub async fn load_current(
             .to_owned();
         out.extend(
             rows(conn, &select, |row| {
-                let codes: String = row.try_get("", "codes")?;
                 let current = Current {
                     region: row.try_get("", "region")?,
-                    codes: read_codes(&codes)?,
+                    codes: row.try_get("", "codes")?,
                 };
                 Ok((row.try_get("", "customer_id")?, current))
             })
@@ -564,7 +572,7 @@ pub async fn load_current(
 
 /// `codes` as stored: the label of each of [`Codes::DIMENSIONS`], then the traits
 /// between commas, separated by `|` (`L1|...|L7|,T1,T2,`).
-fn write_codes(codes: &Codes) -> String {
+pub fn write_codes(codes: &Codes) -> String {
     let mut out = codes.labels.join("|");
     out.push_str("|,");
     for t in &codes.traits {
@@ -669,9 +677,62 @@ pub async fn save_classifications(
         .map(row)
         .collect::<Result<Vec<_>, _>>()?;
     upsert(conn, "classifications", &columns, changed, &columns[1..]).await?;
-    // Same labels: the label columns are left alone, so their indexes are not touched.
-    let same = same.into_iter().map(row).collect::<Result<Vec<_>, _>>()?;
-    upsert(conn, "classifications", &columns, same, &columns[1..9]).await
+    update_kept(conn, stamp, &same).await
+}
+
+/// Rows of one statement of [`update_kept`] (four parameters each).
+const MAX_ROWS_PER_UPDATE: usize = 1_000;
+
+/// Writes the classifications of customers who kept their labels: their inputs, region
+/// and stamp, leaving the label columns, and so their indexes, alone. Written by hand
+/// (sea-query has no `UPDATE ... FROM`): one statement per thousand rows binding four
+/// values each, where an upsert would bind all eighteen columns (SQLite checks NOT NULL
+/// before it sees the conflict) — most of a daily refresh's writing.
+async fn update_kept(
+    conn: &impl ConnectionTrait,
+    stamp: Stamp,
+    records: &[&Record],
+) -> Result<(), Error> {
+    let backend = conn.get_database_backend();
+    for chunk in records.chunks(MAX_ROWS_PER_UPDATE) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(4 * chunk.len() + 3);
+        let mut sql = String::with_capacity(40 * chunk.len() + 400);
+        let mut param = |sql: &mut String, value: sea_orm::Value| {
+            values.push(value);
+            match backend {
+                DbBackend::Postgres => {
+                    let _ = write!(sql, "${}", values.len());
+                }
+                _ => sql.push('?'),
+            }
+        };
+        sql.push_str("WITH v (customer_id, region, revenue_in_window, inputs) AS (VALUES ");
+        for (i, r) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            param(&mut sql, r.customer.into());
+            sql.push_str(", ");
+            param(&mut sql, r.region.clone().into());
+            sql.push_str(", ");
+            param(&mut sql, r.inputs.features.revenue_in_window.into());
+            sql.push_str(", ");
+            param(&mut sql, encode_inputs(&r.inputs)?.into());
+            sql.push(')');
+        }
+        sql.push_str(") UPDATE classifications SET policy_version = ");
+        param(&mut sql, stamp.policy_version.into());
+        sql.push_str(", population_id = ");
+        param(&mut sql, stamp.population_id.into());
+        sql.push_str(", as_of = ");
+        param(&mut sql, stamp.as_of.into());
+        sql.push_str(
+            ", region = v.region, revenue_in_window = v.revenue_in_window, \
+             inputs = v.inputs, body = '', data = NULL \
+             FROM v WHERE classifications.customer_id = v.customer_id",
+        );
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Removes the classifications of `ids` (archived or merged customers).

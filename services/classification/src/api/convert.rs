@@ -226,7 +226,7 @@ fn observation(o: &Observation) -> pb::Observation {
 fn result<L: Labeled>(dimension: Dimension, d: &Decision<L>) -> pb::LabelResult {
     pb::LabelResult {
         label: Some(localized(dimension, d.code().unwrap_or(""))),
-        rule: d.rule.clone(),
+        rule: d.rule.to_string(),
         explanation_en: d.explanation_en.clone(),
         explanation_es: d.explanation_es.clone(),
         observations: d.observations.iter().map(observation).collect(),

@@ -4,6 +4,7 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::population::Rank;
+use std::collections::BTreeSet;
 
 fn as_of() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
@@ -42,6 +43,7 @@ fn with<'a>(policy: &'a Policy, population: &'a Population) -> Context<'a> {
         as_of: as_of(),
         policy,
         population,
+        explain: true,
     }
 }
 
@@ -458,4 +460,86 @@ fn every_rfm_score_pair_has_a_segment_and_every_segment_is_reachable() {
     assert_eq!(rfm_segment(5, 5), RfmSegment::Champions);
     assert_eq!(rfm_segment(1, 1), RfmSegment::Lost);
     assert_eq!(rfm_segment(1, 5), RfmSegment::CannotLoseThem);
+}
+
+// ---- explanations are optional, labels are not ----
+
+#[test]
+fn without_explanations_the_rules_decide_the_same_labels_by_the_same_rules() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let policy = Policy::default();
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut tally = crate::population::Tally::default();
+    let customers: Vec<(Uuid, Features, bool, bool, CustomerKind)> = (0..2_000u128)
+        .map(|n| {
+            let mut f = buyer(
+                rng.random_range(0..12),
+                rng.random_range(1..200),
+                rng.random_range(0..400),
+            );
+            f.revenue_in_window = rng.random_range(0..100_000);
+            f.revenue_prev_window = rng.random_range(0..100_000);
+            f.revenue_total = f.revenue_in_window + f.revenue_prev_window;
+            f.cv_interpurchase_bp = rng.random_range(0..20_000);
+            f.discounted_purchases = rng.random_range(0..=f.purchases_total);
+            f.discounted_share_bp = rng.random_range(0..=10_000);
+            f.complaints_in_window = rng.random_range(0..4);
+            f.open_complaints = rng.random_range(0..2);
+            f.latest_nps = rng
+                .random_bool(0.5)
+                .then(|| (rng.random_range(0..=10), ago(3)));
+            f.latest_csat = rng
+                .random_bool(0.3)
+                .then(|| (rng.random_range(1..=5), ago(5)));
+            f.referrals_converted = rng.random_range(0..4);
+            f.audience_reach = rng.random_range(0..200_000);
+            f.public_figure = rng.random_bool(0.05);
+            f.cost_to_serve_minor = rng.random_bool(0.5).then(|| rng.random_range(0..5_000));
+            tally.add(id(n), &f);
+            let kind = if rng.random_bool(0.5) {
+                CustomerKind::Person
+            } else {
+                CustomerKind::Organization
+            };
+            (id(n), f, rng.random_bool(0.1), rng.random_bool(0.1), kind)
+        })
+        .collect();
+    let population = tally.finish(&policy);
+    let mut seen = BTreeSet::new();
+    for (customer, f, key_account, high_expectations, kind) in &customers {
+        let explained = Context {
+            id: *customer,
+            kind: *kind,
+            key_account: *key_account,
+            high_expectations: *high_expectations,
+            ..with(&policy, &population)
+        };
+        let quiet = Context {
+            explain: false,
+            ..explained
+        };
+        let (a, b) = (classify(f, &explained), classify(f, &quiet));
+        let rules = |l: &Labels| {
+            let mut rules = vec![
+                l.lifecycle_stage.rule.clone(),
+                l.activity.rule.clone(),
+                l.satisfaction.rule.clone(),
+                l.volume.rule.clone(),
+                l.influence.rule.clone(),
+                l.account_tier.rule.clone(),
+                l.rfm.segment.rule.clone(),
+            ];
+            rules.extend(l.traits.iter().map(|t| t.rule.clone()));
+            rules
+        };
+        assert_eq!(a.codes(), b.codes(), "{f:?}");
+        assert_eq!(a.trait_codes(), b.trait_codes(), "{f:?}");
+        assert_eq!(rules(&a), rules(&b), "{f:?}");
+        assert!(!a.activity.explanation_en.is_empty());
+        assert!(b.activity.explanation_en.is_empty() && b.activity.observations.is_empty());
+        seen.extend(rules(&a));
+    }
+    // The sample reaches most rules, so the comparison covers them.
+    assert!(seen.len() >= 30, "{seen:?}");
 }

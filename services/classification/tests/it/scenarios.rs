@@ -532,6 +532,21 @@ both_engines!(
         assert_eq!(code(&unchanged.lifecycle_stage), "FREQUENT");
         assert_eq!(unchanged.policy_version, 1);
 
+        let reader = classifier.clone();
+        let get = |customer: String| {
+            let mut classifier = reader.clone();
+            async move {
+                classifier
+                    .get_classification(cpb::GetClassificationRequest { customer })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .classification
+                    .unwrap()
+            }
+        };
+        let once_before = get(once[0].name.clone()).await;
+
         // Reclassify a filter, streaming progress.
         let mut progress = classifier
             .reclassify(cpb::ReclassifyRequest {
@@ -548,6 +563,23 @@ both_engines!(
         let last = last.unwrap();
         assert!(last.done);
         assert_eq!((last.classified, last.total), (2, 6));
+        // The one-off buyers kept their labels: their results now carry the
+        // Reclassify's instant, still with their explanations.
+        let kept = get(once[0].name.clone()).await;
+        assert_eq!(code(&kept.lifecycle_stage), "BUYER");
+        let instant = |c: &cpb::Classification| {
+            let t = c.as_of.unwrap();
+            (t.seconds, t.nanos)
+        };
+        assert!(instant(&kept) > instant(&once_before), "{kept:?}");
+        assert!(
+            kept.lifecycle_stage
+                .as_ref()
+                .unwrap()
+                .explanation_en
+                .starts_with("BUYER: "),
+            "{kept:?}"
+        );
     }
 );
 
