@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use clientela_domain::taxonomy::CustomerKind;
@@ -302,10 +303,12 @@ impl Engine {
         only: Option<&Filter>,
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, Error> {
+        let started = Instant::now();
         let policy = self.current_policy().await?;
         let population = self
             .compute_population(&policy.policy, policy.version, as_of)
             .await?;
+        let population_took = started.elapsed();
         let mut done = Progress {
             total: population.population.customers,
             ..Progress::default()
@@ -325,14 +328,23 @@ impl Engine {
         let ahead = |after| tokio::spawn(prepare(self.db.clone(), owned.clone(), after));
         let mut next = ahead(None);
         let mut after = None;
-        while let Some(page) = next.await.map_err(joined)?? {
+        // Where the time goes, logged at the end: waiting for pages read ahead means the
+        // reading half bounds the run, else the writing half does.
+        let mut waited = Duration::ZERO;
+        loop {
+            let waiting = Instant::now();
+            let Some(page) = next.await.map_err(joined)?? else {
+                break;
+            };
+            waited += waiting.elapsed();
             next = ahead(Some(page.last));
             let run = owned.borrow();
             let tx = self.db.begin_write().await?;
             let conn = tx.conn();
             // Serialized with feed batches and other reclassifications (other replicas,
             // Reclassify calls): each reads the labels it replaces inside the lock, so a
-            // change is never recorded twice.
+            // change is never recorded twice. (Reading them ahead with the facts, and
+            // again only when a label changed meanwhile, was slower: docs/BENCHMARKS.md.)
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
             let classified = if store::feed_cursor(conn).await? == page.cursor {
                 if only.is_none() {
@@ -357,6 +369,14 @@ impl Engine {
             done.changes += recorded.len() as i64;
             progress(done);
         }
+        tracing::info!(
+            classified = done.classified,
+            changes = done.changes,
+            total_ms = started.elapsed().as_millis() as u64,
+            population_ms = population_took.as_millis() as u64,
+            waiting_for_pages_ms = waited.as_millis() as u64,
+            "reclassified"
+        );
         Ok(done)
     }
 
@@ -794,31 +814,43 @@ async fn record(
     only: Option<&Filter>,
 ) -> Result<(usize, Vec<LabelChange>), Error> {
     let ids: Vec<Uuid> = classified.iter().map(|c| c.id).collect();
-    let current = store::load_current(conn, &ids).await?;
+    let texts: Vec<Option<String>> = classified
+        .iter()
+        .map(|c| c.new.as_ref().map(|(codes, ..)| store::write_codes(codes)))
+        .collect();
+    // What each new classification replaces (None inside: nothing stored). A filter reads
+    // every stored classification; else only those whose codes differ come back, and a
+    // customer left out kept its labels.
+    let replaced: HashMap<Uuid, Option<store::Current>> = match only {
+        Some(_) => {
+            let mut found = store::load_current(conn, &ids).await?;
+            ids.iter().map(|id| (*id, found.remove(id))).collect()
+        }
+        None => store::differing(conn, ids.into_iter().zip(texts.clone()).collect()).await?,
+    };
     let mut records = Vec::new();
     let mut gone = Vec::new();
     let mut recorded = Vec::new();
-    for Classified { id, new } in classified {
-        let current = current.get(&id);
+    for (Classified { id, new }, text) in classified.into_iter().zip(texts) {
+        let previous = replaced.get(&id);
+        let stored = previous.and_then(Option::as_ref);
         if let Some(only) = only {
-            let Some(current) = current else { continue };
+            let Some(current) = stored else { continue };
             if !only.matches(&current.region, &current.codes()?) {
                 continue;
             }
         }
         let Some((codes, inputs, region)) = new else {
-            if let Some(current) = current {
+            if let Some(current) = stored {
                 gone.push(id);
                 let old = current.codes()?;
                 recorded.extend(changes(id, Some(&old), None, run.as_of, run.policy_version));
             }
             continue;
         };
-        // Most customers keep their labels: their stored codes are compared as text and
-        // read only when they differ.
-        let codes_changed = current.is_none_or(|c| c.codes != store::write_codes(&codes));
+        let codes_changed = previous.is_some() && stored.map(|c| &c.codes) != text.as_ref();
         if codes_changed {
-            let old = current.map(store::Current::codes).transpose()?;
+            let old = stored.map(store::Current::codes).transpose()?;
             recorded.extend(changes(
                 id,
                 old.as_ref(),

@@ -551,23 +551,32 @@ pub async fn load_current(
 ) -> Result<HashMap<Uuid, Current>, Error> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(MAX_IN_LIST) {
-        let select = Query::select()
-            .columns(["customer_id", "region", "codes"].map(t))
-            .from(t("classifications"))
-            .and_where(col("customer_id").is_in(chunk.iter().copied()))
-            .to_owned();
-        out.extend(
-            rows(conn, &select, |row| {
-                let current = Current {
-                    region: row.try_get("", "region")?,
-                    codes: row.try_get("", "codes")?,
-                };
-                Ok((row.try_get("", "customer_id")?, current))
-            })
-            .await?,
-        );
+        let mut select = current_select();
+        select.and_where(col("customer_id").is_in(chunk.iter().copied()));
+        out.extend(current_rows(conn, &select).await?);
     }
     Ok(out)
+}
+
+fn current_select() -> SelectStatement {
+    Query::select()
+        .columns(["customer_id", "region", "codes"].map(t))
+        .from(t("classifications"))
+        .to_owned()
+}
+
+async fn current_rows(
+    conn: &impl ConnectionTrait,
+    select: &SelectStatement,
+) -> Result<Vec<(Uuid, Current)>, Error> {
+    rows(conn, select, |row| {
+        let current = Current {
+            region: row.try_get("", "region")?,
+            codes: row.try_get("", "codes")?,
+        };
+        Ok((row.try_get("", "customer_id")?, current))
+    })
+    .await
 }
 
 /// `codes` as stored: the label of each of [`Codes::DIMENSIONS`], then the traits
@@ -680,59 +689,147 @@ pub async fn save_classifications(
     update_kept(conn, stamp, &same).await
 }
 
-/// Rows of one statement of [`update_kept`] (four parameters each).
-const MAX_ROWS_PER_UPDATE: usize = 1_000;
+/// Rows of one hand-written `WITH v AS (VALUES ...)` statement.
+const MAX_ROWS_PER_VALUES: usize = 1_000;
+
+/// A statement written by hand, for what sea-query cannot say (`UPDATE ... FROM`, a join
+/// on a `VALUES` list): its text and its parameters, numbered as the backend wants.
+struct Raw {
+    backend: DbBackend,
+    sql: String,
+    values: Vec<sea_orm::Value>,
+}
+
+impl Raw {
+    fn new(backend: DbBackend, rows: usize) -> Self {
+        Self {
+            backend,
+            sql: String::with_capacity(40 * rows + 400),
+            values: Vec::with_capacity(4 * rows + 3),
+        }
+    }
+
+    fn text(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    fn param(&mut self, value: impl Into<sea_orm::Value>) -> &mut Self {
+        self.values.push(value.into());
+        match self.backend {
+            DbBackend::Postgres => {
+                let _ = write!(self.sql, "${}", self.values.len());
+            }
+            _ => self.sql.push('?'),
+        }
+        self
+    }
+
+    /// `WITH v (columns) AS (VALUES (...), ...) `, a row of parameters per row.
+    fn with_values<const N: usize>(
+        &mut self,
+        columns: &str,
+        rows: impl IntoIterator<Item = [sea_orm::Value; N]>,
+    ) -> &mut Self {
+        self.text("WITH v (").text(columns).text(") AS (VALUES ");
+        for (i, row) in rows.into_iter().enumerate() {
+            self.text(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.into_iter().enumerate() {
+                if j > 0 {
+                    self.text(", ");
+                }
+                self.param(value);
+            }
+            self.text(")");
+        }
+        self.text(") ")
+    }
+
+    fn statement(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.sql, self.values)
+    }
+}
 
 /// Writes the classifications of customers who kept their labels: their inputs, region
-/// and stamp, leaving the label columns, and so their indexes, alone. Written by hand
-/// (sea-query has no `UPDATE ... FROM`): one statement per thousand rows binding four
-/// values each, where an upsert would bind all eighteen columns (SQLite checks NOT NULL
-/// before it sees the conflict) — most of a daily refresh's writing.
+/// and stamp, leaving the label columns, and so their indexes, alone: one statement per
+/// thousand rows binding four values each, where an upsert would bind all eighteen
+/// columns (SQLite checks NOT NULL before it sees the conflict). Most of a daily
+/// refresh's writing.
 async fn update_kept(
     conn: &impl ConnectionTrait,
     stamp: Stamp,
     records: &[&Record],
 ) -> Result<(), Error> {
-    let backend = conn.get_database_backend();
-    for chunk in records.chunks(MAX_ROWS_PER_UPDATE) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(4 * chunk.len() + 3);
-        let mut sql = String::with_capacity(40 * chunk.len() + 400);
-        let mut param = |sql: &mut String, value: sea_orm::Value| {
-            values.push(value);
-            match backend {
-                DbBackend::Postgres => {
-                    let _ = write!(sql, "${}", values.len());
-                }
-                _ => sql.push('?'),
-            }
-        };
-        sql.push_str("WITH v (customer_id, region, revenue_in_window, inputs) AS (VALUES ");
-        for (i, r) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(" } else { ", (" });
-            param(&mut sql, r.customer.into());
-            sql.push_str(", ");
-            param(&mut sql, r.region.clone().into());
-            sql.push_str(", ");
-            param(&mut sql, r.inputs.features.revenue_in_window.into());
-            sql.push_str(", ");
-            param(&mut sql, encode_inputs(&r.inputs)?.into());
-            sql.push(')');
-        }
-        sql.push_str(") UPDATE classifications SET policy_version = ");
-        param(&mut sql, stamp.policy_version.into());
-        sql.push_str(", population_id = ");
-        param(&mut sql, stamp.population_id.into());
-        sql.push_str(", as_of = ");
-        param(&mut sql, stamp.as_of.into());
-        sql.push_str(
-            ", region = v.region, revenue_in_window = v.revenue_in_window, \
-             inputs = v.inputs, body = '', data = NULL \
-             FROM v WHERE classifications.customer_id = v.customer_id",
-        );
-        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+    for chunk in records.chunks(MAX_ROWS_PER_VALUES) {
+        let rows = chunk
+            .iter()
+            .map(|r| {
+                Ok([
+                    r.customer.into(),
+                    r.region.clone().into(),
+                    r.inputs.features.revenue_in_window.into(),
+                    encode_inputs(&r.inputs)?.into(),
+                ])
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let mut raw = Raw::new(conn.get_database_backend(), chunk.len());
+        raw.with_values("customer_id, region, revenue_in_window, inputs", rows)
+            .text("UPDATE classifications SET policy_version = ")
+            .param(stamp.policy_version)
+            .text(", population_id = ")
+            .param(stamp.population_id)
+            .text(", as_of = ")
+            .param(stamp.as_of)
+            .text(
+                ", region = v.region, revenue_in_window = v.revenue_in_window, \
+                 inputs = v.inputs, body = '', data = NULL \
+                 FROM v WHERE classifications.customer_id = v.customer_id",
+            );
+        conn.execute_raw(raw.statement()).await?;
     }
     Ok(())
+}
+
+/// Of `candidates` (customers and the codes a classification gives them, as
+/// [`write_codes`] writes them; None: no classification), those whose stored codes
+/// differ, with what is stored (None: nothing). The comparison runs in the database, so only the few customers whose
+/// labels moved come back rather than every stored classification.
+pub async fn differing(
+    conn: &impl ConnectionTrait,
+    candidates: Vec<(Uuid, Option<String>)>,
+) -> Result<HashMap<Uuid, Option<Current>>, Error> {
+    let backend = conn.get_database_backend();
+    let distinct = match backend {
+        DbBackend::Postgres => "IS DISTINCT FROM",
+        _ => "IS NOT",
+    };
+    let mut out = HashMap::new();
+    let mut candidates = candidates.into_iter().peekable();
+    while candidates.peek().is_some() {
+        let rows: Vec<[sea_orm::Value; 2]> = candidates
+            .by_ref()
+            .take(MAX_ROWS_PER_VALUES)
+            .map(|(id, codes)| [id.into(), codes.into()])
+            .collect();
+        let mut raw = Raw::new(backend, rows.len());
+        raw.with_values("customer_id, codes", rows)
+            .text(
+                "SELECT v.customer_id AS customer_id, c.region AS region, c.codes AS codes \
+                 FROM v LEFT JOIN classifications c ON c.customer_id = v.customer_id \
+                 WHERE c.codes ",
+            )
+            .text(distinct)
+            .text(" v.codes");
+        for row in conn.query_all_raw(raw.statement()).await? {
+            let region: Option<String> = row.try_get("", "region")?;
+            let codes: Option<String> = row.try_get("", "codes")?;
+            let stored = region
+                .zip(codes)
+                .map(|(region, codes)| Current { region, codes });
+            out.insert(row.try_get("", "customer_id")?, stored);
+        }
+    }
+    Ok(out)
 }
 
 /// Removes the classifications of `ids` (archived or merged customers).

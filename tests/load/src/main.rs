@@ -370,6 +370,12 @@ async fn main() -> anyhow::Result<()> {
         clientela::serve(&settings, vec![service]).await?;
         return Ok(());
     }
+    // The scenarios that run in this process log as the services would (RUST_LOG=info
+    // shows where a Reclassify spends its time); warnings only by default.
+    clientela_runtime::telemetry::init_tracing(&clientela_runtime::settings::LogSettings {
+        filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ..Default::default()
+    });
     let load = Load {
         concurrency: cli.concurrency,
         warmup: Duration::from_secs_f64(cli.warmup_secs),

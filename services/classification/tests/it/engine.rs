@@ -413,3 +413,51 @@ async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts() {
         assert_eq!(got.features.purchases_total, expected[c], "customer {c}");
     }
 }
+
+/// Two Reclassify calls at once (two operators, or two replicas): each page's labels are
+/// read ahead, outside the lock; a page whose labels the other wrote in the meantime is
+/// read again inside it. Whatever the interleaving, the history records each change once:
+/// every change starts from the label the one before it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reclassifications_at_once_record_each_label_change_once() {
+    let (engine, _dir) = engine().await;
+    let mut rng = StdRng::seed_from_u64(12);
+    let customers: Vec<Uuid> = (0..3_000).map(|_| Uuid::now_v7()).collect();
+    let mut base = Vec::new();
+    for c in &customers {
+        base.push(profile(*c));
+        for _ in 0..rng.random_range(0..6) {
+            base.push(purchase(
+                *c,
+                Uuid::now_v7(),
+                rng.random_range(1..400),
+                1_000,
+            ));
+        }
+    }
+    engine.ingest(0, base.len() as i64, base).await.unwrap();
+    let (a, b) = tokio::join!(
+        engine.reclassify(as_of(), None, |_| {}),
+        engine.reclassify(as_of() + Duration::days(200), None, |_| {}),
+    );
+    assert_eq!(a.unwrap().classified, customers.len() as i64);
+    assert_eq!(b.unwrap().classified, customers.len() as i64);
+    let history = engine.changes_after(0, 1_000_000).await.unwrap();
+    let mut last: HashMap<(Uuid, String, String), String> = HashMap::new();
+    for change in &history {
+        let dimension = format!("{:?}", change.dimension);
+        let key = if dimension == "Trait" {
+            // A trait is gained ("" -> T) and lost (T -> ""): alternately.
+            let t = format!("{}{}", change.old_label, change.new_label);
+            (change.customer, dimension, t)
+        } else {
+            (change.customer, dimension, String::new())
+        };
+        let before = last
+            .insert(key, change.new_label.clone())
+            .unwrap_or_default();
+        assert_eq!(before, change.old_label, "{change:?} recorded twice");
+    }
+    // Both instants left their mark: the later one moved some labels.
+    assert!(history.iter().any(|c| !c.old_label.is_empty()));
+}
