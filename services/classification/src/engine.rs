@@ -13,7 +13,7 @@ use sea_orm::ConnectionTrait;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::classification::{Classification, Codes, Inputs, Run, changes};
+use crate::classification::{Classification, Run, changes};
 use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
@@ -769,10 +769,10 @@ async fn prepare(
     }))
 }
 
-/// A customer classified: its codes, inputs and region, or None when no longer live.
+/// A customer classified: what to store, or None when no longer live.
 struct Classified {
     id: Uuid,
-    new: Option<(Codes, Inputs, String)>,
+    new: Option<Record>,
 }
 
 /// Classifies `facts` under `run`.
@@ -783,15 +783,16 @@ async fn classify_all(
 ) -> Result<Vec<Classified>, Error> {
     let known: HashMap<Uuid, &CustomerFacts> = facts.iter().map(|f| (f.id, f)).collect();
     let firsts = first_purchases(conn, facts, &known, run.as_of).await?;
-    Ok(facts
+    facts
         .iter()
-        .map(|f| Classified {
-            id: f.id,
-            new: run
+        .map(|f| {
+            let new = run
                 .classify(f, &firsts)
-                .map(|(codes, inputs)| (codes, inputs, f.region.clone())),
+                .map(|(codes, inputs)| Record::new(f.id, f.region.clone(), codes, &inputs))
+                .transpose()?;
+            Ok(Classified { id: f.id, new })
         })
-        .collect())
+        .collect()
 }
 
 /// Classifies `facts` under `run` and records the results (see [`record`]).
@@ -814,10 +815,9 @@ async fn record(
     only: Option<&Filter>,
 ) -> Result<(usize, Vec<LabelChange>), Error> {
     let ids: Vec<Uuid> = classified.iter().map(|c| c.id).collect();
-    let texts: Vec<Option<String>> = classified
+    let texts = classified
         .iter()
-        .map(|c| c.new.as_ref().map(|(codes, ..)| store::write_codes(codes)))
-        .collect();
+        .map(|c| c.new.as_ref().map(|r| r.codes_text.clone()));
     // What each new classification replaces (None inside: nothing stored). A filter reads
     // every stored classification; else only those whose codes differ come back, and a
     // customer left out kept its labels.
@@ -826,12 +826,12 @@ async fn record(
             let mut found = store::load_current(conn, &ids).await?;
             ids.iter().map(|id| (*id, found.remove(id))).collect()
         }
-        None => store::differing(conn, ids.into_iter().zip(texts.clone()).collect()).await?,
+        None => store::differing(conn, ids.into_iter().zip(texts).collect()).await?,
     };
     let mut records = Vec::new();
     let mut gone = Vec::new();
     let mut recorded = Vec::new();
-    for (Classified { id, new }, text) in classified.into_iter().zip(texts) {
+    for Classified { id, new } in classified {
         let previous = replaced.get(&id);
         let stored = previous.and_then(Option::as_ref);
         if let Some(only) = only {
@@ -840,7 +840,7 @@ async fn record(
                 continue;
             }
         }
-        let Some((codes, inputs, region)) = new else {
+        let Some(mut new) = new else {
             if let Some(current) = stored {
                 gone.push(id);
                 let old = current.codes()?;
@@ -848,24 +848,18 @@ async fn record(
             }
             continue;
         };
-        let codes_changed = previous.is_some() && stored.map(|c| &c.codes) != text.as_ref();
-        if codes_changed {
+        new.codes_changed = previous.is_some() && stored.map(|c| &c.codes) != Some(&new.codes_text);
+        if new.codes_changed {
             let old = stored.map(store::Current::codes).transpose()?;
             recorded.extend(changes(
                 id,
                 old.as_ref(),
-                Some(&codes),
+                Some(&new.codes),
                 run.as_of,
                 run.policy_version,
             ));
         }
-        records.push(Record {
-            customer: id,
-            region,
-            codes_changed,
-            codes,
-            inputs,
-        });
+        records.push(new);
     }
     let stamp = Stamp {
         policy_version: run.policy_version,

@@ -605,7 +605,8 @@ fn read_codes(text: &str) -> Result<Codes, Error> {
     }
 }
 
-/// A classification to store.
+/// A classification to store, encoded as it is stored (a Reclassify encodes a page on
+/// the thread that reads it, ahead of the one that writes).
 #[derive(Debug, Clone)]
 pub struct Record {
     /// The customer.
@@ -614,11 +615,35 @@ pub struct Record {
     pub region: String,
     /// The label codes.
     pub codes: Codes,
-    /// The inputs.
-    pub inputs: Inputs,
+    /// The same, as stored ([`write_codes`]).
+    pub codes_text: String,
+    /// The inputs, encoded.
+    pub inputs: Vec<u8>,
+    /// Revenue in the window (a column, for distributions).
+    pub revenue_in_window: i64,
     /// Whether the codes differ from the stored ones (or none are stored): the label
     /// columns, and so their indexes, are written only then.
     pub codes_changed: bool,
+}
+
+impl Record {
+    /// The record of `customer`'s classification (labels not known to have changed).
+    pub fn new(
+        customer: Uuid,
+        region: String,
+        codes: Codes,
+        inputs: &Inputs,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            customer,
+            region,
+            codes_text: write_codes(&codes),
+            codes,
+            inputs: encode_inputs(inputs)?,
+            revenue_in_window: inputs.features.revenue_in_window,
+            codes_changed: false,
+        })
+    }
 }
 
 /// The policy version, population and instant shared by the records of a run.
@@ -664,10 +689,10 @@ pub async fn save_classifications(
             stamp.population_id.into(),
             stamp.as_of.into(),
             r.region.clone().into(),
-            r.inputs.features.revenue_in_window.into(),
+            r.revenue_in_window.into(),
             String::new().into(),
             Option::<Vec<u8>>::None.into(),
-            encode_inputs(&r.inputs)?.into(),
+            r.inputs.clone().into(),
             a,
             b,
             c,
@@ -676,7 +701,7 @@ pub async fn save_classifications(
             f,
             g,
             traits.into(),
-            write_codes(&r.codes).into(),
+            r.codes_text.clone().into(),
         ])
     };
     let (changed, same): (Vec<&Record>, Vec<&Record>) =
@@ -761,17 +786,14 @@ async fn update_kept(
     records: &[&Record],
 ) -> Result<(), Error> {
     for chunk in records.chunks(MAX_ROWS_PER_VALUES) {
-        let rows = chunk
-            .iter()
-            .map(|r| {
-                Ok([
-                    r.customer.into(),
-                    r.region.clone().into(),
-                    r.inputs.features.revenue_in_window.into(),
-                    encode_inputs(&r.inputs)?.into(),
-                ])
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
+        let rows = chunk.iter().map(|r| {
+            [
+                r.customer.into(),
+                r.region.clone().into(),
+                r.revenue_in_window.into(),
+                r.inputs.clone().into(),
+            ]
+        });
         let mut raw = Raw::new(conn.get_database_backend(), chunk.len());
         raw.with_values("customer_id, region, revenue_in_window, inputs", rows)
             .text("UPDATE classifications SET policy_version = ")
