@@ -346,23 +346,24 @@ impl Engine {
             // change is never recorded twice. (Reading them ahead with the facts, and
             // again only when a label changed meanwhile, was slower: docs/BENCHMARKS.md.)
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
-            let classified = if store::feed_cursor(conn).await? == page.cursor {
-                if only.is_none() {
-                    // Everyone in the page is classified now, on current facts.
-                    store::clear_pending(conn, after, page.last).await?;
+            let (classified, range) = if store::feed_cursor(conn).await? == page.cursor {
+                // Everyone in the page's range is classified now, on current facts.
+                let range = only.is_none().then_some((after, page.last));
+                if let Some((after, last)) = range {
+                    store::clear_pending(conn, after, last).await?;
                 }
-                page.classified
+                (page.classified, range)
             } else {
                 // The feed moved on since the page was read: its facts are read again
                 // inside the lock (customers the feed added meanwhile stay marked, and are
-                // classified once it is quiet).
+                // classified once it is quiet; their results are not the page's).
                 let ids: Vec<Uuid> = page.classified.iter().map(|c| c.id).collect();
                 let mut facts = store::load_facts(conn, &ids).await?;
                 facts.sort_unstable_by_key(|f| f.id);
-                classify_all(conn, &run, &facts).await?
+                (classify_all(conn, &run, &facts).await?, None)
             };
             after = Some(page.last);
-            let (classified, recorded) = record(conn, &run, classified, only).await?;
+            let (classified, recorded) = record(conn, &run, classified, only, range).await?;
             tx.commit().await?;
             self.notify(&recorded);
             done.classified += classified as i64;
@@ -802,38 +803,51 @@ async fn classify_and_record(
     facts: &[CustomerFacts],
 ) -> Result<(usize, Vec<LabelChange>), Error> {
     let classified = classify_all(conn, run, facts).await?;
-    record(conn, run, classified, None).await
+    record(conn, run, classified, None, None).await
 }
 
 /// Stores `classified` (only the customers whose current classification `only`
 /// accepts, if given), removes the results of customers no longer live, and appends the
-/// label changes. Returns how many were stored and the changes recorded.
+/// label changes. `page`: the customers after the first id up to the second are exactly
+/// those classified (a page of a full Reclassify): the results that did not move are
+/// then stamped by one statement over the range rather than written one by one. Returns
+/// how many were stored and the changes recorded.
 async fn record(
     conn: &impl ConnectionTrait,
     run: &Run<'_>,
     classified: Vec<Classified>,
     only: Option<&Filter>,
+    page: Option<(Option<Uuid>, Uuid)>,
 ) -> Result<(usize, Vec<LabelChange>), Error> {
-    let ids: Vec<Uuid> = classified.iter().map(|c| c.id).collect();
-    let texts = classified
-        .iter()
-        .map(|c| c.new.as_ref().map(|r| r.codes_text.clone()));
-    // What each new classification replaces (None inside: nothing stored). A filter reads
-    // every stored classification; else only those whose codes differ come back, and a
-    // customer left out kept its labels.
-    let replaced: HashMap<Uuid, Option<store::Current>> = match only {
+    // What each new classification replaces. A filter reads every stored
+    // classification; else only those that differ come back, and a customer left out
+    // kept its result (labels, inputs and region).
+    let replaced: HashMap<Uuid, store::Replaced> = match only {
         Some(_) => {
+            let ids: Vec<Uuid> = classified.iter().map(|c| c.id).collect();
             let mut found = store::load_current(conn, &ids).await?;
-            ids.iter().map(|id| (*id, found.remove(id))).collect()
+            classified
+                .iter()
+                .map(|c| {
+                    let stored = found.remove(&c.id);
+                    let codes =
+                        stored.as_ref().map(|s| &s.codes) != c.new.as_ref().map(|r| &r.codes_text);
+                    (c.id, store::Replaced { stored, codes })
+                })
+                .collect()
         }
-        None => store::differing(conn, ids.into_iter().zip(texts).collect()).await?,
+        None => {
+            let candidates = classified.iter().map(|c| (c.id, c.new.as_ref())).collect();
+            store::differing(conn, candidates).await?
+        }
     };
     let mut records = Vec::new();
     let mut gone = Vec::new();
     let mut recorded = Vec::new();
+    let mut kept = 0;
     for Classified { id, new } in classified {
         let previous = replaced.get(&id);
-        let stored = previous.and_then(Option::as_ref);
+        let stored = previous.and_then(|p| p.stored.as_ref());
         if let Some(only) = only {
             let Some(current) = stored else { continue };
             if !only.matches(&current.region, &current.codes()?) {
@@ -848,7 +862,7 @@ async fn record(
             }
             continue;
         };
-        new.codes_changed = previous.is_some() && stored.map(|c| &c.codes) != Some(&new.codes_text);
+        new.codes_changed = previous.is_some_and(|p| p.codes);
         if new.codes_changed {
             let old = stored.map(store::Current::codes).transpose()?;
             recorded.extend(changes(
@@ -859,15 +873,22 @@ async fn record(
                 run.policy_version,
             ));
         }
-        records.push(new);
+        if previous.is_none() && page.is_some() {
+            kept += 1;
+        } else {
+            records.push(new);
+        }
     }
     let stamp = Stamp {
         policy_version: run.policy_version,
         population_id: run.population_id,
         as_of: run.as_of,
     };
+    if let Some((after, last)) = page {
+        store::stamp_range(conn, stamp, after, last).await?;
+    }
     store::save_classifications(conn, stamp, &records).await?;
     store::delete_classifications(conn, &gone).await?;
     let recorded = store::append_changes(conn, recorded).await?;
-    Ok((records.len(), recorded))
+    Ok((records.len() + kept, recorded))
 }

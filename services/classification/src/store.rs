@@ -812,46 +812,95 @@ async fn update_kept(
     Ok(())
 }
 
-/// Of `candidates` (customers and the codes a classification gives them, as
-/// [`write_codes`] writes them; None: no classification), those whose stored codes
-/// differ, with what is stored (None: nothing). The comparison runs in the database, so only the few customers whose
-/// labels moved come back rather than every stored classification.
+/// A stored classification that differs from a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    /// What is stored (None: nothing).
+    pub stored: Option<Current>,
+    /// Whether the label codes differ (else only the inputs or the region do).
+    pub codes: bool,
+}
+
+/// Of `candidates` (customers and their new classification, None when they have none),
+/// those whose stored classification differs in its codes, inputs or region, with what
+/// is stored. The comparison runs in the database, so only the customers whose results
+/// moved come back: most keep theirs from one day to the next.
 pub async fn differing(
     conn: &impl ConnectionTrait,
-    candidates: Vec<(Uuid, Option<String>)>,
-) -> Result<HashMap<Uuid, Option<Current>>, Error> {
+    candidates: Vec<(Uuid, Option<&Record>)>,
+) -> Result<HashMap<Uuid, Replaced>, Error> {
     let backend = conn.get_database_backend();
     let distinct = match backend {
         DbBackend::Postgres => "IS DISTINCT FROM",
         _ => "IS NOT",
     };
     let mut out = HashMap::new();
-    let mut candidates = candidates.into_iter().peekable();
-    while candidates.peek().is_some() {
-        let rows: Vec<[sea_orm::Value; 2]> = candidates
-            .by_ref()
-            .take(MAX_ROWS_PER_VALUES)
-            .map(|(id, codes)| [id.into(), codes.into()])
-            .collect();
-        let mut raw = Raw::new(backend, rows.len());
-        raw.with_values("customer_id, codes", rows)
+    for chunk in candidates.chunks(MAX_ROWS_PER_VALUES) {
+        let rows = chunk.iter().map(|(id, new)| {
+            [
+                (*id).into(),
+                new.map(|r| r.codes_text.clone()).into(),
+                new.map(|r| r.inputs.clone()).into(),
+                new.map(|r| r.region.clone()).into(),
+            ]
+        });
+        let mut raw = Raw::new(backend, chunk.len());
+        raw.with_values("customer_id, codes, inputs, region", rows)
             .text(
-                "SELECT v.customer_id AS customer_id, c.region AS region, c.codes AS codes \
+                "SELECT v.customer_id AS customer_id, c.region AS region, c.codes AS codes, \
+                 CASE WHEN c.codes ",
+            )
+            .text(distinct)
+            .text(
+                " v.codes THEN 1 ELSE 0 END AS codes_differ \
                  FROM v LEFT JOIN classifications c ON c.customer_id = v.customer_id \
                  WHERE c.codes ",
             )
             .text(distinct)
-            .text(" v.codes");
+            .text(" v.codes OR c.inputs ")
+            .text(distinct)
+            .text(" v.inputs OR c.region ")
+            .text(distinct)
+            .text(" v.region");
         for row in conn.query_all_raw(raw.statement()).await? {
             let region: Option<String> = row.try_get("", "region")?;
             let codes: Option<String> = row.try_get("", "codes")?;
-            let stored = region
-                .zip(codes)
-                .map(|(region, codes)| Current { region, codes });
-            out.insert(row.try_get("", "customer_id")?, stored);
+            let differ: i32 = row.try_get("", "codes_differ")?;
+            let replaced = Replaced {
+                stored: region
+                    .zip(codes)
+                    .map(|(region, codes)| Current { region, codes }),
+                codes: differ != 0,
+            };
+            out.insert(row.try_get("", "customer_id")?, replaced);
         }
     }
     Ok(out)
+}
+
+/// Stamps every classification of the customers after `after` up to `last` with
+/// `stamp`: a page of a full Reclassify whose results did not move keeps them, under the
+/// run that confirmed them, for the cost of one statement.
+pub async fn stamp_range(
+    conn: &impl ConnectionTrait,
+    stamp: Stamp,
+    after: Option<Uuid>,
+    last: Uuid,
+) -> Result<(), Error> {
+    let mut update = Query::update();
+    update
+        .table(t("classifications"))
+        .values([
+            (t("policy_version"), stamp.policy_version.into()),
+            (t("population_id"), stamp.population_id.into()),
+            (t("as_of"), stamp.as_of.into()),
+        ])
+        .and_where(col("customer_id").lte(last));
+    if let Some(after) = after {
+        update.and_where(col("customer_id").gt(after));
+    }
+    conn.execute(&update).await?;
+    Ok(())
 }
 
 /// Removes the classifications of `ids` (archived or merged customers).

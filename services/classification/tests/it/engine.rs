@@ -461,3 +461,33 @@ async fn two_reclassifications_at_once_record_each_label_change_once() {
     // Both instants left their mark: the later one moved some labels.
     assert!(history.iter().any(|c| !c.old_label.is_empty()));
 }
+
+/// A full Reclassify writes only the results that moved; the others are stamped with
+/// its instant by page. Every result then reports the later run, with the explanations
+/// of that instant (days since the last purchase counted to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_reclassify_stamps_every_result_it_keeps() {
+    let (engine, _dir) = engine().await;
+    let customers: Vec<Uuid> = (0..2_500).map(|_| Uuid::now_v7()).collect();
+    let mut base = Vec::new();
+    for (n, c) in customers.iter().enumerate() {
+        base.push(profile(*c));
+        if n % 5 != 0 {
+            base.push(purchase(*c, Uuid::now_v7(), 10 + (n % 300) as i64, 1_000));
+        }
+    }
+    engine.ingest(0, base.len() as i64, base).await.unwrap();
+    engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    let later = as_of() + Duration::days(1);
+    let done = engine.reclassify(later, None, |_| {}).await.unwrap();
+    assert_eq!(done.classified, customers.len() as i64);
+    for (n, c) in customers.iter().enumerate() {
+        let got = engine.classification(*c).await.unwrap();
+        assert_eq!(got.as_of, later, "customer {n}");
+        if n % 5 != 0 {
+            let since = format!("{}.00 days", 11 + (n % 300));
+            let activity = &got.labels.activity.explanation_en;
+            assert!(activity.contains(&since), "customer {n}: {activity}");
+        }
+    }
+}
