@@ -778,8 +778,9 @@ impl Raw {
 /// Writes the classifications of customers who kept their labels: their inputs, region
 /// and stamp, leaving the label columns, and so their indexes, alone: one statement per
 /// thousand rows binding four values each, where an upsert would bind all eighteen
-/// columns (SQLite checks NOT NULL before it sees the conflict). Most of a daily
-/// refresh's writing.
+/// columns (SQLite checks NOT NULL before it sees the conflict). A full Reclassify comes
+/// here only for customers whose inputs or region moved; the rest of its page is stamped
+/// by [`stamp_range`].
 async fn update_kept(
     conn: &impl ConnectionTrait,
     stamp: Stamp,
