@@ -33,6 +33,14 @@ async fn engine() -> (Engine, tempfile::TempDir) {
     )
 }
 
+/// A migrated PostgreSQL database, when the machine has PostgreSQL.
+async fn postgres() -> Option<Db> {
+    let url = clientela_testkit::postgres_database().await?;
+    let db = Db::connect(&url, &Default::default()).await.unwrap();
+    db.migrate::<Migrator>("test").await.unwrap();
+    Some(db)
+}
+
 fn profile(id: Uuid) -> Change {
     Change::Profile(Profile {
         id,
@@ -249,11 +257,9 @@ async fn the_same_events_give_the_same_labels_whatever_the_batching_or_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_applies_the_feed_at_a_time_on_postgres() {
     use sea_orm::TransactionTrait;
-    let Some(url) = clientela_testkit::postgres_database().await else {
+    let Some(db) = postgres().await else {
         return;
     };
-    let db = Db::connect(&url, &Default::default()).await.unwrap();
-    db.migrate::<Migrator>("test").await.unwrap();
     // Two replicas start together: one stores the policy, both go on.
     let policy = Policy::default();
     let (a, b) = tokio::join!(
@@ -468,6 +474,20 @@ async fn two_reclassifications_at_once_record_each_label_change_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_reclassify_stamps_every_result_it_keeps() {
     let (engine, _dir) = engine().await;
+    stamps_every_result_it_keeps(engine).await;
+}
+
+/// The same on PostgreSQL (its comparison and range update are its own SQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_reclassify_stamps_every_result_it_keeps_on_postgres() {
+    let Some(db) = postgres().await else {
+        return;
+    };
+    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
+    stamps_every_result_it_keeps(engine).await;
+}
+
+async fn stamps_every_result_it_keeps(engine: Engine) {
     let customers: Vec<Uuid> = (0..2_500).map(|_| Uuid::now_v7()).collect();
     let mut base = Vec::new();
     for (n, c) in customers.iter().enumerate() {

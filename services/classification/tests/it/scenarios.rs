@@ -532,20 +532,7 @@ both_engines!(
         assert_eq!(code(&unchanged.lifecycle_stage), "FREQUENT");
         assert_eq!(unchanged.policy_version, 1);
 
-        let reader = classifier.clone();
-        let get = |customer: String| {
-            let mut classifier = reader.clone();
-            async move {
-                classifier
-                    .get_classification(cpb::GetClassificationRequest { customer })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .classification
-                    .unwrap()
-            }
-        };
-        let once_before = get(once[0].name.clone()).await;
+        let once_before = classified(&mut classifier, &once[0], |_| true).await;
 
         // Reclassify a filter, streaming progress.
         let mut progress = classifier
@@ -565,7 +552,7 @@ both_engines!(
         assert_eq!((last.classified, last.total), (2, 6));
         // The one-off buyers kept their labels: their results now carry the
         // Reclassify's instant, still with their explanations.
-        let kept = get(once[0].name.clone()).await;
+        let kept = classified(&mut classifier, &once[0], |_| true).await;
         assert_eq!(code(&kept.lifecycle_stage), "BUYER");
         let instant = |c: &cpb::Classification| {
             let t = c.as_of.unwrap();
