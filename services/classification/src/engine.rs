@@ -225,6 +225,7 @@ impl Engine {
         // One replica applies the feed at a time; another gets ABORTED before doing the
         // work (the conditional cursor update would refuse it anyway, after the work).
         if !clientela_runtime::db::try_transaction_lock(conn, FEED_LOCK).await? {
+            tx.rollback().await?;
             return Err(Error::Aborted {
                 reason: "FEED_BUSY",
                 message: "another replica is applying the registry feed".into(),
@@ -263,6 +264,10 @@ impl Engine {
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
             let ids = store::pending(conn, RECLASSIFY_PAGE).await?;
             let Some(last) = ids.last().copied() else {
+                // Ended, not dropped: a dropped transaction is rolled back only when its
+                // connection is next used, and until then PostgreSQL keeps the feed
+                // lock, refusing every batch of the feed (seen as FEED_BUSY for minutes).
+                tx.rollback().await?;
                 return Ok(done);
             };
             let facts = store::load_facts(conn, &ids).await?;
