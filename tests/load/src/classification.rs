@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use clientela_classification::engine::Engine;
 use clientela_classification::facts::{PurchaseFact, Standing};
@@ -18,6 +19,7 @@ use clientela_domain::taxonomy::CustomerKind;
 use clientela_runtime::Db;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sea_orm::ConnectionTrait as _;
 use uuid::Uuid;
 
 use crate::drive::Stats;
@@ -138,6 +140,23 @@ pub async fn engine(url: &str) -> anyhow::Result<Engine> {
     db.migrate::<Migrator>("clientela-classification-migrations")
         .await?;
     Ok(Engine::new(db, &Policy::default(), as_of()).await?)
+}
+
+/// Writes a copy of the engine's SQLite database to `path` (`VACUUM INTO`: consistent,
+/// and compact).
+pub async fn save_copy(engine: &Engine, path: &Path) -> anyhow::Result<()> {
+    let target = path
+        .to_str()
+        .context("the path is not UTF-8")?
+        .replace('\'', "''");
+    engine
+        .db()
+        .conn()
+        .execute_unprepared(&format!("VACUUM INTO '{target}'"))
+        .await?;
+    // Written back now, not by the kernel during the scenarios measured next.
+    std::fs::File::open(path)?.sync_all()?;
+    Ok(())
 }
 
 /// Applies the base's feed in batches of `batch`; items are events.
