@@ -28,8 +28,11 @@ use crate::store::{
 /// The transaction lock held while applying the feed or writing classifications.
 const FEED_LOCK: &str = "classification-feed";
 
-/// Customers classified per transaction by [`Engine::reclassify`].
-const RECLASSIFY_PAGE: u64 = 1_000;
+/// Customers classified per transaction by default (see [`Engine::with_page`]): each
+/// transaction has a fixed cost (the write gate, the feed lock, the cursor read, the
+/// commit) that pages of 1,000 paid a millisecond of per page at a million customers;
+/// the feed waits for at most one page (tens of milliseconds).
+pub const DEFAULT_PAGE: u64 = 4_000;
 
 /// What a batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,6 +101,8 @@ pub struct Engine {
     committed: watch::Sender<i64>,
     policies: Arc<Mutex<HashMap<i64, Arc<PolicyVersion>>>>,
     populations: Arc<Mutex<HashMap<i64, Arc<Population>>>>,
+    /// Customers read, classified and written per transaction.
+    page: u64,
 }
 
 /// A task reading ahead panicked or was cancelled.
@@ -129,7 +134,14 @@ impl Engine {
             committed,
             policies: Arc::default(),
             populations: Arc::default(),
+            page: DEFAULT_PAGE,
         })
+    }
+
+    /// The same engine classifying `page` customers per transaction (at least one).
+    pub fn with_page(mut self, page: u64) -> Self {
+        self.page = page.max(1);
+        self
     }
 
     /// The database.
@@ -262,7 +274,7 @@ impl Engine {
             let tx = self.db.begin_write().await?;
             let conn = tx.conn();
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
-            let ids = store::pending(conn, RECLASSIFY_PAGE).await?;
+            let ids = store::pending(conn, self.page).await?;
             let Some(last) = ids.last().copied() else {
                 // Ended, not dropped: a dropped transaction is rolled back only when its
                 // connection is next used, and until then PostgreSQL keeps the feed
@@ -330,7 +342,7 @@ impl Engine {
         // Each page is read and classified on another thread while the page before it is
         // written: the two halves of the work take about as long, so two cores do a
         // page in the time of one half (docs/BENCHMARKS.md).
-        let ahead = |after| tokio::spawn(prepare(self.db.clone(), owned.clone(), after));
+        let ahead = |after| tokio::spawn(prepare(self.db.clone(), owned.clone(), after, self.page));
         let mut next = ahead(None);
         let mut after = None;
         // Where the time goes, logged at the end: waiting for pages read ahead means the
@@ -394,7 +406,7 @@ impl Engine {
         as_of: DateTime<Utc>,
     ) -> Result<PopulationSnapshot, Error> {
         let mut tally = Tally::default();
-        each_page(&self.db, as_of, |page, firsts| {
+        each_page(&self.db, self.page, as_of, |page, firsts| {
             for f in page.iter().filter(|f| f.is_live()) {
                 let features = f.features(as_of, policy, &|id| firsts.get(&id).copied());
                 tally.add(f.id, &features);
@@ -496,7 +508,7 @@ impl Engine {
         };
         let mut impacts: BTreeMap<Dimension, Impact> = BTreeMap::new();
         let mut preview = Preview::default();
-        each_page(&self.db, as_of, |page, firsts| {
+        each_page(&self.db, self.page, as_of, |page, firsts| {
             for f in page {
                 let (Some(a), Some(b)) =
                     (now_run.classify(f, firsts), cand_run.classify(f, firsts))
@@ -597,23 +609,29 @@ async fn store_initial_policy(db: &Db, initial: &Policy, now: DateTime<Utc>) -> 
 /// works on one.
 async fn each_page(
     db: &Db,
+    size: u64,
     as_of: DateTime<Utc>,
     mut visit: impl FnMut(&[CustomerFacts], &HashMap<Uuid, DateTime<Utc>>),
 ) -> Result<(), Error> {
     type Page = (Vec<CustomerFacts>, HashMap<Uuid, DateTime<Utc>>);
-    async fn read(db: Db, after: Option<Uuid>, as_of: DateTime<Utc>) -> Result<Page, Error> {
-        let page = store::facts_page(db.conn(), after, RECLASSIFY_PAGE).await?;
+    async fn read(
+        db: Db,
+        after: Option<Uuid>,
+        size: u64,
+        as_of: DateTime<Utc>,
+    ) -> Result<Page, Error> {
+        let page = store::facts_page(db.conn(), after, size).await?;
         let known: HashMap<Uuid, &CustomerFacts> = page.iter().map(|f| (f.id, f)).collect();
         let firsts = first_purchases(db.conn(), &page, &known, as_of).await?;
         Ok((page, firsts))
     }
-    let mut next = tokio::spawn(read(db.clone(), None, as_of));
+    let mut next = tokio::spawn(read(db.clone(), None, size, as_of));
     loop {
         let (page, firsts) = next.await.map_err(joined)??;
         let Some(last) = page.last() else {
             return Ok(());
         };
-        next = tokio::spawn(read(db.clone(), Some(last.id), as_of));
+        next = tokio::spawn(read(db.clone(), Some(last.id), size, as_of));
         visit(&page, &firsts);
     }
 }
@@ -760,10 +778,11 @@ async fn prepare(
     db: Db,
     run: Arc<OwnedRun>,
     after: Option<Uuid>,
+    size: u64,
 ) -> Result<Option<Prepared>, Error> {
     let conn = db.conn();
     let cursor = store::feed_cursor(conn).await?;
-    let page = store::facts_page(conn, after, RECLASSIFY_PAGE).await?;
+    let page = store::facts_page(conn, after, size).await?;
     let Some(last) = page.last().map(|f| f.id) else {
         return Ok(None);
     };

@@ -34,6 +34,9 @@ pub struct ClassificationSettings {
     /// The population (ABC, KEY, RFM, share of sales) is recomputed and everyone
     /// classified again at most this often, in seconds (0: after every feed batch).
     pub population_refresh_secs: u64,
+    /// Customers classified per transaction (by Reclassify, the scheduled refresh and
+    /// the consumer).
+    pub classify_page: u64,
     /// Registry events per batch.
     pub feed_batch: i32,
     /// While the consumer replays a long feed, registry events applied per transaction
@@ -55,6 +58,7 @@ impl Default for ClassificationSettings {
             registry_token_file: None,
             policy_file: None,
             population_refresh_secs: 600,
+            classify_page: crate::engine::DEFAULT_PAGE,
             feed_batch: 2000,
             feed_commit_events: 500_000,
             classify_interval_secs: 30,
@@ -117,7 +121,8 @@ pub async fn register(
     let db = open_database(app.settings(), settings).await?;
     let engine = Engine::new(db.clone(), &policy, clientela_runtime::time::now())
         .await
-        .map_err(|e| database_error(sea_orm::DbErr::Custom(e.to_string())))?;
+        .map_err(|e| database_error(sea_orm::DbErr::Custom(e.to_string())))?
+        .with_page(settings.classify_page);
     let registry_url = if settings.registry_url.is_empty() {
         let addr = app.local_addr().ok_or_else(|| {
             ServeError::Config("classification.registry_url is required here".into())

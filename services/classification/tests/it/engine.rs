@@ -377,6 +377,8 @@ async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts() {
     let (engine, _dir) = engine().await;
+    // Pages of a thousand: the 2,500 customers span three.
+    let engine = engine.with_page(1_000);
     let mut rng = StdRng::seed_from_u64(11);
     let customers: Vec<Uuid> = (0..2_500).map(|_| Uuid::now_v7()).collect();
     let mut expected: std::collections::HashMap<Uuid, i64> = HashMap::new();
@@ -427,6 +429,8 @@ async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_reclassifications_at_once_record_each_label_change_once() {
     let (engine, _dir) = engine().await;
+    // Pages of a thousand: the 3,000 customers span three.
+    let engine = engine.with_page(1_000);
     let mut rng = StdRng::seed_from_u64(12);
     let customers: Vec<Uuid> = (0..3_000).map(|_| Uuid::now_v7()).collect();
     let mut base = Vec::new();
@@ -488,6 +492,8 @@ async fn a_later_reclassify_stamps_every_result_it_keeps_on_postgres() {
 }
 
 async fn stamps_every_result_it_keeps(engine: Engine) {
+    // Pages of a thousand: the 2,500 customers span three.
+    let engine = engine.with_page(1_000);
     let customers: Vec<Uuid> = (0..2_500).map(|_| Uuid::now_v7()).collect();
     let mut base = Vec::new();
     for (n, c) in customers.iter().enumerate() {
