@@ -423,13 +423,19 @@ impl Engine {
     /// The current classification of `customer`; NOT_FOUND when the engine has none
     /// (unknown, archived or merged).
     pub async fn classification(&self, customer: Uuid) -> Result<Classification, Error> {
-        let stored = store::load_classifications(self.db.conn(), &[customer])
-            .await?
-            .pop()
-            .ok_or_else(|| Error::NotFound {
-                resource: "classification",
-                name: format!("customers/{customer}"),
-            })?;
+        let stored = match self
+            .db
+            .sqlite_read(|conn| store::sqlite_classification(conn, customer))
+        {
+            Some(read) => read?.map(store::StoredRow::decode).transpose()?,
+            None => store::load_classifications(self.db.conn(), &[customer])
+                .await?
+                .pop(),
+        };
+        let stored = stored.ok_or_else(|| Error::NotFound {
+            resource: "classification",
+            name: format!("customers/{customer}"),
+        })?;
         self.render(stored).await
     }
 
@@ -620,7 +626,7 @@ async fn each_page(
         size: u64,
         as_of: DateTime<Utc>,
     ) -> Result<Page, Error> {
-        let page = store::facts_page(db.conn(), after, size).await?;
+        let page = facts_page(&db, after, size).await?;
         let known: HashMap<Uuid, &CustomerFacts> = page.iter().map(|f| (f.id, f)).collect();
         let firsts = first_purchases(db.conn(), &page, &known, as_of).await?;
         Ok((page, firsts))
@@ -762,6 +768,21 @@ async fn first_purchases(
     Ok(out)
 }
 
+/// Up to `size` customers' facts after `after`, in id order. From a SQLite file they are
+/// read and decoded on a blocking thread without sqlx, whose hand-off of every row to
+/// the calling task was most of a full scan's cost (docs/BENCHMARKS.md).
+async fn facts_page(db: &Db, after: Option<Uuid>, size: u64) -> Result<Vec<CustomerFacts>, Error> {
+    if !db.has_sqlite_reads() {
+        return store::facts_page(db.conn(), after, size).await;
+    }
+    let db = db.clone();
+    let read = move || db.sqlite_read(|conn| store::sqlite_facts_page(conn, after, size));
+    match tokio::task::spawn_blocking(read).await.map_err(joined)? {
+        Some(read) => read?,
+        None => Err(Error::Internal("SQLite reads went away".into())),
+    }
+}
+
 /// A page of customers read and classified ahead of its transaction.
 struct Prepared {
     /// The feed cursor read before the facts: when it has not moved by the time the page
@@ -782,7 +803,7 @@ async fn prepare(
 ) -> Result<Option<Prepared>, Error> {
     let conn = db.conn();
     let cursor = store::feed_cursor(conn).await?;
-    let page = store::facts_page(conn, after, size).await?;
+    let page = facts_page(&db, after, size).await?;
     let Some(last) = page.last().map(|f| f.id) else {
         return Ok(None);
     };

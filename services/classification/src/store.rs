@@ -156,6 +156,38 @@ pub async fn facts_page(
     facts_of(conn, &select).await
 }
 
+/// [`facts_page`] read from a SQLite file on the calling thread (see
+/// [`clientela_runtime::Db::sqlite_read`]), each record decoded where SQLite holds it.
+pub(crate) fn sqlite_facts_page(
+    conn: &rusqlite::Connection,
+    after: Option<Uuid>,
+    limit: u64,
+) -> rusqlite::Result<Result<Vec<CustomerFacts>, Error>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement;
+    let mut rows = match after {
+        Some(after) => {
+            statement = conn.prepare_cached(
+                "SELECT data FROM facts WHERE customer_id > ?2 ORDER BY customer_id LIMIT ?1",
+            )?;
+            statement.query(rusqlite::params![limit, after.as_bytes().as_slice()])?
+        }
+        None => {
+            statement =
+                conn.prepare_cached("SELECT data FROM facts ORDER BY customer_id LIMIT ?1")?;
+            statement.query([limit])?
+        }
+    };
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        match decode_facts(row.get_ref(0)?.as_blob()?) {
+            Ok(facts) => out.push(facts),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(out))
+}
+
 /// Writes `facts`, replacing what was stored.
 pub async fn save_facts<'a>(
     conn: &impl ConnectionTrait,
@@ -467,31 +499,102 @@ pub enum Stored {
     Rendered(Box<Classification>),
 }
 
-fn decode_stored(row: &QueryResult) -> Result<Stored, Error> {
-    let corrupt = |e: &dyn std::fmt::Display| {
-        Error::Internal(format!("corrupt classification in the database: {e}"))
-    };
-    if let Some(data) = row.try_get::<Option<Vec<u8>>>("", "inputs")? {
-        let inputs = Box::new(decode_binary(INPUTS_FORMAT, &data, "classification")?);
-        return Ok(Stored::Inputs {
+/// The columns of a stored classification ([`STORED_COLUMNS`]), as read.
+pub(crate) struct StoredRow {
+    customer: Uuid,
+    policy_version: i64,
+    population_id: Option<i64>,
+    as_of: DateTime<Utc>,
+    region: String,
+    inputs: Option<Vec<u8>>,
+    data: Option<Vec<u8>>,
+    body: String,
+}
+
+impl StoredRow {
+    fn read(row: &QueryResult) -> Result<Self, Error> {
+        Ok(Self {
             customer: row.try_get("", "customer_id")?,
             policy_version: row.try_get("", "policy_version")?,
-            population_id: row
-                .try_get::<Option<i64>>("", "population_id")?
-                .unwrap_or(0),
+            population_id: row.try_get("", "population_id")?,
             as_of: row.try_get("", "as_of")?,
             region: row.try_get("", "region")?,
-            inputs,
-        });
+            inputs: row.try_get("", "inputs")?,
+            data: row.try_get("", "data")?,
+            body: row.try_get("", "body")?,
+        })
     }
-    // Before inputs: the JSON, LZ4-compressed in `data`, or plain in `body`.
-    let Some(data) = row.try_get::<Option<Vec<u8>>>("", "data")? else {
-        return Ok(Stored::Rendered(from_json(row, "body")?));
-    };
-    let json = lz4_flex::decompress_size_prepended(&data).map_err(|e| corrupt(&e))?;
-    Ok(Stored::Rendered(
-        serde_json::from_slice(&json).map_err(|e| corrupt(&e))?,
-    ))
+
+    /// The same from a SQLite row read directly (see [`sqlite_classification`]), whose
+    /// columns hold what sqlx wrote: the id as 16 bytes, the instant as RFC 3339 text.
+    fn read_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let invalid = |column: usize, e: String| {
+            rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+        };
+        let id: [u8; 16] = row.get(0)?;
+        let as_of: String = row.get(3)?;
+        let as_of = DateTime::parse_from_rfc3339(&as_of)
+            .map_err(|e| invalid(3, format!("as_of {as_of:?}: {e}")))?
+            .with_timezone(&Utc);
+        Ok(Self {
+            customer: Uuid::from_bytes(id),
+            policy_version: row.get(1)?,
+            population_id: row.get(2)?,
+            as_of,
+            region: row.get(4)?,
+            inputs: row.get(5)?,
+            data: row.get(6)?,
+            body: row.get(7)?,
+        })
+    }
+
+    /// The classification the row holds.
+    pub(crate) fn decode(self) -> Result<Stored, Error> {
+        let corrupt = |e: &dyn std::fmt::Display| {
+            Error::Internal(format!("corrupt classification in the database: {e}"))
+        };
+        if let Some(data) = self.inputs {
+            let inputs = Box::new(decode_binary(INPUTS_FORMAT, &data, "classification")?);
+            return Ok(Stored::Inputs {
+                customer: self.customer,
+                policy_version: self.policy_version,
+                population_id: self.population_id.unwrap_or(0),
+                as_of: self.as_of,
+                region: self.region,
+                inputs,
+            });
+        }
+        // Before inputs: the JSON, LZ4-compressed in `data`, or plain in `body`.
+        let json = match &self.data {
+            Some(data) => lz4_flex::decompress_size_prepended(data).map_err(|e| corrupt(&e))?,
+            None => self.body.into_bytes(),
+        };
+        Ok(Stored::Rendered(
+            serde_json::from_slice(&json).map_err(|e| corrupt(&e))?,
+        ))
+    }
+}
+
+fn decode_stored(row: &QueryResult) -> Result<Stored, Error> {
+    StoredRow::read(row)?.decode()
+}
+
+/// The current classification of `id` read from a SQLite file on the calling thread
+/// (see [`clientela_runtime::Db::sqlite_read`]); `Ok(None)` when it has none.
+pub(crate) fn sqlite_classification(
+    conn: &rusqlite::Connection,
+    id: Uuid,
+) -> rusqlite::Result<Option<StoredRow>> {
+    use rusqlite::OptionalExtension as _;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM classifications WHERE customer_id = ?1",
+            STORED_COLUMNS.join(", ")
+        )
+    });
+    conn.prepare_cached(&SQL)?
+        .query_row([id.as_bytes().as_slice()], StoredRow::read_sqlite)
+        .optional()
 }
 
 fn encode_inputs(inputs: &Inputs) -> Result<Vec<u8>, Error> {

@@ -1,10 +1,12 @@
 //! Database connect and migrate with sea-orm, for SQLite and PostgreSQL alike, and the
 //! write gate that keeps SQLite's single writer from failing under concurrent callers.
 
+use std::path::PathBuf;
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     Statement, TransactionTrait,
@@ -31,6 +33,8 @@ pub struct Db {
     /// SQLite's write connection; `None`: writes use the pool like reads.
     writer: Option<DatabaseConnection>,
     write_gate: Option<Arc<Mutex<()>>>,
+    /// A SQLite file's read-only connections, for reads on the calling thread.
+    sqlite_reads: Option<Arc<SqliteReads>>,
 }
 
 /// Page cache of SQLite's write connection, in KiB.
@@ -116,19 +120,27 @@ impl Db {
                 conn,
                 writer: None,
                 write_gate: None,
+                sqlite_reads: None,
             });
         }
         // An in-memory database exists once per connection: one pool must serve both.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let writer = if in_memory {
-            None
+        let (writer, sqlite_reads) = if in_memory {
+            (None, None)
         } else {
-            Some(sea_orm::Database::connect(options(1, Some(SQLITE_WRITER_CACHE_KIB))).await?)
+            let writer =
+                sea_orm::Database::connect(options(1, Some(SQLITE_WRITER_CACHE_KIB))).await?;
+            let path = SqliteConnectOptions::from_str(url)
+                .map_err(|e| DbErr::Custom(format!("the SQLite URL: {e}")))?
+                .get_filename()
+                .to_owned();
+            (Some(writer), Some(Arc::new(SqliteReads::new(path))))
         };
         Ok(Self {
             conn,
             writer,
             write_gate: Some(Arc::new(Mutex::new(()))),
+            sqlite_reads,
         })
     }
 
@@ -215,6 +227,28 @@ impl Db {
         }
     }
 
+    /// Runs `read` on a read-only connection to the SQLite file, on the calling thread;
+    /// None when the database is not a SQLite file (PostgreSQL, or SQLite in memory): read
+    /// through the pool then.
+    ///
+    /// For a request's reads of a few rows by key, and for bulk reads on a blocking
+    /// thread. sqlx runs each SQLite connection on a thread of its own and hands every
+    /// statement and row across a channel: for a one-row read that hand-off (thread
+    /// wake-ups, copies) costs more than the read, which SQLite answers from its cache in
+    /// microseconds, and a scan pays it per row. `read` holds the calling thread: keep it
+    /// short on an async worker.
+    pub fn sqlite_read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T, DbErr>> {
+        self.sqlite_reads.as_ref().map(|reads| reads.run(read))
+    }
+
+    /// Whether [`Db::sqlite_read`] reads (the database is a SQLite file).
+    pub fn has_sqlite_reads(&self) -> bool {
+        self.sqlite_reads.is_some()
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.conn.ping().await
@@ -227,6 +261,61 @@ impl Db {
             Some(writer) => writer.close_by_ref().await,
             None => Ok(()),
         }
+    }
+}
+
+/// Read-only connections to a SQLite file, opened when first needed and kept for reuse.
+#[derive(Debug)]
+struct SqliteReads {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Idle read-only connections kept (about one per thread that reads at once).
+const MAX_IDLE_SQLITE_READS: usize = 16;
+
+impl SqliteReads {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: std::sync::Mutex::default(),
+        }
+    }
+
+    fn run<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbErr> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let out = read(&conn).map_err(|e| DbErr::Custom(format!("reading SQLite: {e}")));
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_SQLITE_READS
+        {
+            idle.push(conn);
+        }
+        out
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection, DbErr> {
+        use rusqlite::OpenFlags;
+        let failed = |e: rusqlite::Error| {
+            DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "opening {} to read: {e}",
+                self.path.display()
+            )))
+        };
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(failed)?;
+        // As the pool's connections: a reader waits out a checkpoint's brief lock.
+        conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
+        Ok(conn)
     }
 }
 
@@ -322,6 +411,34 @@ mod tests {
             options.iter().any(|o| o == "ENABLE_QPSG"),
             "SQLite was built without SQLITE_ENABLE_QPSG (LIBSQLITE3_FLAGS): {options:?}"
         );
+    }
+
+    /// Direct reads see what the pool committed; SQLite in memory (one database per
+    /// connection) has none.
+    #[tokio::test]
+    async fn direct_reads_read_a_sqlite_file_and_not_memory() {
+        let memory = Db::connect("sqlite::memory:", &DatabaseSettings::default())
+            .await
+            .expect("in-memory SQLite");
+        assert!(memory.sqlite_read(|_| Ok(())).is_none());
+        let dir = std::env::temp_dir().join(format!("clientela-db-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}?mode=rwc", dir.join("point.db").display());
+        let db = Db::connect(&url, &DatabaseSettings::default())
+            .await
+            .expect("SQLite file");
+        let tx = db.begin_write().await.expect("begin");
+        tx.conn()
+            .execute_unprepared("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7)")
+            .await
+            .expect("write");
+        tx.commit().await.expect("commit");
+        let read = db.sqlite_read(|c| c.query_row("SELECT v FROM t", [], |r| r.get(0)));
+        assert_eq!(read.map(Result::ok), Some(Some(7i64)));
+        // Read-only: a write through it fails.
+        let write = db.sqlite_read(|c| c.execute("INSERT INTO t VALUES (8)", []));
+        assert!(matches!(write, Some(Err(_))), "{write:?}");
+        db.close().await.expect("close");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

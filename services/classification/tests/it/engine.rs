@@ -9,6 +9,7 @@ use clientela_classification::engine::Engine;
 use clientela_classification::facts::{
     ComplaintFact, PurchaseFact, ReferralFact, Standing, SurveyFact,
 };
+use clientela_classification::filter::Filter;
 use clientela_classification::migration::Migrator;
 use clientela_classification::policy::Policy;
 use clientela_classification::projection::{Change, Profile};
@@ -252,6 +253,42 @@ async fn the_same_events_give_the_same_labels_whatever_the_batching_or_order() {
             &format!("seed {seed}: shuffled"),
         );
     }
+}
+
+/// On a SQLite file GetClassification reads its row on the calling thread, outside
+/// sqlx's pool; ListClassifications reads through the pool. Both give the same result,
+/// with its instant, policy version and population.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_read_gives_what_the_pool_reads() {
+    let (engine, _dir) = engine().await;
+    assert!(
+        engine
+            .db()
+            .sqlite_read(|_| Ok(()))
+            .is_some_and(|r| r.is_ok()),
+        "a SQLite file has point reads"
+    );
+    let mut rng = StdRng::seed_from_u64(21);
+    let customers: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    let changes = history(&mut rng, &customers);
+    engine
+        .ingest(0, changes.len() as i64, changes)
+        .await
+        .unwrap();
+    engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    let listed = engine.list(&Filter::default(), None, 100).await.unwrap();
+    assert_eq!(listed.len(), customers.len());
+    for expected in listed {
+        assert_eq!(
+            engine.classification(expected.customer).await.unwrap(),
+            expected
+        );
+    }
+    let unknown = engine.classification(Uuid::now_v7()).await.unwrap_err();
+    assert!(
+        matches!(unknown, clientela_runtime::Error::NotFound { .. }),
+        "{unknown:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
