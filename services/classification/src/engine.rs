@@ -284,12 +284,12 @@ impl Engine {
             };
             let facts = store::load_facts(conn, &ids).await?;
             let run = self.run_at(conn, as_of).await?;
-            let (classified, recorded) = classify_and_record(conn, &run.borrow(), &facts).await?;
+            let recorded = classify_and_record(conn, &run.borrow(), &facts).await?;
             store::clear_pending(conn, None, last).await?;
             tx.commit().await?;
-            self.notify(&recorded);
-            done.classified += classified as i64;
-            done.changes += recorded.len() as i64;
+            self.notify(&recorded.changes);
+            done.classified += recorded.stored as i64;
+            done.changes += recorded.changes.len() as i64;
         }
     }
 
@@ -348,6 +348,9 @@ impl Engine {
         // Where the time goes, logged at the end: waiting for pages read ahead means the
         // reading half bounds the run, else the writing half does.
         let mut waited = Duration::ZERO;
+        // The numbers of this run's own writing transactions: a page compared ahead is
+        // still compared against what is stored if only they have written since.
+        let mut ours = BTreeSet::new();
         loop {
             let waiting = Instant::now();
             let Some(page) = next.await.map_err(joined)?? else {
@@ -359,16 +362,31 @@ impl Engine {
             let tx = self.db.begin_write().await?;
             let conn = tx.conn();
             // Serialized with feed batches and other reclassifications (other replicas,
-            // Reclassify calls): each reads the labels it replaces inside the lock, so a
-            // change is never recorded twice. (Reading them ahead with the facts, and
-            // again only when a label changed meanwhile, was slower: docs/BENCHMARKS.md.)
+            // Reclassify calls): what each page replaces is read inside the lock, or read
+            // ahead and found unchanged inside it, so a change is never recorded twice.
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
             let (classified, range) = if store::feed_cursor(conn).await? == page.cursor {
                 // Everyone in the page's range is classified now, on current facts.
-                let range = only.is_none().then_some((after, page.last));
-                if let Some((after, last)) = range {
-                    store::clear_pending(conn, after, last).await?;
-                }
+                let range = match only {
+                    None => {
+                        store::clear_pending(conn, after, page.last).await?;
+                        let replaced = match page.compared {
+                            Some(c) => {
+                                let writes = store::classification_writes(conn).await?;
+                                ((c.writes + 1)..=writes)
+                                    .all(|n| ours.contains(&n))
+                                    .then_some(c.replaced)
+                            }
+                            None => None,
+                        };
+                        Some(Page {
+                            after,
+                            last: page.last,
+                            replaced,
+                        })
+                    }
+                    Some(_) => None,
+                };
                 (page.classified, range)
             } else {
                 // The feed moved on since the page was read: its facts are read again
@@ -380,11 +398,12 @@ impl Engine {
                 (classify_all(conn, &run, &facts).await?, None)
             };
             after = Some(page.last);
-            let (classified, recorded) = record(conn, &run, classified, only, range).await?;
+            let recorded = record(conn, &run, classified, only, range).await?;
             tx.commit().await?;
-            self.notify(&recorded);
-            done.classified += classified as i64;
-            done.changes += recorded.len() as i64;
+            ours.insert(recorded.write);
+            self.notify(&recorded.changes);
+            done.classified += recorded.stored as i64;
+            done.changes += recorded.changes.len() as i64;
             progress(done);
         }
         tracing::info!(
@@ -768,33 +787,56 @@ async fn first_purchases(
     Ok(out)
 }
 
-/// Up to `size` customers' facts after `after`, in id order. From a SQLite file they are
-/// read and decoded on a blocking thread without sqlx, whose hand-off of every row to
-/// the calling task was most of a full scan's cost (docs/BENCHMARKS.md).
+/// Up to `size` customers' facts after `after`, in id order.
 async fn facts_page(db: &Db, after: Option<Uuid>, size: u64) -> Result<Vec<CustomerFacts>, Error> {
     if !db.has_sqlite_reads() {
         return store::facts_page(db.conn(), after, size).await;
     }
+    read_sqlite(db, move |conn| store::sqlite_facts_page(conn, after, size)).await
+}
+
+/// Runs `read` on a SQLite file's read-only connection (the database must have them:
+/// [`Db::has_sqlite_reads`]) on a blocking thread. A scan read so, decoding each row where
+/// SQLite holds it, skips sqlx's hand-off of every row to the calling task, which was
+/// most of a full scan's cost (docs/BENCHMARKS.md).
+async fn read_sqlite<T: Send + 'static>(
+    db: &Db,
+    read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
     let db = db.clone();
-    let read = move || db.sqlite_read(|conn| store::sqlite_facts_page(conn, after, size));
-    match tokio::task::spawn_blocking(read).await.map_err(joined)? {
+    match tokio::task::spawn_blocking(move || db.sqlite_read(read))
+        .await
+        .map_err(joined)?
+    {
         Some(read) => read?,
-        None => Err(Error::Internal("SQLite reads went away".into())),
+        None => Err(Error::Internal("the database has no SQLite reads".into())),
     }
 }
 
 /// A page of customers read and classified ahead of its transaction.
 struct Prepared {
-    /// The feed cursor read before the facts: when it has not moved by the time the page
-    /// is written, the facts were current.
+    /// The feed cursor read before the facts (or with them): when it has not moved by the
+    /// time the page is written, the facts were current.
     cursor: i64,
     /// The page's last customer.
     last: Uuid,
     /// Its customers, classified.
     classified: Vec<Classified>,
+    /// Their results compared with the stored ones, when read together (SQLite).
+    compared: Option<Compared>,
 }
 
-/// Reads the page of customers after `after` and classifies them (None: no more).
+/// A page's new results compared with the stored ones, read in one snapshot.
+struct Compared {
+    /// [`store::classification_writes`] in that snapshot.
+    writes: i64,
+    /// The customers whose results moved (as [`store::differing`] returns them).
+    replaced: HashMap<Uuid, store::Replaced>,
+}
+
+/// Reads the page of customers after `after` and classifies them (None: no more). From
+/// a SQLite file the stored results are read in the same snapshot and compared here,
+/// off the writer's path.
 async fn prepare(
     db: Db,
     run: Arc<OwnedRun>,
@@ -802,16 +844,31 @@ async fn prepare(
     size: u64,
 ) -> Result<Option<Prepared>, Error> {
     let conn = db.conn();
-    let cursor = store::feed_cursor(conn).await?;
-    let page = facts_page(&db, after, size).await?;
+    let (cursor, page, stored) = if db.has_sqlite_reads() {
+        let page = read_sqlite(&db, move |conn| store::sqlite_page(conn, after, size)).await?;
+        (page.cursor, page.facts, Some((page.writes, page.stored)))
+    } else {
+        let cursor = store::feed_cursor(conn).await?;
+        (cursor, store::facts_page(conn, after, size).await?, None)
+    };
     let Some(last) = page.last().map(|f| f.id) else {
         return Ok(None);
     };
     let classified = classify_all(conn, &run.borrow(), &page).await?;
+    let compared = stored.map(|(writes, stored)| Compared {
+        writes,
+        replaced: classified
+            .iter()
+            .filter_map(|c| {
+                store::Replaced::between(stored.get(&c.id), c.new.as_ref()).map(|r| (c.id, r))
+            })
+            .collect(),
+    });
     Ok(Some(Prepared {
         cursor,
         last,
         classified,
+        compared,
     }))
 }
 
@@ -846,29 +903,55 @@ async fn classify_and_record(
     conn: &impl ConnectionTrait,
     run: &Run<'_>,
     facts: &[CustomerFacts],
-) -> Result<(usize, Vec<LabelChange>), Error> {
+) -> Result<Recorded, Error> {
     let classified = classify_all(conn, run, facts).await?;
     record(conn, run, classified, None, None).await
 }
 
+/// What [`record`] did.
+struct Recorded {
+    /// Customers whose results were stored (written or stamped).
+    stored: usize,
+    /// The label changes appended.
+    changes: Vec<LabelChange>,
+    /// The transaction's number among those that wrote classifications.
+    write: i64,
+}
+
+/// A page of a full Reclassify: the customers after the first id up to the second are
+/// exactly those classified; with their comparison read ahead, if still valid.
+struct Page {
+    after: Option<Uuid>,
+    last: Uuid,
+    replaced: Option<HashMap<Uuid, store::Replaced>>,
+}
+
 /// Stores `classified` (only the customers whose current classification `only`
 /// accepts, if given), removes the results of customers no longer live, and appends the
-/// label changes. `page`: the customers after the first id up to the second are exactly
-/// those classified (a page of a full Reclassify): the results that did not move are
-/// then stamped by one statement over the range rather than written one by one. Returns
-/// how many were stored and the changes recorded.
+/// label changes. With `page` (a page of a full Reclassify), the results that did not
+/// move are stamped by one statement over the page's range rather than written one by
+/// one, and a comparison read ahead is used as it is.
 async fn record(
     conn: &impl ConnectionTrait,
     run: &Run<'_>,
     classified: Vec<Classified>,
     only: Option<&Filter>,
-    page: Option<(Option<Uuid>, Uuid)>,
-) -> Result<(usize, Vec<LabelChange>), Error> {
+    page: Option<Page>,
+) -> Result<Recorded, Error> {
+    let write = store::count_write(conn).await?;
     // What each new classification replaces. A filter reads every stored
     // classification; else only those that differ come back, and a customer left out
     // kept its result (labels, inputs and region).
-    let replaced: HashMap<Uuid, store::Replaced> = match only {
-        Some(_) => {
+    let (range, ahead) = match page {
+        Some(Page {
+            after,
+            last,
+            replaced,
+        }) => (Some((after, last)), replaced),
+        None => (None, None),
+    };
+    let replaced: HashMap<Uuid, store::Replaced> = match (only, ahead) {
+        (Some(_), _) => {
             let ids: Vec<Uuid> = classified.iter().map(|c| c.id).collect();
             let mut found = store::load_current(conn, &ids).await?;
             classified
@@ -881,7 +964,8 @@ async fn record(
                 })
                 .collect()
         }
-        None => {
+        (None, Some(replaced)) => replaced,
+        (None, None) => {
             let candidates = classified.iter().map(|c| (c.id, c.new.as_ref())).collect();
             store::differing(conn, candidates).await?
         }
@@ -918,7 +1002,7 @@ async fn record(
                 run.policy_version,
             ));
         }
-        if previous.is_none() && page.is_some() {
+        if previous.is_none() && range.is_some() {
             kept += 1;
         } else {
             records.push(new);
@@ -929,11 +1013,14 @@ async fn record(
         population_id: run.population_id,
         as_of: run.as_of,
     };
-    if let Some((after, last)) = page {
+    if let Some((after, last)) = range {
         store::stamp_range(conn, stamp, after, last).await?;
     }
     store::save_classifications(conn, stamp, &records).await?;
     store::delete_classifications(conn, &gone).await?;
-    let recorded = store::append_changes(conn, recorded).await?;
-    Ok((records.len() + kept, recorded))
+    Ok(Recorded {
+        stored: records.len() + kept,
+        changes: store::append_changes(conn, recorded).await?,
+        write,
+    })
 }

@@ -188,6 +188,72 @@ pub(crate) fn sqlite_facts_page(
     Ok(Ok(out))
 }
 
+/// A page of customers read from a SQLite file in one snapshot: their facts, what is
+/// stored for them, and the counters that tell later whether either has moved since.
+pub(crate) struct SqlitePage {
+    /// The feed cursor.
+    pub cursor: i64,
+    /// [`classification_writes`].
+    pub writes: i64,
+    /// The facts, in id order.
+    pub facts: Vec<CustomerFacts>,
+    /// The stored results of the page's customers.
+    pub stored: HashMap<Uuid, StoredResult>,
+}
+
+/// The parts of a stored result a new one is compared with.
+#[derive(Debug)]
+pub(crate) struct StoredResult {
+    region: String,
+    codes: String,
+    inputs: Option<Vec<u8>>,
+}
+
+/// Up to `limit` customers after `after` read from a SQLite file (see [`SqlitePage`]).
+pub(crate) fn sqlite_page(
+    conn: &rusqlite::Connection,
+    after: Option<Uuid>,
+    limit: u64,
+) -> rusqlite::Result<Result<SqlitePage, Error>> {
+    let snapshot = conn.unchecked_transaction()?;
+    let count = |table: &str| {
+        snapshot.query_row(
+            &format!("SELECT last_sequence FROM {table} WHERE id = 1"),
+            [],
+            |row| row.get(0),
+        )
+    };
+    let (cursor, writes) = (count("feed_cursor")?, count("write_counter")?);
+    let facts = match sqlite_facts_page(&snapshot, after, limit)? {
+        Ok(facts) => facts,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut stored = HashMap::with_capacity(facts.len());
+    if let Some(last) = facts.last() {
+        let mut statement = snapshot.prepare_cached(
+            "SELECT customer_id, region, codes, inputs FROM classifications \
+             WHERE customer_id > ?1 AND customer_id <= ?2",
+        )?;
+        let first: &[u8] = after.as_ref().map_or(&[], |a| a.as_bytes());
+        let mut rows = statement.query(rusqlite::params![first, last.id.as_bytes().as_slice()])?;
+        while let Some(row) = rows.next()? {
+            let id: [u8; 16] = row.get(0)?;
+            let result = StoredResult {
+                region: row.get(1)?,
+                codes: row.get(2)?,
+                inputs: row.get(3)?,
+            };
+            stored.insert(Uuid::from_bytes(id), result);
+        }
+    }
+    Ok(Ok(SqlitePage {
+        cursor,
+        writes,
+        facts,
+        stored,
+    }))
+}
+
 /// Writes `facts`, replacing what was stored.
 pub async fn save_facts<'a>(
     conn: &impl ConnectionTrait,
@@ -295,6 +361,24 @@ async fn counter(conn: &impl ConnectionTrait, table: &str) -> Result<i64, Error>
         .await?
         .ok_or_else(|| Error::Internal(format!("{table} row missing")))?;
     Ok(row.try_get("", "last_sequence")?)
+}
+
+/// How many transactions have written classifications (see [`count_write`]).
+pub async fn classification_writes(conn: &impl ConnectionTrait) -> Result<i64, Error> {
+    counter(conn, "write_counter").await
+}
+
+/// Counts a transaction that writes classifications, in it; returns its number. A
+/// page compared ahead against what was stored when the count was `n` is still compared
+/// against what is stored while only the comparing run's own pages have counted since.
+pub async fn count_write(conn: &impl ConnectionTrait) -> Result<i64, Error> {
+    let update = Query::update()
+        .table(t("write_counter"))
+        .value(t("last_sequence"), col("last_sequence").add(1))
+        .and_where(col("id").eq(1))
+        .to_owned();
+    conn.execute(&update).await?;
+    classification_writes(conn).await
 }
 
 /// Moves the cursor from `from` to `to`; ABORTED when another consumer moved it first
@@ -923,6 +1007,24 @@ pub struct Replaced {
     pub stored: Option<Current>,
     /// Whether the label codes differ (else only the inputs or the region do).
     pub codes: bool,
+}
+
+impl Replaced {
+    /// What `new` replaces when `stored` is stored (None: nothing stored); None when
+    /// they do not differ in codes, inputs or region. [`differing`] says the same in SQL.
+    pub(crate) fn between(stored: Option<&StoredResult>, new: Option<&Record>) -> Option<Self> {
+        let codes = stored.map(|s| &s.codes) != new.map(|r| &r.codes_text);
+        let moved = codes
+            || stored.and_then(|s| s.inputs.as_deref()) != new.map(|r| r.inputs.as_slice())
+            || stored.map(|s| &s.region) != new.map(|r| &r.region);
+        moved.then(|| Self {
+            stored: stored.map(|s| Current {
+                region: s.region.clone(),
+                codes: s.codes.clone(),
+            }),
+            codes,
+        })
+    }
 }
 
 /// Of `candidates` (customers and their new classification, None when they have none),

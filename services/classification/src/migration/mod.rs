@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261123_000002_replay;
 mod m20261124_000003_inputs;
+mod m20261125_000004_write_counter;
 
 /// The classification engine's migrator.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261123_000002_replay::Migration),
             Box::new(m20261124_000003_inputs::Migration),
+            Box::new(m20261125_000004_write_counter::Migration),
         ]
     }
 
