@@ -271,19 +271,21 @@ impl Engine {
     pub async fn classify_pending(&self, as_of: DateTime<Utc>) -> Result<Progress, Error> {
         let mut done = Progress::default();
         loop {
+            // Read before the feed lock is taken: a transaction holding it must not wait
+            // for another of the pool's connections, which may all be waiting for it.
+            let policy = self.current_policy().await?;
             let tx = self.db.begin_write().await?;
             let conn = tx.conn();
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
             let ids = store::pending(conn, self.page).await?;
             let Some(last) = ids.last().copied() else {
-                // Ended, not dropped: a dropped transaction is rolled back only when its
-                // connection is next used, and until then PostgreSQL keeps the feed
-                // lock, refusing every batch of the feed (seen as FEED_BUSY for minutes).
+                // Ended here rather than by the drop, whose rollback (and the release of
+                // PostgreSQL's feed lock) runs later, on a task of the pool's.
                 tx.rollback().await?;
                 return Ok(done);
             };
             let facts = store::load_facts(conn, &ids).await?;
-            let run = self.run_at(conn, as_of).await?;
+            let run = Self::run_at(conn, policy, as_of).await?;
             let recorded = classify_and_record(conn, &run.borrow(), &facts).await?;
             store::clear_pending(conn, None, last).await?;
             tx.commit().await?;
@@ -293,13 +295,12 @@ impl Engine {
         }
     }
 
-    /// The current policy and the last population, for classifying at `as_of`.
+    /// `policy` and the last population, for classifying at `as_of`.
     async fn run_at(
-        &self,
         conn: &impl ConnectionTrait,
+        policy: Arc<PolicyVersion>,
         as_of: DateTime<Utc>,
     ) -> Result<OwnedRun, Error> {
-        let policy = self.current_policy().await?;
         let (population_id, population) = match store::population(conn).await? {
             Some((id, p)) => (id, p.population),
             None => (0, Population::default()),
