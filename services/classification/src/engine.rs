@@ -366,9 +366,11 @@ impl Engine {
             // Reclassify calls): what each page replaces is read inside the lock, or read
             // ahead and found unchanged inside it, so a change is never recorded twice.
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
-            let (classified, range) = if store::feed_cursor(conn).await? == page.cursor {
+            let (classified, whole) = if store::feed_cursor(conn).await? == page.cursor {
                 // Everyone in the page's range is classified now, on current facts.
-                let range = match only {
+                // A whole page of a full Reclassify: the results it keeps are stamped by
+                // range, with the comparison read ahead if nobody else wrote since.
+                let whole = match only {
                     None => {
                         store::clear_pending(conn, after, page.last).await?;
                         let replaced = match page.compared {
@@ -388,7 +390,7 @@ impl Engine {
                     }
                     Some(_) => None,
                 };
-                (page.classified, range)
+                (page.classified, whole)
             } else {
                 // The feed moved on since the page was read: its facts are read again
                 // inside the lock (customers the feed added meanwhile stay marked, and are
@@ -399,7 +401,7 @@ impl Engine {
                 (classify_all(conn, &run, &facts).await?, None)
             };
             after = Some(page.last);
-            let recorded = record(conn, &run, classified, only, range).await?;
+            let recorded = record(conn, &run, classified, only, whole).await?;
             tx.commit().await?;
             ours.insert(recorded.write);
             self.notify(&recorded.changes);
