@@ -265,6 +265,9 @@ impl Db {
 }
 
 /// Read-only connections to a SQLite file, opened when first needed and kept for reuse.
+// Written here rather than with r2d2 or deadpool: a read never waits for a connection
+// (it opens another when none is idle, and at most a few are kept), so there is no
+// acquire queue, timeout or health check to configure, only a stack of idle ones.
 #[derive(Debug)]
 struct SqliteReads {
     path: PathBuf,
