@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use clientela_domain::taxonomy::CustomerKind;
-use clientela_runtime::{Db, Error};
+use clientela_runtime::feed::consumer::{self, Cursor, Projection};
+use clientela_runtime::{Db, Error, WriteTx};
+use futures::future::BoxFuture;
 use sea_orm::ConnectionTrait;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -27,6 +29,12 @@ use crate::store::{
 
 /// The transaction lock held while applying the feed or writing classifications.
 const FEED_LOCK: &str = "classification-feed";
+
+/// Where the engine keeps its place in the registry's feed.
+pub const REGISTRY_FEED: Cursor = Cursor {
+    table: "feed_cursor",
+    lock: FEED_LOCK,
+};
 
 /// Customers classified per transaction by default (see [`Engine::with_page`]): each
 /// transaction has a fixed cost (the write gate, the feed lock, the cursor read, the
@@ -98,7 +106,7 @@ pub struct Preview {
 #[derive(Clone, Debug)]
 pub struct Engine {
     db: Db,
-    committed: watch::Sender<i64>,
+    changes: store::Changes,
     policies: Arc<Mutex<HashMap<i64, Arc<PolicyVersion>>>>,
     populations: Arc<Mutex<HashMap<i64, Arc<Population>>>>,
     /// Customers read, classified and written per transaction.
@@ -127,11 +135,10 @@ impl Engine {
                 outcome => break outcome?,
             }
         }
-        let last = store::last_change(db.conn()).await?;
-        let (committed, _) = watch::channel(last);
+        let changes = store::changes_outbox(db.clone()).await?;
         Ok(Self {
             db,
-            committed,
+            changes,
             policies: Arc::default(),
             populations: Arc::default(),
             page: DEFAULT_PAGE,
@@ -151,12 +158,12 @@ impl Engine {
 
     /// Wakes change-feed watchers when changes commit.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.committed.subscribe()
+        self.changes.subscribe()
     }
 
     /// The registry feed position the facts include.
     pub async fn feed_cursor(&self) -> Result<i64, Error> {
-        store::feed_cursor(self.db.conn()).await
+        consumer::position(&self.db, REGISTRY_FEED).await
     }
 
     /// The current policy version.
@@ -218,51 +225,19 @@ impl Engine {
 
     /// Applies the changes of the registry events after `after` up to `last` to the facts
     /// and marks the customers whose classification they may change (see
-    /// [`Engine::classify_pending`]). ABORTED when the cursor is no longer at `after`
-    /// (another consumer got there first): nothing is written.
+    /// [`Engine::classify_pending`]), through the shared consumer's transaction (see
+    /// [`consumer::apply`]). ABORTED when the cursor is no longer at `after` (another
+    /// consumer got there first): nothing is written.
     pub async fn ingest(
         &self,
         after: i64,
         last: i64,
         events: Vec<Change>,
     ) -> Result<Ingested, Error> {
-        if last <= after {
-            return Ok(Ingested {
-                cursor: after,
-                ..Ingested::default()
-            });
-        }
-        let tx = self.db.begin_write().await?;
-        let conn = tx.conn();
-        // One replica applies the feed at a time; another gets ABORTED before doing the
-        // work (the conditional cursor update would refuse it anyway, after the work).
-        if !clientela_runtime::db::try_transaction_lock(conn, FEED_LOCK).await? {
-            tx.rollback().await?;
-            return Err(Error::Aborted {
-                reason: "FEED_BUSY",
-                message: "another replica is applying the registry feed".into(),
-            });
-        }
-        // Runs of changes without a merge are applied a slice of customers at a time, in
-        // id order: each customer's facts are read and written once per run, and the
-        // pages of the projection are visited in order rather than at random (what bounds
-        // ingest at a million customers: docs/BENCHMARKS.md). A merge goes on its own.
-        let mut marked = 0;
-        let mut run = Vec::new();
-        for change in events {
-            if change.is_merge() {
-                marked += apply_run(conn, std::mem::take(&mut run)).await?;
-                marked += apply_merge(conn, change).await?;
-            } else {
-                run.push(change);
-            }
-        }
-        marked += apply_run(conn, run).await?;
-        store::advance_feed_cursor(conn, after, last).await?;
-        tx.commit().await?;
+        let customers = consumer::apply(&self.db, REGISTRY_FEED, after, last, self, events).await?;
         Ok(Ingested {
-            cursor: last,
-            customers: marked,
+            cursor: Ord::max(after, last),
+            customers,
         })
     }
 
@@ -286,10 +261,9 @@ impl Engine {
             };
             let facts = store::load_facts(conn, &ids).await?;
             let run = Self::run_at(conn, policy, as_of).await?;
-            let recorded = classify_and_record(conn, &run.borrow(), &facts).await?;
+            let recorded = classify_and_record(&tx, &self.changes, &run.borrow(), &facts).await?;
             store::clear_pending(conn, None, last).await?;
             tx.commit().await?;
-            self.notify(&recorded.changes);
             done.classified += recorded.stored as i64;
             done.changes += recorded.changes.len() as i64;
         }
@@ -401,10 +375,9 @@ impl Engine {
                 (classify_all(conn, &run, &facts).await?, None)
             };
             after = Some(page.last);
-            let recorded = record(conn, &run, classified, only, whole).await?;
+            let recorded = record(&tx, &self.changes, &run, classified, only, whole).await?;
             tx.commit().await?;
             ours.insert(recorded.write);
-            self.notify(&recorded.changes);
             done.classified += recorded.stored as i64;
             done.changes += recorded.changes.len() as i64;
             progress(done);
@@ -606,14 +579,38 @@ impl Engine {
 
     /// Up to `limit` label changes after `after`.
     pub async fn changes_after(&self, after: i64, limit: u64) -> Result<Vec<LabelChange>, Error> {
-        store::changes_after(self.db.conn(), after, limit).await
+        self.changes.read_after(after, limit).await
     }
+}
 
-    fn notify(&self, recorded: &[LabelChange]) {
-        if let Some(last) = recorded.last() {
-            self.committed
-                .send_modify(|seq| *seq = (*seq).max(last.sequence));
-        }
+/// The engine's projection of the registry's feed: facts, and the customers to classify
+/// again. Runs of changes without a merge are applied a slice of customers at a time, in
+/// id order: each customer's facts are read and written once per run, and the pages of
+/// the projection are visited in order rather than at random (what bounds ingest at a
+/// million customers: docs/BENCHMARKS.md). A merge goes on its own.
+impl Projection for Engine {
+    type Event = Change;
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a WriteTx,
+        events: Vec<Change>,
+    ) -> BoxFuture<'a, Result<usize, Error>> {
+        Box::pin(async move {
+            let conn = tx.conn();
+            let mut marked = 0;
+            let mut run = Vec::new();
+            for change in events {
+                if change.is_merge() {
+                    marked += apply_run(conn, std::mem::take(&mut run)).await?;
+                    marked += apply_merge(conn, change).await?;
+                } else {
+                    run.push(change);
+                }
+            }
+            marked += apply_run(conn, run).await?;
+            Ok(marked)
+        })
     }
 }
 
@@ -903,12 +900,13 @@ async fn classify_all(
 
 /// Classifies `facts` under `run` and records the results (see [`record`]).
 async fn classify_and_record(
-    conn: &impl ConnectionTrait,
+    tx: &WriteTx,
+    changes: &store::Changes,
     run: &Run<'_>,
     facts: &[CustomerFacts],
 ) -> Result<Recorded, Error> {
-    let classified = classify_all(conn, run, facts).await?;
-    record(conn, run, classified, None, None).await
+    let classified = classify_all(tx.conn(), run, facts).await?;
+    record(tx, changes, run, classified, None, None).await
 }
 
 /// What [`record`] did.
@@ -935,12 +933,14 @@ struct Page {
 /// move are stamped by one statement over the page's range rather than written one by
 /// one, and a comparison read ahead is used as it is.
 async fn record(
-    conn: &impl ConnectionTrait,
+    tx: &WriteTx,
+    outbox: &store::Changes,
     run: &Run<'_>,
     classified: Vec<Classified>,
     only: Option<&Filter>,
     page: Option<Page>,
 ) -> Result<Recorded, Error> {
+    let conn = tx.conn();
     let write = store::count_write(conn).await?;
     // What each new classification replaces. A filter reads every stored
     // classification; else only those that differ come back, and a customer left out
@@ -1023,7 +1023,7 @@ async fn record(
     store::delete_classifications(conn, &gone).await?;
     Ok(Recorded {
         stored: records.len() + kept,
-        changes: store::append_changes(conn, recorded).await?,
+        changes: store::append_changes(outbox, tx, recorded).await?,
         write,
     })
 }

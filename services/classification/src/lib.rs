@@ -6,9 +6,9 @@
 
 pub mod api;
 pub mod classification;
-pub mod consumer;
 pub mod engine;
 pub mod facts;
+pub mod feed;
 pub mod filter;
 pub mod labels;
 pub mod migration;

@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clientela_proto::clientela::classification::v1::classification_service_server::ClassificationServiceServer;
+use clientela_runtime::feed::consumer::{Batching, Consumer, Source};
+use clientela_runtime::service::{self, Service};
 use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, Secret, ServeError};
 use serde::Deserialize;
 
+use crate::api::registry_feed::RegistryEvents;
 use crate::api::{self, ClassificationApi};
-use crate::consumer::{self, ConsumerConfig};
-use crate::engine::Engine;
+use crate::engine::{Engine, REGISTRY_FEED};
+use crate::feed::{Following, Schedule};
 use crate::migration;
 use crate::policy::Policy;
 
@@ -67,29 +70,12 @@ impl Default for ClassificationSettings {
     }
 }
 
-fn database_error(source: sea_orm::DbErr) -> ServeError {
-    ServeError::Database {
-        service: "classification".into(),
-        source,
-    }
-}
-
 /// Connects to the engine's database and runs its migrations.
 pub async fn open_database(
     common: &CommonSettings,
     settings: &ClassificationSettings,
 ) -> Result<Db, ServeError> {
-    let url = settings
-        .database
-        .resolved_url(&common.data_dir, "classification")
-        .map_err(|e| database_error(sea_orm::DbErr::Custom(e)))?;
-    let db = Db::connect(url.expose(), &settings.database)
-        .await
-        .map_err(database_error)?;
-    db.migrate::<migration::Migrator>("clientela-classification-migrations")
-        .await
-        .map_err(database_error)?;
-    Ok(db)
+    service::open_database::<ClassificationService>(common, settings).await
 }
 
 /// The policy of the settings: the file's, or TAXONOMY.md's defaults.
@@ -111,71 +97,102 @@ pub fn initial_policy(settings: &ClassificationSettings) -> Result<Policy, Serve
     Ok(policy)
 }
 
+/// The classification engine, as the binary and the tests compose it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassificationService;
+
+impl Service for ClassificationService {
+    const NAME: &'static str = "classification";
+    type Settings = ClassificationSettings;
+    type Migrator = migration::Migrator;
+    type Handle = Engine;
+
+    fn database(settings: &ClassificationSettings) -> &DatabaseSettings {
+        &settings.database
+    }
+
+    /// Handlers, access rules, health, and the consumer of the registry's feed (which
+    /// stops with the server).
+    async fn start(
+        app: &mut App,
+        settings: &ClassificationSettings,
+        db: Db,
+    ) -> Result<Engine, ServeError> {
+        let policy = initial_policy(settings)?;
+        let engine = Engine::new(db.clone(), &policy, clientela_runtime::time::now())
+            .await
+            .map_err(service::start_failed::<ClassificationService>)?
+            .with_page(settings.classify_page);
+        let registry_url = if settings.registry_url.is_empty() {
+            let addr = app.local_addr().ok_or_else(|| {
+                ServeError::Config("classification.registry_url is required here".into())
+            })?;
+            // Listening on every address: call this one over loopback.
+            let ip = match addr.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                }
+                ip => ip,
+            };
+            format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+        } else {
+            settings.registry_url.clone()
+        };
+        let token_file = settings
+            .registry_token_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty());
+        let source = Source::new(
+            "classification.registry_url",
+            &registry_url,
+            settings.registry_token.as_ref(),
+            token_file,
+        )
+        .map_err(ServeError::Config)?;
+        let following = Following::new(
+            engine.clone(),
+            Schedule {
+                population_refresh: Duration::from_secs(settings.population_refresh_secs),
+                classify_interval: Duration::from_secs(settings.classify_interval_secs),
+            },
+        );
+        let consumer = Consumer {
+            source,
+            upstream: RegistryEvents,
+            projection: following,
+            db: db.clone(),
+            cursor: REGISTRY_FEED,
+            batching: Batching {
+                batch: settings.feed_batch.clamp(1, 5000).unsigned_abs(),
+                commit_events: settings.feed_commit_events.max(1),
+                ..Batching::default()
+            },
+        };
+        app.tasks().spawn(consumer.run(app.stopping()));
+        let api = ClassificationApi::new(
+            engine.clone(),
+            app.stopping(),
+            Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
+            app.tasks(),
+        );
+        app.add_service(
+            ClassificationServiceServer::new(api),
+            api::method_access,
+            Some(db),
+        )
+        .await;
+        Ok(engine)
+    }
+}
+
 /// Adds the engine to a server: database, migrations, handlers, health, and the
 /// consumer of the registry's feed (which stops with the server).
 pub async fn register(
     app: &mut App,
     settings: &ClassificationSettings,
 ) -> Result<Engine, ServeError> {
-    let policy = initial_policy(settings)?;
-    let db = open_database(app.settings(), settings).await?;
-    let engine = Engine::new(db.clone(), &policy, clientela_runtime::time::now())
-        .await
-        .map_err(|e| database_error(sea_orm::DbErr::Custom(e.to_string())))?
-        .with_page(settings.classify_page);
-    let registry_url = if settings.registry_url.is_empty() {
-        let addr = app.local_addr().ok_or_else(|| {
-            ServeError::Config("classification.registry_url is required here".into())
-        })?;
-        // Listening on every address: call this one over loopback.
-        let ip = match addr.ip() {
-            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-            ip => ip,
-        };
-        format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
-    } else {
-        settings.registry_url.clone()
-    };
-    let token_file = settings
-        .registry_token_file
-        .as_ref()
-        .filter(|p| !p.as_os_str().is_empty());
-    let token = match (&settings.registry_token, token_file) {
-        (Some(token), _) => Some(token.clone()),
-        (None, Some(path)) => Some(Secret::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    ServeError::Config(format!(
-                        "classification.registry_token_file {}: {e}",
-                        path.display()
-                    ))
-                })?
-                .trim()
-                .to_owned(),
-        )),
-        (None, None) => None,
-    };
-    let config = ConsumerConfig {
-        registry_url,
-        token,
-        batch: settings.feed_batch.clamp(1, 5000),
-        commit_events: settings.feed_commit_events.max(1),
-        population_refresh: Duration::from_secs(settings.population_refresh_secs),
-        classify_interval: Duration::from_secs(settings.classify_interval_secs),
-    };
-    tokio::spawn(consumer::run(engine.clone(), config, app.stopping()));
-    let api = ClassificationApi::new(
-        engine.clone(),
-        app.stopping(),
-        Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
-    );
-    app.add_service(
-        ClassificationServiceServer::new(api),
-        api::method_access,
-        Some(db),
-    )
-    .await;
-    tracing::info!("classification ready");
-    Ok(engine)
+    service::register::<ClassificationService>(app, settings).await
 }

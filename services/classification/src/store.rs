@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use clientela_runtime::Error;
+use clientela_runtime::feed::outbox::{add_to_sequence, read_sequence};
+use clientela_runtime::feed::{Outbox, OutboxRecord};
+use clientela_runtime::{Db, Error, WriteTx};
 use sea_orm::sea_query::{
     Alias, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement, SimpleExpr,
 };
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -347,61 +349,19 @@ pub async fn clear_pending(
 
 /// The last registry sequence the facts include.
 pub async fn feed_cursor(conn: &impl ConnectionTrait) -> Result<i64, Error> {
-    counter(conn, "feed_cursor").await
-}
-
-async fn counter(conn: &impl ConnectionTrait, table: &str) -> Result<i64, Error> {
-    let select = Query::select()
-        .column(t("last_sequence"))
-        .from(t(table))
-        .and_where(col("id").eq(1))
-        .to_owned();
-    let row = conn
-        .query_one(&select)
-        .await?
-        .ok_or_else(|| Error::Internal(format!("{table} row missing")))?;
-    Ok(row.try_get("", "last_sequence")?)
+    read_sequence(conn, crate::engine::REGISTRY_FEED.table).await
 }
 
 /// How many transactions have written classifications (see [`count_write`]).
 pub async fn classification_writes(conn: &impl ConnectionTrait) -> Result<i64, Error> {
-    counter(conn, "write_counter").await
+    read_sequence(conn, "write_counter").await
 }
 
 /// Counts a transaction that writes classifications, in it; returns its number. A
 /// page compared ahead against what was stored when the count was `n` is still compared
 /// against what is stored while only the comparing run's own pages have counted since.
 pub async fn count_write(conn: &impl ConnectionTrait) -> Result<i64, Error> {
-    let update = Query::update()
-        .table(t("write_counter"))
-        .value(t("last_sequence"), col("last_sequence").add(1))
-        .and_where(col("id").eq(1))
-        .to_owned();
-    conn.execute(&update).await?;
-    classification_writes(conn).await
-}
-
-/// Moves the cursor from `from` to `to`; ABORTED when another consumer moved it first
-/// (its transaction is then the one that counts, and this one must roll back).
-pub async fn advance_feed_cursor(
-    conn: &impl ConnectionTrait,
-    from: i64,
-    to: i64,
-) -> Result<(), Error> {
-    let update = Query::update()
-        .table(t("feed_cursor"))
-        .value(t("last_sequence"), to)
-        .and_where(col("id").eq(1))
-        .and_where(col("last_sequence").eq(from))
-        .to_owned();
-    if conn.execute(&update).await?.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(Error::Aborted {
-            reason: "FEED_CURSOR_MOVED",
-            message: format!("another consumer moved the feed cursor past {from}"),
-        })
-    }
+    add_to_sequence(conn, "write_counter", 1).await
 }
 
 // ---- policies ----
@@ -1156,52 +1116,51 @@ pub struct LabelChange {
     pub policy_version: i64,
 }
 
-/// Appends `changes` (their sequence is ignored) with gap-free sequence numbers. Call
-/// it last in the transaction: the counter row stays locked until commit.
+/// The outbox of label changes: the change feed.
+pub type Changes = Outbox<LabelChange>;
+
+/// Opens the change feed's outbox over a migrated database.
+pub async fn changes_outbox(db: Db) -> Result<Changes, Error> {
+    Outbox::open(db, "label_changes", "change_counter").await
+}
+
+impl OutboxRecord for LabelChange {
+    const COLUMNS: &'static [&'static str] = &CHANGE_COLUMNS;
+
+    fn sequence(&self) -> i64 {
+        self.sequence
+    }
+
+    fn values(&self) -> Result<Vec<Value>, Error> {
+        Ok(vec![
+            self.sequence.into(),
+            self.customer.into(),
+            self.dimension.name().into(),
+            self.old_label.clone().into(),
+            self.new_label.clone().into(),
+            self.changed_at.into(),
+            self.policy_version.into(),
+        ])
+    }
+
+    fn decode(row: &QueryResult) -> Result<Self, Error> {
+        label_change(row)
+    }
+}
+
+/// Appends `changes` (their sequence is ignored) with gap-free sequence numbers; last in
+/// the transaction (see [`Outbox::append`]).
 pub async fn append_changes(
-    conn: &impl ConnectionTrait,
-    mut changes: Vec<LabelChange>,
+    outbox: &Changes,
+    tx: &WriteTx,
+    changes: Vec<LabelChange>,
 ) -> Result<Vec<LabelChange>, Error> {
-    if changes.is_empty() {
-        return Ok(changes);
-    }
-    let count = i64::try_from(changes.len()).map_err(|_| Error::Internal("too many".into()))?;
-    let update = Query::update()
-        .table(t("change_counter"))
-        .value(t("last_sequence"), col("last_sequence").add(count))
-        .and_where(col("id").eq(1))
-        .returning_col(t("last_sequence"))
-        .to_owned();
-    let last: i64 = conn
-        .query_one(&update)
-        .await?
-        .ok_or_else(|| Error::Internal("change_counter row missing".into()))?
-        .try_get("", "last_sequence")?;
-    for (change, sequence) in changes.iter_mut().zip(last - count + 1..) {
-        change.sequence = sequence;
-    }
-    let mut rows = changes.iter().peekable();
-    while rows.peek().is_some() {
-        let mut insert = Query::insert();
-        insert
-            .into_table(t("label_changes"))
-            .columns(CHANGE_COLUMNS.map(t));
-        for c in rows.by_ref().take(MAX_ROWS_PER_INSERT) {
-            insert
-                .values([
-                    c.sequence.into(),
-                    c.customer.into(),
-                    c.dimension.name().into(),
-                    c.old_label.clone().into(),
-                    c.new_label.clone().into(),
-                    c.changed_at.into(),
-                    c.policy_version.into(),
-                ])
-                .map_err(sql_error)?;
-        }
-        conn.execute(&insert).await?;
-    }
-    Ok(changes)
+    outbox
+        .append(tx, changes, |change, sequence| LabelChange {
+            sequence,
+            ..change
+        })
+        .await
 }
 
 fn label_change(row: &QueryResult) -> Result<LabelChange, Error> {
@@ -1224,34 +1183,6 @@ fn changes_select() -> SelectStatement {
         .columns(CHANGE_COLUMNS.map(t))
         .from(t("label_changes"))
         .to_owned()
-}
-
-/// Up to `limit` changes after `after`, in order.
-pub async fn changes_after(
-    conn: &impl ConnectionTrait,
-    after: i64,
-    limit: u64,
-) -> Result<Vec<LabelChange>, Error> {
-    let select = changes_select()
-        .and_where(col("sequence").gt(after))
-        .order_by(t("sequence"), Order::Asc)
-        .limit(limit)
-        .to_owned();
-    rows(conn, &select, label_change).await
-}
-
-/// The highest change sequence committed.
-pub async fn last_change(conn: &impl ConnectionTrait) -> Result<i64, Error> {
-    let select = Query::select()
-        .expr_as(Expr::col(t("sequence")).max(), t("last"))
-        .from(t("label_changes"))
-        .to_owned();
-    let row = conn.query_one(&select).await?;
-    Ok(row
-        .map(|r| r.try_get::<Option<i64>>("", "last"))
-        .transpose()?
-        .flatten()
-        .unwrap_or(0))
 }
 
 // ---- queries over the classifications ----

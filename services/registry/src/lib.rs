@@ -11,6 +11,7 @@ pub mod store;
 use std::time::Duration;
 
 use clientela_proto::clientela::registry::v1::customer_registry_service_server::CustomerRegistryServiceServer;
+use clientela_runtime::service::{self, Service};
 use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, ServeError};
 use serde::Deserialize;
 
@@ -43,52 +44,57 @@ impl Default for RegistrySettings {
     }
 }
 
+/// The registry, as the binary and the tests compose it.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryService;
+
+impl Service for RegistryService {
+    const NAME: &'static str = "registry";
+    type Settings = RegistrySettings;
+    type Migrator = migration::Migrator;
+    type Handle = Registry;
+
+    fn database(settings: &RegistrySettings) -> &DatabaseSettings {
+        &settings.database
+    }
+
+    /// Handlers, access rules and health.
+    async fn start(
+        app: &mut App,
+        settings: &RegistrySettings,
+        db: Db,
+    ) -> Result<Registry, ServeError> {
+        let registry = Registry::new(db.clone())
+            .await
+            .map_err(service::start_failed::<Self>)?
+            .with_customer_cache(settings.customer_cache_capacity)
+            .with_wire_encoder(api::wire_encoder());
+        let api = RegistryApi::new(
+            registry.clone(),
+            app.stopping(),
+            Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
+        );
+        app.add_service(
+            CustomerRegistryServiceServer::new(api),
+            api::method_access,
+            Some(db),
+        )
+        .await;
+        Ok(registry)
+    }
+}
+
 /// Connects to the registry's database and runs its migrations.
 pub async fn open_database(
     common: &CommonSettings,
     settings: &RegistrySettings,
 ) -> Result<Db, ServeError> {
-    let wrap = |source| ServeError::Database {
-        service: "registry".into(),
-        source,
-    };
-    let url = settings
-        .database
-        .resolved_url(&common.data_dir, "registry")
-        .map_err(|e| wrap(sea_orm::DbErr::Custom(e)))?;
-    let db = Db::connect(url.expose(), &settings.database)
-        .await
-        .map_err(wrap)?;
-    db.migrate::<migration::Migrator>("clientela-registry-migrations")
-        .await
-        .map_err(wrap)?;
-    Ok(db)
+    service::open_database::<RegistryService>(common, settings).await
 }
 
 /// Adds the registry to a server: database, migrations, handlers, health.
 pub async fn register(app: &mut App, settings: &RegistrySettings) -> Result<Registry, ServeError> {
-    let db = open_database(app.settings(), settings).await?;
-    let registry = Registry::new(db.clone())
-        .await
-        .map_err(|e| ServeError::Database {
-            service: "registry".into(),
-            source: sea_orm::DbErr::Custom(e.to_string()),
-        })?
-        .with_customer_cache(settings.customer_cache_capacity)
-        .with_wire_encoder(api::wire_encoder());
-    let api = RegistryApi::new(
-        registry.clone(),
-        app.stopping(),
-        Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
-    );
-    app.add_service(
-        CustomerRegistryServiceServer::new(api),
-        api::method_access,
-        Some(db),
-    )
-    .await;
-    tracing::info!("registry ready");
-    Ok(registry)
+    service::register::<RegistryService>(app, settings).await
 }
 
 /// Runs the registry alone until SIGTERM or ctrl-c.

@@ -66,7 +66,7 @@ pub struct MergeOutcome {
 #[derive(Clone, Debug)]
 pub struct Registry {
     db: Db,
-    committed: watch::Sender<i64>,
+    events: events::Events,
     cache: Option<Arc<CustomerCache>>,
     wire: Option<WireEncoder>,
 }
@@ -137,11 +137,10 @@ async fn save_customer(
 impl Registry {
     /// The logic over a migrated database.
     pub async fn new(db: Db) -> Result<Self, Error> {
-        let last = events::last_sequence(db.conn()).await?;
-        let (committed, _) = watch::channel(last);
+        let events = events::outbox(db.clone()).await?;
         Ok(Self {
             db,
-            committed,
+            events,
             cache: None,
             wire: None,
         })
@@ -170,7 +169,7 @@ impl Registry {
 
     /// Wakes feed watchers when a write commits.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.committed.subscribe()
+        self.events.subscribe()
     }
 
     /// Loads a customer for writing: its row stays locked until the transaction ends.
@@ -185,24 +184,17 @@ impl Registry {
         payloads: Vec<EventPayload>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let changed: Vec<CustomerId> = match &self.cache {
-            Some(_) => payloads.iter().flat_map(changed_customers).collect(),
-            None => Vec::new(),
-        };
-        let appended = events::append(tx.conn(), payloads, now, self.wire.as_ref()).await?;
-        let committed = tx.commit().await;
-        // Whether or not the commit reported success, it may have happened.
-        if let Some(cache) = &self.cache
-            && !changed.is_empty()
-        {
-            cache.invalidate(changed);
+        if let Some(cache) = &self.cache {
+            let changed: Vec<CustomerId> = payloads.iter().flat_map(changed_customers).collect();
+            if !changed.is_empty() {
+                // Registered before the outbox's wake-up, so it runs first: a watcher that
+                // sees the event and reads the customer never reads the cached one.
+                let cache = cache.clone();
+                tx.after_commit(move || cache.invalidate(changed));
+            }
         }
-        committed?;
-        if let Some(last) = appended.last() {
-            self.committed
-                .send_modify(|seq| *seq = (*seq).max(last.sequence));
-        }
-        Ok(())
+        events::append(&self.events, &tx, payloads, now, self.wire.as_ref()).await?;
+        Ok(tx.commit().await?)
     }
 
     // ---- customers ----
@@ -857,7 +849,7 @@ impl Registry {
         after: i64,
         limit: u64,
     ) -> Result<Vec<crate::model::Event>, Error> {
-        events::read_after(self.db.conn(), after, limit).await
+        events::read_after(&self.events, after, limit).await
     }
 
     /// Up to `limit` events after `after` as `(sequence, wire form)`, encoded by `encode`
@@ -868,7 +860,7 @@ impl Registry {
         limit: u64,
         encode: &WireEncoder,
     ) -> Result<Vec<(i64, Vec<u8>)>, Error> {
-        events::read_wire_after(self.db.conn(), after, limit, encode).await
+        events::read_wire_after(&self.events, after, limit, encode).await
     }
 }
 

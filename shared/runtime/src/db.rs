@@ -41,10 +41,19 @@ pub struct Db {
 const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// A write transaction; on SQLite it also holds the write gate until commit or drop.
-#[derive(Debug)]
 pub struct WriteTx {
     txn: DatabaseTransaction,
-    _gate: Option<OwnedMutexGuard<()>>,
+    gate: Option<OwnedMutexGuard<()>>,
+    /// Run once the commit returns (an outbox wakes its watchers here).
+    after_commit: std::sync::Mutex<Vec<AfterCommit>>,
+}
+
+type AfterCommit = Box<dyn FnOnce() + Send>;
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx").finish_non_exhaustive()
+    }
 }
 
 impl WriteTx {
@@ -53,9 +62,28 @@ impl WriteTx {
         &self.txn
     }
 
-    /// Commits; the gate opens after the commit.
+    /// Runs `f` after this transaction commits; never if it rolls back or is dropped.
+    pub fn after_commit(&self, f: impl FnOnce() + Send + 'static) {
+        if let Ok(mut hooks) = self.after_commit.lock() {
+            hooks.push(Box::new(f));
+        }
+    }
+
+    /// Commits; the gate opens after the commit. The [`WriteTx::after_commit`] hooks run
+    /// even when the commit reports an error: it may have happened all the same, and a
+    /// watcher woken for nothing only reads again.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        let Self {
+            txn,
+            gate,
+            after_commit,
+        } = self;
+        let committed = txn.commit().await;
+        drop(gate);
+        for hook in after_commit.into_inner().unwrap_or_default() {
+            hook();
+        }
+        committed
     }
 
     /// Rolls back (dropping it does too, but without reporting an error).
@@ -203,7 +231,11 @@ impl Db {
             None => None,
         };
         let txn = self.writer().begin().await?;
-        Ok(WriteTx { txn, _gate: gate })
+        Ok(WriteTx {
+            txn,
+            gate,
+            after_commit: std::sync::Mutex::default(),
+        })
     }
 
     /// Runs the pending migrations of `M`. On PostgreSQL they run inside one transaction

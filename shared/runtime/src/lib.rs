@@ -9,6 +9,7 @@ pub mod group;
 pub mod names;
 pub mod pagination;
 pub mod server;
+pub mod service;
 pub mod settings;
 pub mod telemetry;
 pub mod time;
@@ -18,6 +19,7 @@ pub use db::{Db, WriteTx};
 pub use error::Error;
 pub use group::GroupCommit;
 pub use server::{App, ServeError, shutdown_signal};
+pub use service::Service;
 pub use settings::{CommonSettings, DatabaseSettings, Secret};
 
 /// Result with the runtime's [`Error`].

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
@@ -72,6 +73,9 @@ pub struct App {
     stopping: CancellationToken,
     services: Vec<(&'static str, Option<Db>)>,
     metrics: prometheus::Registry,
+    /// Background work (feed consumers, reclassifications a call started): stopped by
+    /// `stopping`, waited for before the pools close.
+    tasks: TaskTracker,
 }
 
 impl std::fmt::Debug for App {
@@ -128,6 +132,7 @@ impl App {
             stopping,
             services: Vec::new(),
             metrics: prometheus::Registry::new(),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -162,6 +167,13 @@ impl App {
     /// The shared settings.
     pub fn settings(&self) -> &CommonSettings {
         &self.settings
+    }
+
+    /// Where background work is spawned (`tasks().spawn(...)`). A task must end soon
+    /// after [`App::stopping`] is cancelled: the server waits for them all (up to the
+    /// shutdown grace) before it closes the databases.
+    pub fn tasks(&self) -> TaskTracker {
+        self.tasks.clone()
     }
 
     /// Adds a gRPC service, with its method access table and its database (whose health
@@ -201,6 +213,7 @@ impl App {
             stopping,
             services,
             metrics,
+            tasks,
         } = self;
         let server_settings = &settings.server;
 
@@ -260,6 +273,7 @@ impl App {
         tokio::select! {
             result = &mut server => {
                 stopping.cancel();
+                join_tasks(tasks, Duration::from_secs(server_settings.shutdown_grace_secs.max(1))).await;
                 return result.map_err(ServeError::from);
             }
             () = signal => tracing::info!("shutdown signal received"),
@@ -291,7 +305,8 @@ impl App {
             Ok(result) => result?,
             Err(_) => tracing::warn!(?grace, "grace period over; closing with requests in flight"),
         }
-        // 4. Close what we hold.
+        // 4. Close what we hold: background tasks end before their databases close.
+        join_tasks(tasks, grace).await;
         if let Some(task) = metrics_task {
             let _ = task.await;
         }
@@ -304,6 +319,17 @@ impl App {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Waits up to `grace` for the background tasks, which were told to stop.
+async fn join_tasks(tasks: TaskTracker, grace: Duration) {
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            running = tasks.len(),
+            "background tasks did not stop in time"
+        );
     }
 }
 

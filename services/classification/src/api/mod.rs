@@ -1,6 +1,7 @@
 //! The gRPC handlers of `clientela.classification.v1.ClassificationService`.
 
 pub mod convert;
+pub mod registry_feed;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -50,15 +52,23 @@ pub struct ClassificationApi {
     engine: Engine,
     stopping: CancellationToken,
     poll_interval: Duration,
+    tasks: TaskTracker,
 }
 
 impl ClassificationApi {
-    /// Handlers over `engine`; streams end when `stopping` is cancelled.
-    pub fn new(engine: Engine, stopping: CancellationToken, poll_interval: Duration) -> Self {
+    /// Handlers over `engine`; streams end when `stopping` is cancelled, and the work a
+    /// call leaves running (a Reclassify) goes to `tasks`, which the server waits for.
+    pub fn new(
+        engine: Engine,
+        stopping: CancellationToken,
+        poll_interval: Duration,
+        tasks: TaskTracker,
+    ) -> Self {
         Self {
             engine,
             stopping,
             poll_interval,
+            tasks,
         }
     }
 
@@ -241,7 +251,7 @@ impl ClassificationService for ClassificationApi {
             policy_version: version,
         };
         // Runs to the end even if the caller leaves: what it wrote stays written.
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let progress = |p: Progress| {
                 let _ = tx.try_send(Ok(message(p, false)));
             };
@@ -326,7 +336,7 @@ impl ClassificationService for ClassificationApi {
             .await?;
         // Everyone is classified again under the new version, in the background.
         let engine = self.engine.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             if let Err(e) = engine.reclassify(now(), None, |_| {}).await {
                 tracing::warn!(error = %e, "reclassifying after a policy change failed");
             }

@@ -144,3 +144,31 @@ both_engines!(
         assert_invalid(&err, "after_sequence");
     }
 );
+
+both_engines!(
+    an_open_watch_ends_with_unavailable_when_the_server_shuts_down,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        create(&mut client, person(1)).await;
+        let mut stream = client
+            .watch_events(pb::WatchEventsRequest {
+                after_sequence: 0,
+                max_batch_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.events.len(), 1);
+        // Caught up and waiting: the server goes away.
+        let stopping = tokio::spawn(app.stop());
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("the stream did not end at shutdown");
+        let status = end
+            .expect("the stream ended without a status, as if the feed were over")
+            .expect_err("the stream ended with a message, not a status");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        stopping.await.unwrap();
+    }
+);

@@ -1,7 +1,8 @@
 //! The server side of a change feed (`Watch…(after_sequence)`): everything after a
 //! sequence number in batches, then live, woken by local commits or by polling (other
 //! replicas' commits are only seen by polling), until the client leaves or the server
-//! stops. The registry's events and the classification's label changes share it.
+//! stops, which ends the stream with UNAVAILABLE: "reconnect elsewhere", never a
+//! normal end a client could take for the end of the feed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -43,6 +44,19 @@ pub struct Feed<F> {
     pub poll: Duration,
 }
 
+/// The status an open stream ends with when the server shuts down.
+pub fn shutting_down() -> Status {
+    Status::unavailable(
+        "the server is shutting down: reconnect and resume after the last sequence received",
+    )
+}
+
+/// Ends a stream with [`shutting_down`]; a client that reads nothing for a second gets
+/// the stream cut instead (the server is going away either way).
+async fn end_shutting_down<T>(tx: &mpsc::Sender<Result<T, Status>>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Err(shutting_down()))).await;
+}
+
 /// Streams batches of the items after `after`; `sequence` tells an item's number.
 pub fn watch<T, F, Fut>(
     feed: Feed<F>,
@@ -64,12 +78,19 @@ where
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         loop {
+            if stopping.is_cancelled() {
+                end_shutting_down(&tx).await;
+                break;
+            }
             match fetch(after, batch).await {
                 Ok(items) if !items.is_empty() => {
                     after = items.last().map_or(after, sequence);
                     let full = items.len() as u64 == batch;
                     tokio::select! {
-                        () = stopping.cancelled() => break,
+                        () = stopping.cancelled() => {
+                            end_shutting_down(&tx).await;
+                            break;
+                        }
                         sent = tx.send(Ok(items)) => if sent.is_err() { break },
                     }
                     if full {
@@ -84,7 +105,10 @@ where
             }
             // Caught up: wait for a local commit, the poll interval, or the end.
             tokio::select! {
-                () = stopping.cancelled() => break,
+                () = stopping.cancelled() => {
+                    end_shutting_down(&tx).await;
+                    break;
+                }
                 () = tx.closed() => break,
                 _ = woken.changed() => {}
                 () = tokio::time::sleep(poll) => {}
