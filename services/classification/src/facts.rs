@@ -1,5 +1,5 @@
 //! What the engine knows of a customer from the registry's feed (the projection), and
-//! the features TAXONOMY.md lists, computed from it at an `as_of` instant.
+//! the features docs/CLASSIFICATION.md lists, computed from it at an `as_of` instant.
 //!
 //! Facts keep every dated record (purchases with their returns, surveys, complaints,
 //! referrals) rather than running totals, so features at any instant are exact and do

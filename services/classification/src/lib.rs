@@ -1,5 +1,5 @@
 //! The classification engine: sorts every customer along the dimensions of the seed
-//! documents (TAXONOMY.md), explains each label, and recommends a treatment.
+//! documents (docs/CLASSIFICATION.md), explains each label, and recommends a treatment.
 //!
 //! The rules are pure functions of a customer's facts, the population's cut-offs and a
 //! versioned policy at an `as_of` instant, so the same inputs always give the same labels.

@@ -1,5 +1,5 @@
 //! The classification policy: every threshold and window the rules use, with the
-//! defaults of TAXONOMY.md, its validation, and the treatment playbook.
+//! defaults of docs/CLASSIFICATION.md, its validation, and the treatment playbook.
 //!
 //! Shares and ratios are integer basis points (10 000 = 100 %), so a rule's edge
 //! ("share of sales 9.99 % vs 10 %") is decided by exact integer arithmetic.
@@ -74,9 +74,10 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// TAXONOMY.md's defaults.
+    /// docs/CLASSIFICATION.md's defaults.
     fn default() -> Self {
         Self {
+            // Stored with every version: changing it would make a new version at start-up.
             description: "Defaults of TAXONOMY.md".to_owned(),
             currency_code: "CLP".to_owned(),
             window_days: 365,
@@ -112,7 +113,7 @@ impl Default for Policy {
     }
 }
 
-/// TAXONOMY.md's treatment playbook (seed 001, "Trato" and "Estrategias de trato").
+/// docs/CLASSIFICATION.md's treatment playbook (seed 001, "Trato" and "Estrategias de trato").
 pub fn default_playbook() -> Vec<PlaybookEntry> {
     use Dimension::{AccountTier, Activity, Trait};
     let entry = |dimension, label: &str, es: &str, en: &str| PlaybookEntry {
@@ -432,7 +433,7 @@ mod tests {
             "BOSS: double-digit share of sales"
         );
         assert_eq!(p.key_top_buyers_bp, 500, "KEY: top 5 % of buyers");
-        // Every label the playbook of TAXONOMY.md names has an action.
+        // Every label the playbook of docs/CLASSIFICATION.md names has an action.
         for (d, l) in [
             (Dimension::Trait, "LOYAL"),
             (Dimension::Trait, "PROSPECT"),

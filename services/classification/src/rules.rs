@@ -1,4 +1,4 @@
-//! The rules of TAXONOMY.md: one function per dimension, each deciding a label from a
+//! The rules of docs/CLASSIFICATION.md: one function per dimension, each deciding a label from a
 //! customer's features, the population's cut-offs and the policy, and saying why.
 
 use chrono::{DateTime, Duration, Utc};

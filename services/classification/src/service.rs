@@ -7,6 +7,7 @@ use std::time::Duration;
 use clientela_proto::clientela::classification::v1::classification_service_server::ClassificationServiceServer;
 use clientela_runtime::feed::consumer::{Batching, Consumer, Source};
 use clientela_runtime::service::{self, Service};
+use clientela_runtime::settings::ClientTlsSettings;
 use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, Secret, ServeError};
 use serde::Deserialize;
 
@@ -31,7 +32,10 @@ pub struct ClassificationSettings {
     /// A file holding that token (a mounted Kubernetes Secret); used when
     /// `registry_token` is not set.
     pub registry_token_file: Option<PathBuf>,
-    /// A JSON policy file; the fields it leaves out keep TAXONOMY.md's defaults. When it
+    /// TLS to the registry (`https://` URLs): its CA, and a client certificate for
+    /// mutual TLS.
+    pub registry_tls: ClientTlsSettings,
+    /// A JSON policy file; the fields it leaves out keep docs/CLASSIFICATION.md's defaults. When it
     /// differs from the current policy it becomes a new version at start-up.
     pub policy_file: Option<PathBuf>,
     /// The population (ABC, KEY, RFM, share of sales) is recomputed and everyone
@@ -59,6 +63,7 @@ impl Default for ClassificationSettings {
             registry_url: String::new(),
             registry_token: None,
             registry_token_file: None,
+            registry_tls: ClientTlsSettings::default(),
             policy_file: None,
             population_refresh_secs: 600,
             classify_page: crate::engine::DEFAULT_PAGE,
@@ -78,7 +83,7 @@ pub async fn open_database(
     service::open_database::<ClassificationService>(common, settings).await
 }
 
-/// The policy of the settings: the file's, or TAXONOMY.md's defaults.
+/// The policy of the settings: the file's, or docs/CLASSIFICATION.md's defaults.
 pub fn initial_policy(settings: &ClassificationSettings) -> Result<Policy, ServeError> {
     let Some(path) = &settings.policy_file else {
         return Ok(Policy::default());
@@ -137,7 +142,13 @@ impl Service for ClassificationService {
                 }
                 ip => ip,
             };
-            format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+            if app.settings().server.tls.enabled() {
+                // The certificate names a host, not an address: localhost, as a
+                // certificate for a pod usually carries.
+                format!("https://localhost:{}", addr.port())
+            } else {
+                format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+            }
         } else {
             settings.registry_url.clone()
         };
@@ -150,6 +161,7 @@ impl Service for ClassificationService {
             &registry_url,
             settings.registry_token.as_ref(),
             token_file,
+            &settings.registry_tls,
         )
         .map_err(ServeError::Config)?;
         let following = Following::new(
@@ -183,7 +195,7 @@ impl Service for ClassificationService {
             api::method_access,
             Some(db),
         )
-        .await;
+        .await?;
         Ok(engine)
     }
 }

@@ -57,10 +57,8 @@ pub async fn migrate(settings: &Settings, services: Vec<Service>) -> Result<(), 
     Ok(())
 }
 
-/// Serves `services` on one port until SIGTERM or ctrl-c. Prints
-/// `clientela listening on ADDR` on stdout once it accepts calls.
-pub async fn serve(settings: &Settings, services: Vec<Service>) -> Result<(), ServeError> {
-    let signal = clientela_runtime::shutdown_signal();
+/// Binds the server and adds `services` to it, ready to serve.
+pub async fn build(settings: &Settings, services: Vec<Service>) -> Result<App, ServeError> {
     let mut app = App::bind(settings.common.clone()).await?;
     for service in chosen(services) {
         match service {
@@ -72,6 +70,14 @@ pub async fn serve(settings: &Settings, services: Vec<Service>) -> Result<(), Se
             }
         }
     }
+    Ok(app)
+}
+
+/// Serves `services` on one port until SIGTERM or ctrl-c. Prints
+/// `clientela listening on ADDR` on stdout once it accepts calls.
+pub async fn serve(settings: &Settings, services: Vec<Service>) -> Result<(), ServeError> {
+    let signal = clientela_runtime::shutdown_signal();
+    let app = build(settings, services).await?;
     if let Some(addr) = app.local_addr() {
         // One line on stdout, so scripts and tests can find the port.
         println!("clientela listening on {addr}");

@@ -48,11 +48,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings: Settings = clientela_runtime::settings::load(cli.config.as_deref())
         .with_context(|| "cannot read the settings")?;
-    clientela_runtime::telemetry::init_tracing(&settings.common.log);
-    match cli.command {
-        Command::Settings => println!("{settings:#?}"),
-        Command::Migrate { services } => clientela::migrate(&settings, services).await?,
-        Command::Serve { services } => clientela::serve(&settings, services).await?,
-    }
-    Ok(())
+    let telemetry =
+        clientela_runtime::telemetry::init_tracing(&settings.common.log, &settings.common.traces)
+            .map_err(anyhow::Error::msg)?;
+    let outcome = match cli.command {
+        Command::Settings => {
+            println!("{settings:#?}");
+            Ok(())
+        }
+        Command::Migrate { services } => clientela::migrate(&settings, services).await,
+        Command::Serve { services } => clientela::serve(&settings, services).await,
+    };
+    // Last, so the spans of the shutdown itself are sent too.
+    telemetry.shutdown();
+    Ok(outcome?)
 }

@@ -79,7 +79,7 @@ impl Service for RegistryService {
             api::method_access,
             Some(db),
         )
-        .await;
+        .await?;
         Ok(registry)
     }
 }

@@ -49,9 +49,46 @@ impl Access {
 }
 
 /// A service's table of method (the last path segment, e.g. `GetCustomer`) to access.
-/// A method missing from the table is refused to everyone but admin: new methods are
-/// closed until someone decides who may call them.
+/// Every method of the service's proto must have a rule: [`App::add_service`] refuses a
+/// table that misses one (see [`methods_without_rule`]). A call to a method no table
+/// knows is refused to everyone but admin.
+///
+/// [`App::add_service`]: crate::App::add_service
 pub type MethodTable = fn(&str) -> Option<Access>;
+
+/// The gRPC services of Clientela's own packages (`clientela.`) in the descriptor set
+/// that reflection serves, by full name, each with its methods.
+pub fn described_services() -> Vec<(String, Vec<String>)> {
+    use prost::Message as _;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(clientela_proto::FILE_DESCRIPTOR_SET)
+    else {
+        return Vec::new();
+    };
+    set.file
+        .iter()
+        .filter(|f| f.package().starts_with("clientela."))
+        .flat_map(|f| {
+            f.service.iter().map(move |s| {
+                (
+                    format!("{}.{}", f.package(), s.name()),
+                    s.method.iter().map(|m| m.name().to_owned()).collect(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The methods of `service` (a full name) in the descriptor set for which `table` has
+/// no rule; all of them when the descriptor set has no such service.
+pub fn methods_without_rule(service: &str, table: MethodTable) -> Vec<String> {
+    match described_services()
+        .into_iter()
+        .find(|(name, _)| name == service)
+    {
+        Some((_, methods)) => methods.into_iter().filter(|m| table(m).is_none()).collect(),
+        None => vec![format!("{service} (not in the descriptor set)")],
+    }
+}
 
 /// The auth layer's state, shared by every connection.
 #[derive(Clone)]

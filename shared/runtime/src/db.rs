@@ -478,8 +478,17 @@ mod tests {
 
     #[test]
     fn advisory_keys_are_stable() {
-        assert_eq!(advisory_key("registry"), advisory_key("registry"));
-        assert_ne!(advisory_key("registry"), advisory_key("loyalty"));
-        assert!(advisory_key("registry") >= 0);
+        // Literal values: a key that changed between releases would let an old and a new
+        // replica hold "the same" lock at once during a rolling update.
+        assert_eq!(advisory_key("registry"), 700_711_320_968_335_047);
+        assert_eq!(advisory_key("loyalty"), 708_748_391_917_706_600);
+        assert_eq!(
+            advisory_key("classification-feed"),
+            8_205_321_577_005_328_488
+        );
+        assert_eq!(
+            advisory_key("clientela-registry-migrations"),
+            6_157_254_180_779_867_838
+        );
     }
 }

@@ -261,11 +261,63 @@ mod tests {
 
     #[test]
     fn every_error_has_a_reason() {
-        let status: Status = Error::precondition("CUSTOMER_ARCHIVED", "archived").into();
-        assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(
-            status.get_error_details().error_info().unwrap().reason,
-            "CUSTOMER_ARCHIVED"
-        );
+        use clientela_domain::FieldViolation;
+        // One of each variant: a new variant fails to compile in `code` and `reason`,
+        // and its status must carry the same reason here.
+        let cases = [
+            (
+                Error::InvalidArgument(vec![FieldViolation::new("name", "bad")]),
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                Error::NotFound {
+                    resource: "customer",
+                    name: "customers/x".into(),
+                },
+                Code::NotFound,
+                "NOT_FOUND",
+            ),
+            (
+                Error::already_exists("TAX_ID_TAKEN", "taken"),
+                Code::AlreadyExists,
+                "TAX_ID_TAKEN",
+            ),
+            (
+                Error::precondition("CUSTOMER_ARCHIVED", "archived"),
+                Code::FailedPrecondition,
+                "CUSTOMER_ARCHIVED",
+            ),
+            (
+                Error::aborted("ETAG_MISMATCH", "stale"),
+                Code::Aborted,
+                "ETAG_MISMATCH",
+            ),
+            (
+                Error::Unauthenticated("no token".into()),
+                Code::Unauthenticated,
+                "UNAUTHENTICATED",
+            ),
+            (
+                Error::PermissionDenied("no".into()),
+                Code::PermissionDenied,
+                "PERMISSION_DENIED",
+            ),
+            (
+                Error::Unavailable("down".into()),
+                Code::Unavailable,
+                "UNAVAILABLE",
+            ),
+            (Error::Internal("bug".into()), Code::Internal, "INTERNAL"),
+        ];
+        for (error, code, reason) in cases {
+            assert_eq!(error.reason(), reason);
+            let status: Status = error.into();
+            assert_eq!(status.code(), code);
+            let info = status.get_error_details().error_info().cloned();
+            let info = info.unwrap_or_else(|| panic!("{code:?} has no ErrorInfo"));
+            assert_eq!(info.reason, reason);
+            assert_eq!(info.domain, ERROR_DOMAIN);
+        }
     }
 }

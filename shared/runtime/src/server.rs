@@ -12,13 +12,14 @@ use tokio_util::task::TaskTracker;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{ServerTlsConfig, TcpIncoming};
+use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::{AuthLayer, Authenticator, MethodTable};
 use crate::db::Db;
-use crate::settings::CommonSettings;
+use crate::settings::{CommonSettings, ServerTlsSettings, non_empty};
 use crate::telemetry::{RpcLayer, RpcMetrics};
 
 /// The health service name the kubelet's liveness probe asks: SERVING while the process
@@ -76,6 +77,8 @@ pub struct App {
     /// Background work (feed consumers, reclassifications a call started): stopped by
     /// `stopping`, waited for before the pools close.
     tasks: TaskTracker,
+    /// The listener's TLS, read from its files at bind.
+    tls: Option<ServerTlsConfig>,
 }
 
 impl std::fmt::Debug for App {
@@ -107,6 +110,7 @@ impl App {
             None => None,
         };
         let auth = Authenticator::from_settings(&settings.auth).map_err(ServeError::Config)?;
+        let tls = server_tls(&settings.server.tls).map_err(ServeError::Config)?;
         if auth.is_disabled() {
             if !addr.ip().is_loopback() {
                 return Err(ServeError::Config(format!(
@@ -133,6 +137,7 @@ impl App {
             services: Vec::new(),
             metrics: prometheus::Registry::new(),
             tasks: TaskTracker::new(),
+            tls,
         })
     }
 
@@ -178,8 +183,15 @@ impl App {
 
     /// Adds a gRPC service, with its method access table and its database (whose health
     /// the server watches). Call it once the service's migrations have run: the service
-    /// reports SERVING from here on.
-    pub async fn add_service<S>(&mut self, service: S, methods: MethodTable, db: Option<Db>)
+    /// reports SERVING from here on. A table without a rule for one of the service's
+    /// methods is refused: who may call a method is decided when it is added, not left
+    /// to a default.
+    pub async fn add_service<S>(
+        &mut self,
+        service: S,
+        methods: MethodTable,
+        db: Option<Db>,
+    ) -> Result<(), ServeError>
     where
         S: tower::Service<http::Request<Body>, Error = Infallible>
             + NamedService
@@ -190,12 +202,26 @@ impl App {
         S::Response: axum::response::IntoResponse,
         S::Future: Send + 'static,
     {
+        let missing = crate::auth::methods_without_rule(S::NAME, methods);
+        if !missing.is_empty() {
+            return Err(ServeError::Config(format!(
+                "{} has no access rule for {}",
+                S::NAME,
+                missing.join(", ")
+            )));
+        }
         self.routes.add_service(service);
         self.auth = self.auth.clone().with_service(S::NAME, methods);
         self.health
             .set_service_status(S::NAME, ServingStatus::Serving)
             .await;
         self.services.push((S::NAME, db));
+        Ok(())
+    }
+
+    /// The gRPC services added so far, by full name.
+    pub fn service_names(&self) -> Vec<&'static str> {
+        self.services.iter().map(|(name, _)| *name).collect()
     }
 
     /// Serves until `signal` resolves or [`App::shutdown_handle`] is cancelled, then
@@ -214,6 +240,7 @@ impl App {
             services,
             metrics,
             tasks,
+            tls,
         } = self;
         let server_settings = &settings.server;
 
@@ -250,7 +277,11 @@ impl App {
         ));
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .timeout(Duration::from_secs(
                 server_settings.request_timeout_secs.max(1),
             ))
@@ -320,6 +351,45 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The listener's TLS from its files; None when it is off. Mistakes are reported with
+/// the setting and the file, at start-up.
+fn server_tls(settings: &ServerTlsSettings) -> Result<Option<ServerTlsConfig>, String> {
+    if !settings.enabled() {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (
+        non_empty(&settings.cert_file),
+        non_empty(&settings.key_file),
+    ) else {
+        return Err("server.tls needs both cert_file and key_file".into());
+    };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+        read_pem("server.tls.cert_file", cert)?,
+        read_pem("server.tls.key_file", key)?,
+    ));
+    if let Some(ca) = non_empty(&settings.client_ca_file) {
+        config = config.client_ca_root(Certificate::from_pem(read_pem(
+            "server.tls.client_ca_file",
+            ca,
+        )?));
+    }
+    // Parsed now, so a key that does not fit its certificate stops the start, not the
+    // first connection.
+    tonic::transport::Server::builder()
+        .tls_config(config.clone())
+        .map_err(|e| format!("server.tls: {e}"))?;
+    Ok(Some(config))
+}
+
+/// A PEM file's content; `setting` names it in the error.
+pub fn read_pem(setting: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{setting} {}: {e}", path.display()))?;
+    if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(format!("{setting} {}: not a PEM file", path.display()));
+    }
+    Ok(pem)
 }
 
 /// Waits up to `grace` for the background tasks, which were told to stop.

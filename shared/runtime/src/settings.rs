@@ -47,6 +47,8 @@ pub struct CommonSettings {
     pub server: ServerSettings,
     /// Log format and filter.
     pub log: LogSettings,
+    /// Where spans are exported.
+    pub traces: TraceSettings,
     /// Bearer tokens and their roles.
     pub auth: AuthSettings,
     /// Where the embedded SQLite databases live when a service has no database URL.
@@ -58,6 +60,7 @@ impl Default for CommonSettings {
         Self {
             server: ServerSettings::default(),
             log: LogSettings::default(),
+            traces: TraceSettings::default(),
             auth: AuthSettings::default(),
             data_dir: PathBuf::from("./data"),
         }
@@ -82,6 +85,49 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Seconds between database health checks.
     pub health_check_interval_secs: u64,
+    /// TLS for the gRPC listener (off unless a certificate and key are given).
+    pub tls: ServerTlsSettings,
+}
+
+/// TLS of the gRPC listener: on when `cert_file` and `key_file` are set; with
+/// `client_ca_file` too, every client must present a certificate that CA signed (mutual
+/// TLS). Health and reflection are served over the same TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTlsSettings {
+    /// The server's certificate chain, PEM.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// The CA that signs client certificates, PEM; none: clients are not asked for one.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ServerTlsSettings {
+    /// Whether TLS is configured (a certificate or a key names a file).
+    pub fn enabled(&self) -> bool {
+        non_empty(&self.cert_file).is_some() || non_empty(&self.key_file).is_some()
+    }
+}
+
+/// TLS of a client calling another service (a feed consumer): the CA that signed the
+/// server's certificate, and for mutual TLS this client's certificate and key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientTlsSettings {
+    /// The CA that signs the server's certificate, PEM (required for `https://`).
+    pub ca_file: Option<PathBuf>,
+    /// This client's certificate chain, PEM, for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// The name to check the server's certificate against; empty: the URL's host.
+    pub domain: String,
+}
+
+/// `path` unless it is unset or empty (an environment variable set to "").
+pub fn non_empty(path: &Option<PathBuf>) -> Option<&Path> {
+    path.as_deref().filter(|p| !p.as_os_str().is_empty())
 }
 
 impl Default for ServerSettings {
@@ -93,6 +139,7 @@ impl Default for ServerSettings {
             drain_delay_secs: 0,
             shutdown_grace_secs: 20,
             health_check_interval_secs: 5,
+            tls: ServerTlsSettings::default(),
         }
     }
 }
@@ -122,6 +169,17 @@ impl Default for LogSettings {
             filter: "info".to_owned(),
         }
     }
+}
+
+/// Spans exported over OTLP (off by default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSettings {
+    /// OTLP/gRPC endpoint of a collector, e.g. `http://otel-collector:4317`; empty: no
+    /// span leaves the process (trace ids still reach the logs and the services called).
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans; empty: `clientela`.
+    pub service_name: String,
 }
 
 /// Log format.

@@ -1,5 +1,6 @@
 //! Logs, traces and metrics: the tracing subscriber, a span and Prometheus metrics per
-//! RPC, and the W3C `traceparent` that follows a request from service to service.
+//! RPC, spans exported over OTLP when a collector is configured, and the W3C trace
+//! context (OpenTelemetry's propagator) that follows a request from service to service.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,115 +12,158 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::{LogFormat, LogSettings};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// Installs the global tracing subscriber. Safe to call more than once (tests): later
-/// calls keep the first subscriber.
-pub fn init_tracing(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match settings.format {
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+use crate::settings::{LogFormat, LogSettings, TraceSettings};
+
+/// What [`init_tracing`] set up: the span exporter, when one is configured. Shut it
+/// down last, so the spans still buffered are sent.
+#[derive(Debug)]
+#[must_use = "shut it down at exit, or buffered spans are lost"]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+    exporting: bool,
+}
+
+impl Telemetry {
+    /// Whether spans leave the process (an OTLP endpoint is configured).
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// Sends the spans still buffered and stops the exporter.
+    pub fn shutdown(self) {
+        if self.exporting
+            && let Err(error) = self.provider.shutdown()
+        {
+            tracing::warn!(%error, "flushing the trace exporter");
+        }
+    }
+}
+
+/// Installs the global tracing subscriber: logs to stderr, and spans to OpenTelemetry,
+/// exported over OTLP/gRPC when `traces.otlp_endpoint` is set. Spans are made either way,
+/// so the W3C trace context reaches the logs and the services called. Safe to call more
+/// than once (tests): later calls keep the first subscriber. Call it inside the Tokio
+/// runtime (the exporter runs on it).
+pub fn init_tracing(log: &LogSettings, traces: &TraceSettings) -> Result<Telemetry, String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let telemetry = tracer_provider(traces)?;
+    let tracer = telemetry.provider.tracer("clientela");
+    let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = || tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer));
+    let result = match log.format {
+        LogFormat::Json => subscriber
+            .with(fmt().json().with_current_span(true))
+            .try_init(),
+        LogFormat::Text => subscriber.with(fmt()).try_init(),
     };
     // Err means a subscriber exists already; keeping it is what we want.
     drop(result);
+    Ok(telemetry)
 }
 
-/// A W3C trace context (`traceparent: 00-<trace-id>-<parent-id>-<flags>`).
-///
-/// Written by hand rather than with the OpenTelemetry SDK: all we need is to carry one id
-/// through gRPC metadata and into the logs, which is two hex fields; an exporter can be
-/// added when there is a collector to export to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceContext {
-    /// 16 bytes, never all zero.
-    pub trace_id: u128,
-    /// The span id of this hop, 8 bytes, never zero.
-    pub span_id: u64,
-    /// Sampled flag and friends.
-    pub flags: u8,
+/// The tracer provider of `traces`. Without an endpoint nothing is exported and traces
+/// this process starts are not sampled (their ids still propagate); a caller's sampled
+/// trace stays sampled, so a service in between never breaks a trace another exports.
+fn tracer_provider(traces: &TraceSettings) -> Result<Telemetry, String> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    use opentelemetry_sdk::trace::{Sampler, span_processor_with_async_runtime};
+    let endpoint = traces.otlp_endpoint.trim();
+    if endpoint.is_empty() {
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
+            .build();
+        return Ok(Telemetry {
+            provider,
+            exporting: false,
+        });
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("traces.otlp_endpoint {endpoint:?}: {e}"))?;
+    // The batch processor on the Tokio runtime: the SDK's default one exports from a
+    // thread of its own, where tonic's channel finds no reactor.
+    let processor = span_processor_with_async_runtime::BatchSpanProcessor::builder(
+        exporter,
+        opentelemetry_sdk::runtime::Tokio,
+    )
+    .build();
+    let name = match traces.service_name.trim() {
+        "" => "clientela".to_owned(),
+        name => name.to_owned(),
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .with_resource(Resource::builder().with_service_name(name).build())
+        .build();
+    Ok(Telemetry {
+        provider,
+        exporting: true,
+    })
 }
 
-tokio::task_local! {
-    static CURRENT: TraceContext;
+/// The W3C trace id of the current span, as 32 hex digits; None outside a trace.
+pub fn current_trace_id() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| ids.trace_id().to_string())
 }
 
-impl TraceContext {
-    /// A new trace.
-    pub fn new_root() -> Self {
-        Self {
-            trace_id: rand::random::<u128>().max(1),
-            span_id: rand::random::<u64>().max(1),
-            flags: 1,
+/// Reads a W3C `traceparent` (and `tracestate`) from request headers.
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Writes the trace context into a call's metadata.
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
         }
     }
-
-    /// Parses a `traceparent` header; `None` if it is malformed (then a new trace starts).
-    pub fn parse(header: &str) -> Option<Self> {
-        let mut parts = header.trim().split('-');
-        let version = parts.next()?;
-        let trace = parts.next()?;
-        let parent = parts.next()?;
-        let flags = parts.next()?;
-        if version.len() != 2
-            || version == "ff"
-            || trace.len() != 32
-            || parent.len() != 16
-            || flags.len() != 2
-        {
-            return None;
-        }
-        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
-        let span_id = u64::from_str_radix(parent, 16).ok().filter(|s| *s != 0)?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
-        Some(Self {
-            trace_id,
-            span_id,
-            flags,
-        })
-    }
-
-    /// A child hop of the same trace.
-    pub fn child(&self) -> Self {
-        Self {
-            span_id: rand::random::<u64>().max(1),
-            ..*self
-        }
-    }
-
-    /// The header value.
-    pub fn to_header(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
-    }
-
-    /// The trace id as 32 hex digits (what logs show).
-    pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
-    }
-
-    /// The context of the RPC being served on this task, if any.
-    pub fn current() -> Option<Self> {
-        CURRENT.try_with(|c| *c).ok()
-    }
 }
 
-/// A tonic client interceptor that sends the current trace context on, so a call made
-/// while serving a request continues the same trace.
+/// A tonic client interceptor that sends the current span's trace context on (W3C
+/// `traceparent`), so a call made while serving a request, or while following a feed,
+/// continues the same trace.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PropagateTrace;
 
 impl tonic::service::Interceptor for PropagateTrace {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let ctx = TraceContext::current().map_or_else(TraceContext::new_root, |c| c.child());
-        if let Ok(value) = ctx.to_header().parse() {
-            req.metadata_mut().insert("traceparent", value);
-        }
+        let cx = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&cx, &mut MetadataInjector(req.metadata_mut()));
+        });
         Ok(req)
     }
 }
@@ -220,27 +264,34 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();
         let path = req.uri().path().to_owned();
-        let ctx = req
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(req.headers()))
+        });
         let (service, method) = crate::auth::split_path(&path);
         let (service, method) = (service.to_owned(), method.to_owned());
         let quiet = service.starts_with("grpc.");
         let span = if quiet {
-            tracing::debug_span!("rpc", rpc.service = %service, rpc.method = %method, trace_id = %ctx.trace_id_hex(), caller = tracing::field::Empty, grpc.code = tracing::field::Empty, duration_ms = tracing::field::Empty)
+            tracing::debug_span!("rpc", otel.name = %path, otel.kind = "server", rpc.system = "grpc", rpc.service = %service, rpc.method = %method, trace_id = tracing::field::Empty, caller = tracing::field::Empty, grpc.code = tracing::field::Empty, duration_ms = tracing::field::Empty)
         } else {
-            tracing::info_span!("rpc", rpc.service = %service, rpc.method = %method, trace_id = %ctx.trace_id_hex(), caller = tracing::field::Empty, grpc.code = tracing::field::Empty, duration_ms = tracing::field::Empty)
+            tracing::info_span!("rpc", otel.name = %path, otel.kind = "server", rpc.system = "grpc", rpc.service = %service, rpc.method = %method, trace_id = tracing::field::Empty, caller = tracing::field::Empty, grpc.code = tracing::field::Empty, duration_ms = tracing::field::Empty)
         };
+        if !span.is_disabled() {
+            // Without the OpenTelemetry layer (a test's subscriber) there is no parent to
+            // set; the span still logs.
+            let _ = span.set_parent(parent);
+            let cx = span.context();
+            let ids = cx.span().span_context().clone();
+            if ids.is_valid() {
+                span.record("trace_id", ids.trace_id().to_string().as_str());
+            }
+        }
         metrics
             .started
             .with_label_values(&[&service, &method])
             .inc();
         let start = Instant::now();
         let fut = async move {
-            let result = CURRENT.scope(ctx, inner.call(req)).await;
+            let result = inner.call(req).await;
             let elapsed = start.elapsed();
             // Errors of unary RPCs travel in the headers (trailers-only responses); a
             // response without grpc-status in its headers started well, and its final status
@@ -286,42 +337,70 @@ where
 mod tests {
     use super::*;
 
-    #[test]
-    fn traceparent_round_trips_and_children_keep_the_trace() {
-        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ctx = TraceContext::parse(header).unwrap();
-        assert_eq!(ctx.to_header(), header);
-        let child = ctx.child();
-        assert_eq!(child.trace_id, ctx.trace_id);
-        assert_ne!(child.span_id, ctx.span_id);
+    /// A subscriber like [`init_tracing`]'s, exporting to memory, for this thread.
+    fn recording() -> (
+        opentelemetry_sdk::trace::InMemorySpanExporter,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        (exporter, tracing::subscriber::set_default(subscriber))
     }
 
     #[test]
-    fn malformed_traceparent_is_ignored() {
+    fn the_interceptor_sends_the_current_trace_on() {
+        use tonic::service::Interceptor;
+        let (_exporter, _guard) = recording();
+        let span = tracing::info_span!("caller");
+        let _entered = span.enter();
+        let trace = current_trace_id().unwrap();
+        let req = PropagateTrace.call(tonic::Request::new(())).unwrap();
+        let sent = req.metadata().get("traceparent").unwrap().to_str().unwrap();
+        // 00-<trace id>-<span id>-<flags>
+        let parts: Vec<&str> = sent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{sent}");
+        assert_eq!(parts[1], trace);
+    }
+
+    #[test]
+    fn outside_a_span_nothing_is_sent() {
+        use tonic::service::Interceptor;
+        let (_exporter, _guard) = recording();
+        let req = PropagateTrace.call(tonic::Request::new(())).unwrap();
+        assert!(req.metadata().get("traceparent").is_none());
+        assert!(current_trace_id().is_none());
+    }
+
+    #[test]
+    fn a_malformed_traceparent_starts_a_new_trace() {
+        let (_exporter, _guard) = recording();
+        let mut headers = http::HeaderMap::new();
         for bad in [
             "",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-xyz-00f067aa0ba902b7-01",
         ] {
-            assert!(TraceContext::parse(bad).is_none(), "{bad}");
+            headers.insert("traceparent", bad.parse().unwrap());
+            let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&HeaderExtractor(&headers))
+            });
+            assert!(!parent.span().span_context().is_valid(), "{bad}");
         }
-    }
-
-    #[tokio::test]
-    async fn the_interceptor_continues_the_current_trace() {
-        use tonic::service::Interceptor;
-        let ctx = TraceContext::new_root();
-        let req = CURRENT
-            .scope(ctx, async {
-                PropagateTrace.call(tonic::Request::new(())).unwrap()
-            })
-            .await;
-        let sent = req.metadata().get("traceparent").unwrap().to_str().unwrap();
-        let sent = TraceContext::parse(sent).unwrap();
-        assert_eq!(sent.trace_id, ctx.trace_id);
-        assert_ne!(sent.span_id, ctx.span_id);
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        headers.insert("traceparent", good.parse().unwrap());
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(&headers))
+        });
+        assert_eq!(
+            parent.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
     }
 }

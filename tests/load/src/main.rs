@@ -384,21 +384,30 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.registry_server || cli.classification_server {
         let settings: clientela::Settings = clientela_runtime::settings::load(None)?;
-        clientela_runtime::telemetry::init_tracing(&settings.common.log);
+        let telemetry = clientela_runtime::telemetry::init_tracing(
+            &settings.common.log,
+            &settings.common.traces,
+        )
+        .map_err(anyhow::Error::msg)?;
         let service = if cli.registry_server {
             clientela::Service::Registry
         } else {
             clientela::Service::Classification
         };
-        clientela::serve(&settings, vec![service]).await?;
-        return Ok(());
+        let served = clientela::serve(&settings, vec![service]).await;
+        telemetry.shutdown();
+        return Ok(served?);
     }
     // The scenarios that run in this process log as the services would (RUST_LOG=info
     // shows where a Reclassify spends its time); warnings only by default.
-    clientela_runtime::telemetry::init_tracing(&clientela_runtime::settings::LogSettings {
-        filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        ..Default::default()
-    });
+    let _telemetry = clientela_runtime::telemetry::init_tracing(
+        &clientela_runtime::settings::LogSettings {
+            filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            ..Default::default()
+        },
+        &clientela_runtime::settings::TraceSettings::default(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let load = Load {
         concurrency: cli.concurrency,
         warmup: Duration::from_secs_f64(cli.warmup_secs),

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod process;
 mod production;
 mod smoke;
+mod tls;
+mod traces;

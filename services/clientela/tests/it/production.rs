@@ -1,6 +1,6 @@
 //! The production topology on loopback: `clientela serve registry` as its own process
 //! against a real PostgreSQL, configured only through the `CLIENTELA__` variables the
-//! Kubernetes Deployment sets (deploy/k8s/base/registry.env), probed like the kubelet
+//! Kubernetes Deployment sets (deploy/k8s/base/registry/registry.env), probed like the kubelet
 //! probes it, then sent SIGTERM under load.
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ const TOKEN: &str = "service-token-for-the-production-test";
 fn deployment_env(secrets: &std::path::Path, db_url: &str) -> Vec<(String, String)> {
     let file = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/k8s/base/registry.env"
+        "/../../deploy/k8s/base/registry/registry.env"
     );
     let text = std::fs::read_to_string(file).unwrap();
     std::fs::write(secrets.join("uri"), db_url).unwrap();

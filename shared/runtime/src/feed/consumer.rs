@@ -17,9 +17,12 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tracing::Instrument as _;
 
 use super::outbox::read_sequence;
+use crate::server::read_pem;
+use crate::settings::{ClientTlsSettings, non_empty};
 use crate::telemetry::PropagateTrace;
 use crate::{Db, Error, Secret, WriteTx};
 
@@ -43,27 +46,31 @@ impl Source {
         url: &str,
         token: Option<&Secret>,
         token_file: Option<&Path>,
+        tls: &ClientTlsSettings,
     ) -> Result<Self, String> {
         let bad = |why: &str| format!("{setting} {url:?}: {why}");
         let uri: http::Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https is not supported by this build yet; use http:// inside the cluster",
-                ));
-            }
-            _ => return Err(bad("must start with http://")),
-        }
-        if uri.host().is_none_or(str::is_empty) {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("must start with http:// or https://")),
+        };
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
             return Err(bad("has no host"));
-        }
-        let endpoint = Endpoint::from_shared(url.to_owned())
+        };
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| bad(&e.to_string()))?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true);
+        if https {
+            endpoint = endpoint
+                .tls_config(client_tls(setting, host, tls)?)
+                .map_err(|e| bad(&e.to_string()))?;
+        } else if non_empty(&tls.ca_file).is_some() {
+            return Err(bad("TLS is configured for it: use https://"));
+        }
         let secret = match (token, token_file) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(path)) => Some(Secret::new(
@@ -97,6 +104,45 @@ impl Source {
             .map_err(|e| Error::Unavailable(format!("connecting to {}: {e}", self.uri())))?;
         Ok(InterceptedService::new(channel, self.interceptor.clone()))
     }
+}
+
+/// The TLS of a feed client: the server's CA (required), the name its certificate must
+/// carry, and this client's identity for mutual TLS.
+fn client_tls(
+    setting: &str,
+    host: &str,
+    tls: &ClientTlsSettings,
+) -> Result<ClientTlsConfig, String> {
+    let Some(ca) = non_empty(&tls.ca_file) else {
+        return Err(format!(
+            "{setting}: https:// needs the server's CA (its _tls.ca_file)"
+        ));
+    };
+    let domain = match tls.domain.trim() {
+        "" => host.trim_start_matches('[').trim_end_matches(']'),
+        domain => domain,
+    };
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read_pem(
+            &format!("{setting} CA"),
+            ca,
+        )?))
+        .domain_name(domain);
+    match (non_empty(&tls.cert_file), non_empty(&tls.key_file)) {
+        (Some(cert), Some(key)) => {
+            config = config.identity(Identity::from_pem(
+                read_pem(&format!("{setting} client certificate"), cert)?,
+                read_pem(&format!("{setting} client key"), key)?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(format!(
+                "{setting}: a client certificate needs both cert_file and key_file"
+            ));
+        }
+    }
+    Ok(config)
 }
 
 /// Adds the bearer token and the W3C trace context to a feed client's calls.
@@ -266,14 +312,22 @@ where
     /// One connection's worth of following: returns when the stream ends or fails, with
     /// `progressed` set once something was applied.
     async fn follow(&self, progressed: &mut bool) -> Result<(), Error> {
-        let channel = self.source.connect().await?;
-        let mut cursor = read_sequence(self.db.conn(), self.cursor.table).await?;
         let batch = Ord::max(self.batching.batch, 1);
-        let mut stream = self
-            .upstream
-            .open(channel, cursor, batch)
-            .await
-            .map_err(feed_error)?;
+        // A trace per connection, which the producer's span of the stream joins; each
+        // transaction applied is a trace of its own (a stream lives for hours).
+        let connecting = tracing::info_span!("feed.connect", otel.kind = "client", from = %self.source.uri(), cursor = self.cursor.table);
+        let (mut cursor, mut stream) = async {
+            let channel = self.source.connect().await?;
+            let cursor = read_sequence(self.db.conn(), self.cursor.table).await?;
+            let stream = self
+                .upstream
+                .open(channel, cursor, batch)
+                .await
+                .map_err(feed_error)?;
+            Ok::<_, Error>((cursor, stream))
+        }
+        .instrument(connecting)
+        .await?;
         self.projection.settle(Settle::Connected).await?;
         // Gathered while replaying: several messages share one transaction.
         let mut buffered: Vec<U::Event> = Vec::new();
@@ -431,7 +485,8 @@ mod tests {
 
     #[test]
     fn a_malformed_url_or_token_file_fails_at_start_up() {
-        let check = |url: &str| Source::new("x.url", url, None, None).map(|_| ());
+        let plain = ClientTlsSettings::default();
+        let check = |url: &str| Source::new("x.url", url, None, None, &plain).map(|_| ());
         assert!(check("http://127.0.0.1:50051").is_ok());
         assert!(check("http://registry.clientela.svc:50051").is_ok());
         for bad in [
@@ -450,6 +505,7 @@ mod tests {
             "http://127.0.0.1:1",
             None,
             Some(Path::new("/nonexistent/clientela-token")),
+            &plain,
         )
         .expect_err("missing token file");
         assert!(
@@ -461,6 +517,7 @@ mod tests {
             "http://127.0.0.1:1",
             Some(&Secret::new("line\nbreak")),
             None,
+            &plain,
         )
         .expect_err("token with a newline");
         assert!(bad_header.contains("header"), "{bad_header}");
