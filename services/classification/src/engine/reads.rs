@@ -1,0 +1,109 @@
+//! Reads: a customer's classification rendered with the population it rests on,
+//! listings, distributions, transitions and the change feed.
+
+use super::*;
+
+impl Engine {
+    /// The current classification of `customer`; NOT_FOUND when the engine has none
+    /// (unknown, archived or merged).
+    pub async fn classification(&self, customer: Uuid) -> Result<Classification, Error> {
+        let stored = match self
+            .db
+            .sqlite_read(|conn| store::sqlite_classification(conn, customer))
+        {
+            Some(read) => read?.map(store::StoredRow::decode).transpose()?,
+            None => store::load_classifications(self.db.conn(), &[customer])
+                .await?
+                .pop(),
+        };
+        let stored = stored.ok_or_else(|| Error::NotFound {
+            resource: "classification",
+            name: format!("customers/{customer}"),
+        })?;
+        self.render(stored).await
+    }
+
+    /// A stored classification, with its explanations: the rules run again on its
+    /// inputs, under its policy version and population, at its instant.
+    pub(super) async fn render(&self, stored: Stored) -> Result<Classification, Error> {
+        match stored {
+            Stored::Rendered(c) => Ok(*c),
+            Stored::Inputs {
+                customer,
+                policy_version,
+                population_id,
+                as_of,
+                region,
+                inputs,
+            } => {
+                let policy = self.policy(policy_version).await?;
+                let population = self.population(population_id).await?;
+                let run = Run {
+                    policy: &policy.policy,
+                    policy_version,
+                    population: &population,
+                    population_id,
+                    as_of,
+                };
+                Ok(run.render(customer, &region, &inputs))
+            }
+        }
+    }
+
+    /// Population `id` (0, or one no longer stored: none).
+    pub(super) async fn population(&self, id: i64) -> Result<Arc<Population>, Error> {
+        // Populations never change once stored, so a read one is kept.
+        if let Some(p) = self.populations.lock().map_err(poisoned)?.get(&id) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(
+            store::population_by_id(self.db.conn(), id)
+                .await?
+                .map(|p| p.population)
+                .unwrap_or_default(),
+        );
+        self.populations
+            .lock()
+            .map_err(poisoned)?
+            .insert(id, p.clone());
+        Ok(p)
+    }
+
+    /// A page of classifications passing `filter`, after customer `after`.
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<Classification>, Error> {
+        let mut out = Vec::new();
+        for stored in store::list_classifications(self.db.conn(), filter, after, limit).await? {
+            out.push(self.render(stored).await?);
+        }
+        Ok(out)
+    }
+
+    /// Customers and revenue per label of `dimension`.
+    pub async fn distribution(
+        &self,
+        dimension: Dimension,
+        by_region: bool,
+    ) -> Result<Vec<Bucket>, Error> {
+        store::distribution(self.db.conn(), dimension, by_region).await
+    }
+
+    /// Label changes matching `q` after sequence `after`.
+    pub async fn transitions(
+        &self,
+        q: &TransitionQuery,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<LabelChange>, Error> {
+        store::transitions(self.db.conn(), q, after, limit).await
+    }
+
+    /// Up to `limit` label changes after `after`.
+    pub async fn changes_after(&self, after: i64, limit: u64) -> Result<Vec<LabelChange>, Error> {
+        self.changes.read_after(after, limit).await
+    }
+}

@@ -1,0 +1,338 @@
+//! How a Reclassify pages: the population computed first, then each page read and
+//! classified on another thread while the one before it is written; and PreviewPolicy,
+//! the same pages with nothing written.
+
+use super::*;
+
+impl Engine {
+    /// `policy` and the last population, for classifying at `as_of`.
+    pub(super) async fn run_at(
+        conn: &impl ConnectionTrait,
+        policy: Arc<PolicyVersion>,
+        as_of: DateTime<Utc>,
+    ) -> Result<OwnedRun, Error> {
+        let (population_id, population) = match store::population(conn).await? {
+            Some((id, p)) => (id, p.population),
+            None => (0, Population::default()),
+        };
+        Ok(OwnedRun {
+            policy,
+            population: Arc::new(population),
+            population_id,
+            as_of,
+        })
+    }
+
+    /// Recomputes the population at `as_of` and classifies every customer against it
+    /// (or only those `only` accepts), reporting progress after each page.
+    pub async fn reclassify(
+        &self,
+        as_of: DateTime<Utc>,
+        only: Option<&Filter>,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Progress, Error> {
+        let started = Instant::now();
+        let policy = self.current_policy().await?;
+        let population = self
+            .compute_population(&policy.policy, policy.version, as_of)
+            .await?;
+        let population_took = started.elapsed();
+        let mut done = Progress {
+            total: population.population.customers,
+            ..Progress::default()
+        };
+        let tx = self.db.begin_write().await?;
+        let population_id = store::save_population(tx.conn(), &population).await?;
+        tx.commit().await?;
+        let owned = Arc::new(OwnedRun {
+            policy,
+            population: Arc::new(population.population),
+            population_id,
+            as_of,
+        });
+        // Each page is read and classified on another thread while the page before it is
+        // written: the two halves of the work take about as long, so two cores do a
+        // page in the time of one half (docs/BENCHMARKS.md).
+        let ahead = |after| tokio::spawn(prepare(self.db.clone(), owned.clone(), after, self.page));
+        let mut next = ahead(None);
+        let mut after = None;
+        // Where the time goes, logged at the end: waiting for pages read ahead means the
+        // reading half bounds the run, else the writing half does.
+        let mut waited = Duration::ZERO;
+        // The numbers of this run's own writing transactions: a page compared ahead is
+        // still compared against what is stored if only they have written since.
+        let mut ours = BTreeSet::new();
+        loop {
+            let waiting = Instant::now();
+            let Some(page) = next.await.map_err(joined)?? else {
+                break;
+            };
+            waited += waiting.elapsed();
+            next = ahead(Some(page.last));
+            let run = owned.borrow();
+            let tx = self.db.begin_write().await?;
+            let conn = tx.conn();
+            // Serialized with feed batches and other reclassifications (other replicas,
+            // Reclassify calls): what each page replaces is read inside the lock, or read
+            // ahead and found unchanged inside it, so a change is never recorded twice.
+            clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
+            let (classified, whole) = if store::feed_cursor(conn).await? == page.cursor {
+                // Everyone in the page's range is classified now, on current facts.
+                // A whole page of a full Reclassify: the results it keeps are stamped by
+                // range, with the comparison read ahead if nobody else wrote since.
+                let whole = match only {
+                    None => {
+                        store::clear_pending(conn, after, page.last).await?;
+                        let replaced = match page.compared {
+                            Some(c) => {
+                                let writes = store::classification_writes(conn).await?;
+                                ((c.writes + 1)..=writes)
+                                    .all(|n| ours.contains(&n))
+                                    .then_some(c.replaced)
+                            }
+                            None => None,
+                        };
+                        Some(Page {
+                            after,
+                            last: page.last,
+                            replaced,
+                        })
+                    }
+                    Some(_) => None,
+                };
+                (page.classified, whole)
+            } else {
+                // The feed moved on since the page was read: its facts are read again
+                // inside the lock (customers the feed added meanwhile stay marked, and are
+                // classified once it is quiet; their results are not the page's).
+                let ids: Vec<Uuid> = page.classified.iter().map(|c| c.id).collect();
+                let mut facts = store::load_facts(conn, &ids).await?;
+                facts.sort_unstable_by_key(|f| f.id);
+                (classify_all(conn, &run, &facts).await?, None)
+            };
+            after = Some(page.last);
+            let recorded = record(&tx, &self.changes, &run, classified, only, whole).await?;
+            tx.commit().await?;
+            ours.insert(recorded.write);
+            done.classified += recorded.stored as i64;
+            done.changes += recorded.changes.len() as i64;
+            progress(done);
+        }
+        tracing::info!(
+            classified = done.classified,
+            changes = done.changes,
+            total_ms = started.elapsed().as_millis() as u64,
+            population_ms = population_took.as_millis() as u64,
+            waiting_for_pages_ms = waited.as_millis() as u64,
+            "reclassified"
+        );
+        Ok(done)
+    }
+
+    /// The population's cut-offs over every live customer at `as_of`.
+    pub(super) async fn compute_population(
+        &self,
+        policy: &Policy,
+        policy_version: i64,
+        as_of: DateTime<Utc>,
+    ) -> Result<PopulationSnapshot, Error> {
+        let mut tally = Tally::default();
+        each_page(&self.db, self.page, as_of, |page, firsts| {
+            for f in page.iter().filter(|f| f.is_live()) {
+                let features = f.features(as_of, policy, &|id| firsts.get(&id).copied());
+                tally.add(f.id, &features);
+            }
+        })
+        .await?;
+        Ok(PopulationSnapshot {
+            policy_version,
+            as_of,
+            population: tally.finish(policy),
+        })
+    }
+
+    /// What `candidate` would change against the current policy, both at `as_of`, with
+    /// up to `sample` customers per dimension. Writes nothing.
+    pub async fn preview(
+        &self,
+        candidate: &Policy,
+        as_of: DateTime<Utc>,
+        sample: usize,
+    ) -> Result<Preview, Error> {
+        let current = self.current_policy().await?;
+        let now_pop = self
+            .compute_population(&current.policy, current.version, as_of)
+            .await?;
+        let cand_pop = self.compute_population(candidate, 0, as_of).await?;
+        let now_run = Run {
+            policy: &current.policy,
+            policy_version: current.version,
+            population: &now_pop.population,
+            population_id: 0,
+            as_of,
+        };
+        let cand_run = Run {
+            policy: candidate,
+            policy_version: 0,
+            population: &cand_pop.population,
+            population_id: 0,
+            as_of,
+        };
+        let mut impacts: BTreeMap<Dimension, Impact> = BTreeMap::new();
+        let mut preview = Preview::default();
+        each_page(&self.db, self.page, as_of, |page, firsts| {
+            for f in page {
+                let (Some(a), Some(b)) =
+                    (now_run.classify(f, firsts), cand_run.classify(f, firsts))
+                else {
+                    continue;
+                };
+                preview.total += 1;
+                let (a, b) = (a.0, b.0);
+                let moved = changes(f.id, Some(&a), Some(&b), as_of, 0);
+                let dims: BTreeSet<Dimension> = moved.iter().map(|c| c.dimension).collect();
+                for c in &moved {
+                    let impact = impacts.entry(c.dimension).or_default();
+                    *impact
+                        .transitions
+                        .entry((c.old_label.clone(), c.new_label.clone()))
+                        .or_default() += 1;
+                }
+                for d in dims {
+                    let impact = impacts.entry(d).or_default();
+                    impact.changed += 1;
+                    if impact.sample.len() < sample {
+                        impact.sample.push(f.id);
+                    }
+                }
+            }
+        })
+        .await?;
+        preview.impacts = Dimension::ALL
+            .iter()
+            .map(|d| (*d, impacts.remove(d).unwrap_or_default()))
+            .collect();
+        Ok(preview)
+    }
+}
+
+/// Walks every customer's facts in id order, a page at a time, with when the customers
+/// each page referred first bought (by `as_of`). The next page is read while `visit`
+/// works on one.
+pub(super) async fn each_page(
+    db: &Db,
+    size: u64,
+    as_of: DateTime<Utc>,
+    mut visit: impl FnMut(&[CustomerFacts], &HashMap<Uuid, DateTime<Utc>>),
+) -> Result<(), Error> {
+    type Page = (Vec<CustomerFacts>, HashMap<Uuid, DateTime<Utc>>);
+    async fn read(
+        db: Db,
+        after: Option<Uuid>,
+        size: u64,
+        as_of: DateTime<Utc>,
+    ) -> Result<Page, Error> {
+        let page = facts_page(&db, after, size).await?;
+        let known: HashMap<Uuid, &CustomerFacts> = page.iter().map(|f| (f.id, f)).collect();
+        let firsts = first_purchases(db.conn(), &page, &known, as_of).await?;
+        Ok((page, firsts))
+    }
+    let mut next = tokio::spawn(read(db.clone(), None, size, as_of));
+    loop {
+        let (page, firsts) = next.await.map_err(joined)??;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        next = tokio::spawn(read(db.clone(), Some(last.id), size, as_of));
+        visit(&page, &firsts);
+    }
+}
+
+/// Up to `size` customers' facts after `after`, in id order.
+pub(super) async fn facts_page(
+    db: &Db,
+    after: Option<Uuid>,
+    size: u64,
+) -> Result<Vec<CustomerFacts>, Error> {
+    if !db.has_sqlite_reads() {
+        return store::facts_page(db.conn(), after, size).await;
+    }
+    read_sqlite(db, move |conn| store::sqlite_facts_page(conn, after, size)).await
+}
+
+/// Runs `read` on a SQLite file's read-only connection (the database must have them:
+/// [`Db::has_sqlite_reads`]) on a blocking thread. A scan read so, decoding each row where
+/// SQLite holds it, skips sqlx's hand-off of every row to the calling task, which was
+/// most of a full scan's cost (docs/BENCHMARKS.md).
+pub(super) async fn read_sqlite<T: Send + 'static>(
+    db: &Db,
+    read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.sqlite_read(read))
+        .await
+        .map_err(joined)?
+    {
+        Some(read) => read?,
+        None => Err(Error::Internal("the database has no SQLite reads".into())),
+    }
+}
+
+/// A page of customers read and classified ahead of its transaction.
+pub(super) struct Prepared {
+    /// The feed cursor read before the facts (or with them): when it has not moved by the
+    /// time the page is written, the facts were current.
+    pub(super) cursor: i64,
+    /// The page's last customer.
+    pub(super) last: Uuid,
+    /// Its customers, classified.
+    pub(super) classified: Vec<Classified>,
+    /// Their results compared with the stored ones, when read together (SQLite).
+    pub(super) compared: Option<Compared>,
+}
+
+/// A page's new results compared with the stored ones, read in one snapshot.
+pub(super) struct Compared {
+    /// [`store::classification_writes`] in that snapshot.
+    pub(super) writes: i64,
+    /// The customers whose results moved (as [`store::differing`] returns them).
+    pub(super) replaced: HashMap<Uuid, store::Replaced>,
+}
+
+/// Reads the page of customers after `after` and classifies them (None: no more). From
+/// a SQLite file the stored results are read in the same snapshot and compared here,
+/// off the writer's path.
+pub(super) async fn prepare(
+    db: Db,
+    run: Arc<OwnedRun>,
+    after: Option<Uuid>,
+    size: u64,
+) -> Result<Option<Prepared>, Error> {
+    let conn = db.conn();
+    let (cursor, page, stored) = if db.has_sqlite_reads() {
+        let page = read_sqlite(&db, move |conn| store::sqlite_page(conn, after, size)).await?;
+        (page.cursor, page.facts, Some((page.writes, page.stored)))
+    } else {
+        let cursor = store::feed_cursor(conn).await?;
+        (cursor, store::facts_page(conn, after, size).await?, None)
+    };
+    let Some(last) = page.last().map(|f| f.id) else {
+        return Ok(None);
+    };
+    let classified = classify_all(conn, &run.borrow(), &page).await?;
+    let compared = stored.map(|(writes, stored)| Compared {
+        writes,
+        replaced: classified
+            .iter()
+            .filter_map(|c| {
+                store::Replaced::between(stored.get(&c.id), c.new.as_ref()).map(|r| (c.id, r))
+            })
+            .collect(),
+    });
+    Ok(Some(Prepared {
+        cursor,
+        last,
+        classified,
+        compared,
+    }))
+}

@@ -1,0 +1,160 @@
+//! Queries over the classifications: filtered listings, distributions, transitions.
+
+use super::*;
+
+pub(super) fn label_column(dimension: Dimension) -> Option<&'static str> {
+    match dimension {
+        Dimension::LifecycleStage => Some("lifecycle_stage"),
+        Dimension::Activity => Some("activity"),
+        Dimension::Satisfaction => Some("satisfaction"),
+        Dimension::Volume => Some("volume"),
+        Dimension::Influence => Some("influence"),
+        Dimension::AccountTier => Some("account_tier"),
+        Dimension::RfmSegment => Some("rfm_segment"),
+        Dimension::Trait => None,
+    }
+}
+
+/// The condition "has `code` in `dimension`".
+pub(super) fn has_label(dimension: Dimension, code: &str) -> SimpleExpr {
+    match label_column(dimension) {
+        Some(column) => col(column).eq(code),
+        // Codes are [A-Z_]: `_` is a LIKE wildcard, harmless between the commas.
+        None => col("traits").like(format!("%,{code},%")),
+    }
+}
+
+/// Up to `limit` classifications passing `filter` after customer `after`, in customer
+/// id order.
+pub async fn list_classifications(
+    conn: &impl ConnectionTrait,
+    filter: &Filter,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Stored>, Error> {
+    let mut select = Query::select()
+        .columns(STORED_COLUMNS.map(t))
+        .from(t("classifications"))
+        .order_by(t("customer_id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    for (dimension, code) in &filter.labels {
+        select.and_where(has_label(*dimension, code));
+    }
+    if let Some(region) = &filter.region {
+        select.and_where(col("region").eq(region.as_str()));
+    }
+    if let Some(after) = after {
+        select.and_where(col("customer_id").gt(after));
+    }
+    rows(conn, &select, decode_stored).await
+}
+
+/// One bucket of a distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Label code ("" for customers without one).
+    pub label: String,
+    /// Region, when split by region.
+    pub region: String,
+    /// Customers.
+    pub customers: i64,
+    /// Their revenue in the window.
+    pub revenue_in_window: i64,
+}
+
+/// Customers and revenue per label of `dimension`, optionally per region.
+pub async fn distribution(
+    conn: &impl ConnectionTrait,
+    dimension: Dimension,
+    by_region: bool,
+) -> Result<Vec<Bucket>, Error> {
+    let labels: Vec<String> = match label_column(dimension) {
+        Some(_) => vec![String::new()],
+        None => dimension
+            .labels()
+            .iter()
+            .map(|(c, _, _)| (*c).to_owned())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for trait_code in labels {
+        let mut select = Query::select()
+            .expr_as(Expr::cust("COUNT(*)"), t("customers"))
+            .expr_as(
+                Expr::cust("CAST(COALESCE(SUM(revenue_in_window), 0) AS BIGINT)"),
+                t("revenue"),
+            )
+            .from(t("classifications"))
+            .to_owned();
+        if let Some(column) = label_column(dimension) {
+            select
+                .expr_as(col(column), t("label"))
+                .group_by_col(t(column));
+        } else {
+            select.and_where(has_label(dimension, &trait_code));
+        }
+        if by_region {
+            select.column(t("region")).group_by_col(t("region"));
+        }
+        for row in conn.query_all(&select).await? {
+            let customers: i64 = row.try_get("", "customers")?;
+            if customers == 0 {
+                continue;
+            }
+            out.push(Bucket {
+                label: match label_column(dimension) {
+                    Some(_) => row.try_get("", "label")?,
+                    None => trait_code.clone(),
+                },
+                region: if by_region {
+                    row.try_get("", "region")?
+                } else {
+                    String::new()
+                },
+                customers,
+                revenue_in_window: row.try_get("", "revenue")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Which label changes [`transitions`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionQuery {
+    /// The dimension.
+    pub dimension: Dimension,
+    /// Only from this label.
+    pub from: Option<String>,
+    /// Only to this label.
+    pub to: Option<String>,
+    /// Changes at or after.
+    pub start: DateTime<Utc>,
+    /// Changes before.
+    pub end: DateTime<Utc>,
+}
+
+/// Up to `limit` changes matching `q` after sequence `after`, oldest first.
+pub async fn transitions(
+    conn: &impl ConnectionTrait,
+    q: &TransitionQuery,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<LabelChange>, Error> {
+    let mut select = changes_select()
+        .and_where(col("dimension").eq(q.dimension.name()))
+        .and_where(col("changed_at").gte(q.start))
+        .and_where(col("changed_at").lt(q.end))
+        .and_where(col("sequence").gt(after))
+        .order_by(t("sequence"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some(from) = &q.from {
+        select.and_where(col("old_label").eq(from.as_str()));
+    }
+    if let Some(to) = &q.to {
+        select.and_where(col("new_label").eq(to.as_str()));
+    }
+    rows(conn, &select, label_change).await
+}

@@ -1,0 +1,150 @@
+//! The fast paths that exist for SQLite only, fenced here. sqlx runs each SQLite
+//! connection on a thread of its own and hands every statement and row across a channel;
+//! for a point read or a scan of a file that hand-off costs more than SQLite's own work
+//! (docs/BENCHMARKS.md). These read through the read-only rusqlite connections of
+//! `Db::sqlite_read` on the calling thread: a Reclassify's page read ahead (facts, stored
+//! results and counters in one snapshot) and GetClassification's point read. PostgreSQL,
+//! and SQLite in memory, read through the pool with the portable statements instead.
+
+use super::*;
+
+/// [`facts_page`] read from a SQLite file on the calling thread (see
+/// [`clientela_runtime::Db::sqlite_read`]), each record decoded where SQLite holds it.
+pub(crate) fn sqlite_facts_page(
+    conn: &rusqlite::Connection,
+    after: Option<Uuid>,
+    limit: u64,
+) -> rusqlite::Result<Result<Vec<CustomerFacts>, Error>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement;
+    let mut rows = match after {
+        Some(after) => {
+            statement = conn.prepare_cached(
+                "SELECT data FROM facts WHERE customer_id > ?2 ORDER BY customer_id LIMIT ?1",
+            )?;
+            statement.query(rusqlite::params![limit, after.as_bytes().as_slice()])?
+        }
+        None => {
+            statement =
+                conn.prepare_cached("SELECT data FROM facts ORDER BY customer_id LIMIT ?1")?;
+            statement.query([limit])?
+        }
+    };
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        match decode_facts(row.get_ref(0)?.as_blob()?) {
+            Ok(facts) => out.push(facts),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// A page of customers read from a SQLite file in one snapshot: their facts, what is
+/// stored for them, and the counters that tell later whether either has moved since.
+pub(crate) struct SqlitePage {
+    /// The feed cursor.
+    pub cursor: i64,
+    /// [`classification_writes`].
+    pub writes: i64,
+    /// The facts, in id order.
+    pub facts: Vec<CustomerFacts>,
+    /// The stored results of the page's customers.
+    pub stored: HashMap<Uuid, StoredResult>,
+}
+
+/// The parts of a stored result a new one is compared with.
+#[derive(Debug)]
+pub(crate) struct StoredResult {
+    pub(super) region: String,
+    pub(super) codes: String,
+    pub(super) inputs: Option<Vec<u8>>,
+}
+
+/// Up to `limit` customers after `after` read from a SQLite file (see [`SqlitePage`]).
+pub(crate) fn sqlite_page(
+    conn: &rusqlite::Connection,
+    after: Option<Uuid>,
+    limit: u64,
+) -> rusqlite::Result<Result<SqlitePage, Error>> {
+    let snapshot = conn.unchecked_transaction()?;
+    let count = |table: &str| {
+        snapshot.query_row(
+            &format!("SELECT last_sequence FROM {table} WHERE id = 1"),
+            [],
+            |row| row.get(0),
+        )
+    };
+    let (cursor, writes) = (count("feed_cursor")?, count("write_counter")?);
+    let facts = match sqlite_facts_page(&snapshot, after, limit)? {
+        Ok(facts) => facts,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut stored = HashMap::with_capacity(facts.len());
+    if let Some(last) = facts.last() {
+        let mut statement = snapshot.prepare_cached(
+            "SELECT customer_id, region, codes, inputs FROM classifications \
+             WHERE customer_id > ?1 AND customer_id <= ?2",
+        )?;
+        let first: &[u8] = after.as_ref().map_or(&[], |a| a.as_bytes());
+        let mut rows = statement.query(rusqlite::params![first, last.id.as_bytes().as_slice()])?;
+        while let Some(row) = rows.next()? {
+            let id: [u8; 16] = row.get(0)?;
+            let result = StoredResult {
+                region: row.get(1)?,
+                codes: row.get(2)?,
+                inputs: row.get(3)?,
+            };
+            stored.insert(Uuid::from_bytes(id), result);
+        }
+    }
+    Ok(Ok(SqlitePage {
+        cursor,
+        writes,
+        facts,
+        stored,
+    }))
+}
+
+/// The current classification of `id` read from a SQLite file on the calling thread
+/// (see [`clientela_runtime::Db::sqlite_read`]); `Ok(None)` when it has none.
+pub(crate) fn sqlite_classification(
+    conn: &rusqlite::Connection,
+    id: Uuid,
+) -> rusqlite::Result<Option<StoredRow>> {
+    use rusqlite::OptionalExtension as _;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM classifications WHERE customer_id = ?1",
+            STORED_COLUMNS.join(", ")
+        )
+    });
+    conn.prepare_cached(&SQL)?
+        .query_row([id.as_bytes().as_slice()], StoredRow::read_sqlite)
+        .optional()
+}
+
+impl StoredRow {
+    /// The same from a SQLite row read directly (see [`sqlite_classification`]), whose
+    /// columns hold what sqlx wrote: the id as 16 bytes, the instant as RFC 3339 text.
+    fn read_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let invalid = |column: usize, e: String| {
+            rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+        };
+        let id: [u8; 16] = row.get(0)?;
+        let as_of: String = row.get(3)?;
+        let as_of = DateTime::parse_from_rfc3339(&as_of)
+            .map_err(|e| invalid(3, format!("as_of {as_of:?}: {e}")))?
+            .with_timezone(&Utc);
+        Ok(Self {
+            customer: Uuid::from_bytes(id),
+            policy_version: row.get(1)?,
+            population_id: row.get(2)?,
+            as_of,
+            region: row.get(4)?,
+            inputs: row.get(5)?,
+            data: row.get(6)?,
+            body: row.get(7)?,
+        })
+    }
+}
