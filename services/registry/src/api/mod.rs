@@ -1,7 +1,10 @@
 //! The gRPC handlers of `clientela.registry.v1.CustomerRegistryService`: proto in,
 //! validated records to the rules, proto out, errors mapped once.
 
+mod bulk;
 pub mod convert;
+mod history;
+mod wire;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -20,13 +23,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use self::bulk::*;
 use self::convert::*;
+use self::history::*;
+pub use self::wire::wire_encoder;
+use self::wire::*;
 use crate::model::{Customer, CustomerFields, FieldValue, Purchase};
 use crate::names;
 use crate::registry::{NewPurchase, Registry};
 use crate::store::customers::{Cursor, CustomerFilter, OrderBy, cursor_of};
 use crate::store::events::WireEncoder;
-use crate::store::history::{HistoryCursor, Owner};
+use crate::store::history::HistoryCursor;
 
 type GrpcResult<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -60,11 +67,6 @@ pub struct RegistryApi {
 
 /// Most unary writes committed together (see [`GroupCommit`]).
 const GROUP_COMMIT_MAX: usize = 256;
-
-/// The feed's wire form of an event: an encoded `clientela.registry.v1.Event`.
-pub fn wire_encoder() -> WireEncoder {
-    WireEncoder::new(|event| prost::Message::encode_to_vec(&event_to(event)))
-}
 
 impl RegistryApi {
     /// Handlers over `registry`; streams end when `stopping` is cancelled. Feed watchers
@@ -196,58 +198,6 @@ fn purchase_request(
     }
 }
 
-/// Runs the valid rows of a batch together and puts every row's outcome back in its
-/// place; rows that failed validation keep their error. If the batch as a whole fails
-/// (nothing was committed), each of its rows reports that.
-async fn in_batch<I, O, Fut>(
-    parsed: Vec<Result<I, Error>>,
-    run: impl FnOnce(Vec<I>) -> Fut,
-) -> Vec<Result<O, Error>>
-where
-    Fut: std::future::Future<Output = Result<Vec<Result<O, Error>>, Error>>,
-{
-    let mut valid = Vec::new();
-    let mut slots = Vec::with_capacity(parsed.len());
-    for row in parsed {
-        match row {
-            Ok(input) => {
-                valid.push(input);
-                slots.push(None);
-            }
-            Err(e) => slots.push(Some(Err(e))),
-        }
-    }
-    let ran = if valid.is_empty() {
-        Ok(Vec::new())
-    } else {
-        run(valid).await
-    };
-    match ran {
-        Ok(results) => {
-            let mut results = results.into_iter();
-            slots
-                .into_iter()
-                .map(|slot| {
-                    slot.unwrap_or_else(|| {
-                        results.next().unwrap_or_else(|| {
-                            Err(Error::Internal("a batch lost a row's result".into()))
-                        })
-                    })
-                })
-                .collect()
-        }
-        Err(e) => slots
-            .into_iter()
-            .map(|slot| {
-                slot.unwrap_or_else(|| match &e {
-                    Error::Unavailable(m) => Err(Error::Unavailable(m.clone())),
-                    other => Err(Error::Internal(other.to_string())),
-                })
-            })
-            .collect(),
-    }
-}
-
 fn order_field(name: &str) -> Option<OrderBy> {
     match name {
         "create_time" => Some(OrderBy::CreateTime),
@@ -266,89 +216,6 @@ fn first_violation(e: Error) -> clientela_domain::FieldViolation {
 
 fn etag(s: &str) -> Option<&str> {
     Some(s.trim()).filter(|s| !s.is_empty())
-}
-
-/// A page of history and its next token.
-fn history_page<T>(
-    items: Vec<T>,
-    limit: u64,
-    query: u64,
-    key: impl Fn(&T) -> HistoryCursor,
-) -> (Vec<T>, String) {
-    let token = if items.len() as u64 == limit {
-        items
-            .last()
-            .map(|last| pagination::encode(query, &key(last)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    (items, token)
-}
-
-/// Parent and page of a history list request.
-fn history_request(
-    parent: &str,
-    page_size: i32,
-    page_token: &str,
-    what: &str,
-) -> Result<(Owner, u64, u64, Option<HistoryCursor>), Error> {
-    let owner = match names::parse_parent_or_any(parent, "parent")? {
-        Some(c) => Owner::Customer(c),
-        None if what == "purchases" => Owner::Anyone,
-        None => {
-            return Err(Error::invalid(
-                "parent",
-                "customers/- is only supported for purchases",
-            ));
-        }
-    };
-    let limit = pagination::page_size(page_size, "page_size")?;
-    let query = pagination::fingerprint(&(what, parent));
-    let after = pagination::decode(page_token, query, "page_token")?;
-    Ok((owner, limit, query, after))
-}
-
-fn owner_customer(owner: Owner) -> Result<clientela_domain::ids::CustomerId, Error> {
-    match owner {
-        Owner::Customer(c) => Ok(c),
-        Owner::Anyone => Err(Error::invalid("parent", "a single customer is required")),
-    }
-}
-
-fn import_result(row: i64, outcome: Result<(String, bool), Error>) -> pb::ImportRowResult {
-    match outcome {
-        Ok((name, created)) => pb::ImportRowResult {
-            row,
-            outcome: if created {
-                pb::ImportOutcome::Created
-            } else {
-                pb::ImportOutcome::Unchanged
-            } as i32,
-            name,
-            ..Default::default()
-        },
-        Err(error) => {
-            if let Error::Internal(detail) = &error {
-                tracing::error!(row, %detail, "import row failed");
-            }
-            pb::ImportRowResult {
-                row,
-                outcome: pb::ImportOutcome::Failed as i32,
-                name: String::new(),
-                error_code: format!("{:?}", error.code()),
-                error_message: error.public_message(),
-                field_violations: error
-                    .field_violations()
-                    .iter()
-                    .map(|v| common::FieldViolation {
-                        field: v.field.clone(),
-                        description: v.description.clone(),
-                    })
-                    .collect(),
-            }
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -531,18 +398,15 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListPurchasesRequest>,
     ) -> GrpcResult<pb::ListPurchasesResponse> {
         let req = request.into_inner();
-        let (owner, limit, query, after) =
-            history_request(&req.parent, req.page_size, &req.page_token, "purchases")?;
-        let items = self
-            .registry
-            .list_purchases(owner, after.as_ref(), limit)
-            .await?;
-        let (items, next_page_token) = history_page(items, limit, query, |p| HistoryCursor {
-            at: p.occurred_at,
-            id: p.id.as_uuid(),
-        });
+        let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "purchases")?;
+        let read = async |owner, after: Option<HistoryCursor>, limit| {
+            self.registry
+                .list_purchases(owner, after.as_ref(), limit)
+                .await
+        };
+        let (purchases, next_page_token) = page.read(read, purchase_to).await?;
         Ok(Response::new(pb::ListPurchasesResponse {
-            purchases: items.iter().map(purchase_to).collect(),
+            purchases,
             next_page_token,
         }))
     }
@@ -570,18 +434,15 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListReturnsRequest>,
     ) -> GrpcResult<pb::ListReturnsResponse> {
         let req = request.into_inner();
-        let (owner, limit, query, after) =
-            history_request(&req.parent, req.page_size, &req.page_token, "returns")?;
-        let items = self
-            .registry
-            .list_returns(owner_customer(owner)?, after.as_ref(), limit)
-            .await?;
-        let (items, next_page_token) = history_page(items, limit, query, |r| HistoryCursor {
-            at: r.occurred_at,
-            id: r.id.as_uuid(),
-        });
+        let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "returns")?;
+        let read = async |owner, after: Option<HistoryCursor>, limit| {
+            self.registry
+                .list_returns(owner_customer(owner)?, after.as_ref(), limit)
+                .await
+        };
+        let (returns, next_page_token) = page.read(read, return_to).await?;
         Ok(Response::new(pb::ListReturnsResponse {
-            returns: items.iter().map(return_to).collect(),
+            returns,
             next_page_token,
         }))
     }
@@ -609,18 +470,15 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListSurveysRequest>,
     ) -> GrpcResult<pb::ListSurveysResponse> {
         let req = request.into_inner();
-        let (owner, limit, query, after) =
-            history_request(&req.parent, req.page_size, &req.page_token, "surveys")?;
-        let items = self
-            .registry
-            .list_surveys(owner_customer(owner)?, after.as_ref(), limit)
-            .await?;
-        let (items, next_page_token) = history_page(items, limit, query, |s| HistoryCursor {
-            at: s.occurred_at,
-            id: s.id.as_uuid(),
-        });
+        let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "surveys")?;
+        let read = async |owner, after: Option<HistoryCursor>, limit| {
+            self.registry
+                .list_surveys(owner_customer(owner)?, after.as_ref(), limit)
+                .await
+        };
+        let (surveys, next_page_token) = page.read(read, survey_to).await?;
         Ok(Response::new(pb::ListSurveysResponse {
-            surveys: items.iter().map(survey_to).collect(),
+            surveys,
             next_page_token,
         }))
     }
@@ -669,18 +527,15 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListComplaintsRequest>,
     ) -> GrpcResult<pb::ListComplaintsResponse> {
         let req = request.into_inner();
-        let (owner, limit, query, after) =
-            history_request(&req.parent, req.page_size, &req.page_token, "complaints")?;
-        let items = self
-            .registry
-            .list_complaints(owner_customer(owner)?, after.as_ref(), limit)
-            .await?;
-        let (items, next_page_token) = history_page(items, limit, query, |c| HistoryCursor {
-            at: c.opened_at,
-            id: c.id.as_uuid(),
-        });
+        let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "complaints")?;
+        let read = async |owner, after: Option<HistoryCursor>, limit| {
+            self.registry
+                .list_complaints(owner_customer(owner)?, after.as_ref(), limit)
+                .await
+        };
+        let (complaints, next_page_token) = page.read(read, complaint_to).await?;
         Ok(Response::new(pb::ListComplaintsResponse {
-            complaints: items.iter().map(complaint_to).collect(),
+            complaints,
             next_page_token,
         }))
     }
@@ -718,18 +573,15 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListReferralsRequest>,
     ) -> GrpcResult<pb::ListReferralsResponse> {
         let req = request.into_inner();
-        let (owner, limit, query, after) =
-            history_request(&req.parent, req.page_size, &req.page_token, "referrals")?;
-        let items = self
-            .registry
-            .list_referrals(owner_customer(owner)?, after.as_ref(), limit)
-            .await?;
-        let (items, next_page_token) = history_page(items, limit, query, |r| HistoryCursor {
-            at: r.occurred_at,
-            id: r.id.as_uuid(),
-        });
+        let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "referrals")?;
+        let read = async |owner, after: Option<HistoryCursor>, limit| {
+            self.registry
+                .list_referrals(owner_customer(owner)?, after.as_ref(), limit)
+                .await
+        };
+        let (referrals, next_page_token) = page.read(read, referral_to).await?;
         Ok(Response::new(pb::ListReferralsResponse {
-            referrals: items.iter().map(referral_to).collect(),
+            referrals,
             next_page_token,
         }))
     }
@@ -864,106 +716,5 @@ impl CustomerRegistryService for RegistryApi {
         let stream = feed::watch(feed, req.after_sequence, batch, |e: &pb::Event| e.sequence)
             .map(|batch| batch.map(|events| pb::WatchEventsResponse { events }));
         Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-/// Decodes stored wire forms. Decoding and re-encoding costs a fraction of parsing the
-/// JSON record and converting it (docs/BENCHMARKS.md); tonic's codec needs a message.
-fn decode_events(wire: &[(i64, Vec<u8>)]) -> Result<Vec<pb::Event>, Error> {
-    wire.iter()
-        .map(|(sequence, bytes)| {
-            prost::Message::decode(bytes.as_slice()).map_err(|e| {
-                Error::Internal(format!("corrupt event {sequence} in the database: {e}"))
-            })
-        })
-        .collect()
-}
-
-/// Runs an import: the rows of each request (a batch) are handled in order, each as its
-/// own call, and the batch is answered with the outcome of every row. A bad row never
-/// stops the good ones; a transport error ends the stream, and the rows handled before it
-/// stay handled.
-///
-/// After a stream of at least [`ANALYZE_AFTER_ROWS`] rows, the statistics of `tables`
-/// are refreshed ([`clientela_runtime::Db::refresh_statistics`]), once the client has
-/// its last answer.
-fn import<Req, F, Fut>(
-    mut incoming: Streaming<Req>,
-    stopping: CancellationToken,
-    (db, tables): (clientela_runtime::Db, &'static [&'static str]),
-    handle_batch: F,
-) -> BoxStream<Req::Response>
-where
-    Req: ImportBatch,
-    F: Fn(Vec<Req::Row>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Vec<Result<(String, bool), Error>>> + Send,
-{
-    let (tx, rx) = mpsc::channel(2);
-    tokio::spawn(async move {
-        let mut next_row: i64 = 0;
-        loop {
-            let message = tokio::select! {
-                () = stopping.cancelled() => break,
-                m = incoming.next() => m,
-            };
-            let batch = match message {
-                None => break,
-                Some(Err(status)) => {
-                    tracing::info!(%status, "import stream ended by the client");
-                    break;
-                }
-                Some(Ok(batch)) => batch,
-            };
-            let mut results = Vec::new();
-            for outcome in handle_batch(batch.into_rows()).await {
-                results.push(import_result(next_row, outcome));
-                next_row += 1;
-            }
-            if tx.send(Ok(Req::respond(results))).await.is_err() {
-                break;
-            }
-        }
-        drop(tx);
-        if next_row >= ANALYZE_AFTER_ROWS
-            && let Err(e) = db.refresh_statistics(tables).await
-        {
-            tracing::warn!(error = %e, "refreshing statistics after an import failed");
-        }
-    });
-    Box::pin(ReceiverStream::new(rx))
-}
-
-/// Rows of an import after which the planner's statistics are refreshed.
-const ANALYZE_AFTER_ROWS: i64 = 10_000;
-
-/// A request of an import stream: a batch of rows.
-trait ImportBatch: Send + 'static {
-    /// One row: exactly the request of the matching unary call.
-    type Row: Send;
-    /// The response carrying a batch's outcomes.
-    type Response: Send + 'static;
-    fn into_rows(self) -> Vec<Self::Row>;
-    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response;
-}
-
-impl ImportBatch for pb::ImportCustomersRequest {
-    type Row = pb::CreateCustomerRequest;
-    type Response = pb::ImportCustomersResponse;
-    fn into_rows(self) -> Vec<Self::Row> {
-        self.rows
-    }
-    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
-        pb::ImportCustomersResponse { results }
-    }
-}
-
-impl ImportBatch for pb::ImportPurchasesRequest {
-    type Row = pb::RecordPurchaseRequest;
-    type Response = pb::ImportPurchasesResponse;
-    fn into_rows(self) -> Vec<Self::Row> {
-        self.rows
-    }
-    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
-        pb::ImportPurchasesResponse { results }
     }
 }
