@@ -5,6 +5,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/mod.rs"));
 
+pub mod maps;
+
 /// Every Clientela proto file (and its imports), encoded as a `FileDescriptorSet`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/clientela_descriptor.bin"));

@@ -1,10 +1,11 @@
 //! Proto ↔ engine records: the registry's feed events into changes, and
 //! classifications and policies out and in (inputs validated, naming the field).
 
-use clientela_domain::taxonomy::{CustomerKind, DecisionRole, Labeled, SurveyKind};
+use clientela_domain::taxonomy::{CustomerKind, Labeled};
 use clientela_proto::clientela::classification::v1 as pb;
 use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as registry;
+use clientela_proto::maps;
 use clientela_runtime::Error;
 use clientela_runtime::names;
 use clientela_runtime::time::{timestamp, to_time};
@@ -58,18 +59,15 @@ fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
         Ok(S::Merged) => Standing::Merged,
         _ => return Err(corrupt(sequence, "customer without a status")),
     };
-    let kind = match registry::CustomerKind::try_from(c.kind) {
-        Ok(registry::CustomerKind::Organization) => CustomerKind::Organization,
-        _ => CustomerKind::Person,
-    };
+    // The registry requires a kind; a number this build does not know reads as a person.
+    let kind = maps::customer_kind_from(c.kind)
+        .ok()
+        .flatten()
+        .unwrap_or(CustomerKind::Person);
     let influence = c.influence.unwrap_or_default();
-    let decision_role = match registry::DecisionRole::try_from(influence.decision_role) {
-        Ok(registry::DecisionRole::None) => Some(DecisionRole::None),
-        Ok(registry::DecisionRole::Influencer) => Some(DecisionRole::Influencer),
-        Ok(registry::DecisionRole::DecisionMaker) => Some(DecisionRole::DecisionMaker),
-        Ok(registry::DecisionRole::Buyer) => Some(DecisionRole::Buyer),
-        _ => None,
-    };
+    let decision_role = maps::decision_role_from(influence.decision_role)
+        .ok()
+        .flatten();
     let flag = |key| attribute(c, key).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     Ok(Profile {
         id: customer_id(&c.name, sequence)?,
@@ -135,10 +133,8 @@ pub fn change_from(event: &registry::Event) -> Result<Change, Error> {
         }
         Payload::SurveyRecorded(s) => {
             let (customer, id) = child(&s.name, "surveys", seq)?;
-            let kind = match registry::SurveyKind::try_from(s.kind) {
-                Ok(registry::SurveyKind::Nps) => SurveyKind::Nps,
-                Ok(registry::SurveyKind::Csat) => SurveyKind::Csat,
-                _ => return Err(corrupt(seq, "survey without a kind")),
+            let Ok(Some(kind)) = maps::survey_kind_from(s.kind) else {
+                return Err(corrupt(seq, "survey without a kind"));
             };
             Change::Survey {
                 customer,

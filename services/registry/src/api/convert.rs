@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use clientela_domain::taxonomy::{
-    BusinessKind, ChannelRole, CustomerKind, DecisionRole, SalesChannel, SurveyKind,
-};
+use clientela_domain::taxonomy::{CustomerKind, SurveyKind};
 use clientela_domain::{Address, Email, FieldViolation, Phone, TaxId};
 use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as pb;
+use clientela_proto::maps;
 use clientela_runtime::Error;
 
 use crate::model::{
@@ -90,121 +89,23 @@ pub fn ident(field: &str, s: &str, required: bool) -> Result<Option<String>, Fie
 
 // ---- enums ----
 
-fn kind_from(v: i32) -> Option<CustomerKind> {
-    match pb::CustomerKind::try_from(v).ok()? {
-        pb::CustomerKind::Person => Some(CustomerKind::Person),
-        pb::CustomerKind::Organization => Some(CustomerKind::Organization),
-        pb::CustomerKind::Unspecified => None,
-    }
-}
-
 /// Proto kind of a domain kind.
 pub fn kind_to(k: CustomerKind) -> pb::CustomerKind {
-    match k {
-        CustomerKind::Person => pb::CustomerKind::Person,
-        CustomerKind::Organization => pb::CustomerKind::Organization,
-    }
+    maps::customer_kind_to(Some(k))
 }
 
 /// A filter value: UNSPECIFIED means no filter; unknown numbers are an error.
 pub fn kind_filter(v: i32, field: &str) -> Result<Option<CustomerKind>, FieldViolation> {
-    match pb::CustomerKind::try_from(v) {
-        Ok(pb::CustomerKind::Unspecified) => Ok(None),
-        Ok(_) => Ok(kind_from(v)),
-        Err(_) => Err(violation(field, format!("unknown customer kind {v}"))),
-    }
+    maps::customer_kind_from(v).map_err(|v| violation(field, format!("unknown customer kind {v}")))
 }
 
-fn optional_enum<P, D>(
+/// An optional enum field: UNSPECIFIED is none; unknown numbers are an error.
+fn optional_enum<D>(
     v: i32,
     field: &str,
-    convert: impl Fn(P) -> Option<D>,
-) -> Result<Option<D>, FieldViolation>
-where
-    P: TryFrom<i32>,
-{
-    match P::try_from(v) {
-        Ok(p) => Ok(convert(p)),
-        Err(_) => Err(violation(field, format!("unknown value {v}"))),
-    }
-}
-
-fn channel_role_from(p: pb::ChannelRole) -> Option<ChannelRole> {
-    match p {
-        pb::ChannelRole::Unspecified => None,
-        pb::ChannelRole::EndUser => Some(ChannelRole::EndUser),
-        pb::ChannelRole::Intermediary => Some(ChannelRole::Intermediary),
-        pb::ChannelRole::FinalConsumer => Some(ChannelRole::FinalConsumer),
-    }
-}
-
-fn channel_role_to(v: Option<ChannelRole>) -> pb::ChannelRole {
-    match v {
-        None => pb::ChannelRole::Unspecified,
-        Some(ChannelRole::EndUser) => pb::ChannelRole::EndUser,
-        Some(ChannelRole::Intermediary) => pb::ChannelRole::Intermediary,
-        Some(ChannelRole::FinalConsumer) => pb::ChannelRole::FinalConsumer,
-    }
-}
-
-fn business_kind_from(p: pb::BusinessKind) -> Option<BusinessKind> {
-    match p {
-        pb::BusinessKind::Unspecified => None,
-        pb::BusinessKind::B2b => Some(BusinessKind::B2b),
-        pb::BusinessKind::B2c => Some(BusinessKind::B2c),
-    }
-}
-
-fn business_kind_to(v: Option<BusinessKind>) -> pb::BusinessKind {
-    match v {
-        None => pb::BusinessKind::Unspecified,
-        Some(BusinessKind::B2b) => pb::BusinessKind::B2b,
-        Some(BusinessKind::B2c) => pb::BusinessKind::B2c,
-    }
-}
-
-fn decision_role_from(p: pb::DecisionRole) -> Option<DecisionRole> {
-    match p {
-        pb::DecisionRole::Unspecified => None,
-        pb::DecisionRole::None => Some(DecisionRole::None),
-        pb::DecisionRole::Influencer => Some(DecisionRole::Influencer),
-        pb::DecisionRole::DecisionMaker => Some(DecisionRole::DecisionMaker),
-        pb::DecisionRole::Buyer => Some(DecisionRole::Buyer),
-    }
-}
-
-fn decision_role_to(v: Option<DecisionRole>) -> pb::DecisionRole {
-    match v {
-        None => pb::DecisionRole::Unspecified,
-        Some(DecisionRole::None) => pb::DecisionRole::None,
-        Some(DecisionRole::Influencer) => pb::DecisionRole::Influencer,
-        Some(DecisionRole::DecisionMaker) => pb::DecisionRole::DecisionMaker,
-        Some(DecisionRole::Buyer) => pb::DecisionRole::Buyer,
-    }
-}
-
-fn sales_channel_from(p: pb::SalesChannel) -> Option<SalesChannel> {
-    match p {
-        pb::SalesChannel::Unspecified => None,
-        pb::SalesChannel::Store => Some(SalesChannel::Store),
-        pb::SalesChannel::Online => Some(SalesChannel::Online),
-        pb::SalesChannel::Phone => Some(SalesChannel::Phone),
-        pb::SalesChannel::SalesRep => Some(SalesChannel::SalesRep),
-        pb::SalesChannel::Distributor => Some(SalesChannel::Distributor),
-        pb::SalesChannel::Other => Some(SalesChannel::Other),
-    }
-}
-
-fn sales_channel_to(v: Option<SalesChannel>) -> pb::SalesChannel {
-    match v {
-        None => pb::SalesChannel::Unspecified,
-        Some(SalesChannel::Store) => pb::SalesChannel::Store,
-        Some(SalesChannel::Online) => pb::SalesChannel::Online,
-        Some(SalesChannel::Phone) => pb::SalesChannel::Phone,
-        Some(SalesChannel::SalesRep) => pb::SalesChannel::SalesRep,
-        Some(SalesChannel::Distributor) => pb::SalesChannel::Distributor,
-        Some(SalesChannel::Other) => pb::SalesChannel::Other,
-    }
+    from: fn(i32) -> Result<Option<D>, i32>,
+) -> Result<Option<D>, FieldViolation> {
+    from(v).map_err(|v| violation(field, format!("unknown value {v}")))
 }
 
 /// Proto status of a registry status.
@@ -310,9 +211,9 @@ pub fn parse_field(
     let path = format!("{prefix}.{field}");
     let path = path.as_str();
     match field {
-        "kind" => match kind_from(c.kind) {
-            Some(k) => Some(FieldValue::Kind(k)),
-            None => {
+        "kind" => match maps::customer_kind_from(c.kind) {
+            Ok(Some(k)) => Some(FieldValue::Kind(k)),
+            Ok(None) | Err(_) => {
                 v.push(
                     path,
                     "required: CUSTOMER_KIND_PERSON or CUSTOMER_KIND_ORGANIZATION",
@@ -402,10 +303,14 @@ pub fn parse_field(
             }
         },
         "channel_role" => v
-            .check(optional_enum(c.channel_role, path, channel_role_from))
+            .check(optional_enum(c.channel_role, path, maps::channel_role_from))
             .map(FieldValue::ChannelRole),
         "business_kind" => v
-            .check(optional_enum(c.business_kind, path, business_kind_from))
+            .check(optional_enum(
+                c.business_kind,
+                path,
+                maps::business_kind_from,
+            ))
             .map(FieldValue::BusinessKind),
         "influence" => {
             let i = c.influence.unwrap_or_default();
@@ -416,7 +321,7 @@ pub fn parse_field(
             let role = v.check(optional_enum(
                 i.decision_role,
                 &format!("{path}.decision_role"),
-                decision_role_from,
+                maps::decision_role_from,
             ));
             (v.0.len() == before).then(|| {
                 FieldValue::Influence(Influence {
@@ -534,12 +439,12 @@ pub fn customer_to(c: &Customer) -> pb::Customer {
             postal_code: a.postal_code.clone(),
             street: a.street.clone(),
         }),
-        channel_role: channel_role_to(f.channel_role) as i32,
-        business_kind: business_kind_to(f.business_kind) as i32,
+        channel_role: maps::channel_role_to(f.channel_role) as i32,
+        business_kind: maps::business_kind_to(f.business_kind) as i32,
         influence: Some(pb::Influence {
             audience_reach: f.influence.audience_reach,
             public_figure: f.influence.public_figure,
-            decision_role: decision_role_to(f.influence.decision_role) as i32,
+            decision_role: maps::decision_role_to(f.influence.decision_role) as i32,
         }),
         tags: f.tags.clone(),
         attributes: f.attributes.clone(),
@@ -597,7 +502,7 @@ pub fn new_purchase(p: Option<&pb::Purchase>) -> Result<NewPurchase, Error> {
         .check(optional_enum(
             p.channel,
             "purchase.channel",
-            sales_channel_from,
+            maps::sales_channel_from,
         ))
         .flatten();
     if p.lines.is_empty() {
@@ -682,7 +587,7 @@ pub fn purchase_to(p: &Purchase) -> pb::Purchase {
                 returned_quantity: l.returned_quantity,
             })
             .collect(),
-        channel: sales_channel_to(p.channel) as i32,
+        channel: maps::sales_channel_to(p.channel) as i32,
         total: Some(money_to(&p.currency_code, p.total_minor)),
         returned: Some(money_to(&p.currency_code, p.returned_minor)),
         create_time: Some(timestamp(p.created_at)),
@@ -762,10 +667,9 @@ pub fn new_survey(
         return Err(Error::invalid("survey", "required"));
     };
     let mut v = Violations::default();
-    let kind = match pb::SurveyKind::try_from(s.kind) {
-        Ok(pb::SurveyKind::Nps) => Some(SurveyKind::Nps),
-        Ok(pb::SurveyKind::Csat) => Some(SurveyKind::Csat),
-        _ => {
+    let kind = match maps::survey_kind_from(s.kind) {
+        Ok(Some(kind)) => Some(kind),
+        Ok(None) | Err(_) => {
             v.push(
                 "survey.kind",
                 "required: SURVEY_KIND_NPS or SURVEY_KIND_CSAT",
@@ -795,10 +699,7 @@ pub fn new_survey(
 pub fn survey_to(s: &Survey) -> pb::Survey {
     pb::Survey {
         name: names::child(s.customer_id, "surveys", s.id),
-        kind: match s.kind {
-            SurveyKind::Nps => pb::SurveyKind::Nps,
-            SurveyKind::Csat => pb::SurveyKind::Csat,
-        } as i32,
+        kind: maps::survey_kind_to(Some(s.kind)) as i32,
         score: s.score,
         occur_time: Some(timestamp(s.occurred_at)),
         comment: s.comment.clone(),
