@@ -150,7 +150,7 @@ impl Registry {
     /// database is SQLite, whose one writer is this process (see [`CustomerCache`]). On
     /// PostgreSQL other replicas write too, so there is no cache; neither with 0.
     pub fn with_customer_cache(mut self, capacity: usize) -> Self {
-        self.cache = (capacity > 0 && self.db.backend() == sea_orm::DbBackend::Sqlite)
+        self.cache = (capacity > 0 && self.db.single_writer())
             .then(|| Arc::new(CustomerCache::new(capacity)));
         self
     }

@@ -181,6 +181,13 @@ impl Db {
         &self.conn
     }
 
+    /// Whether writes are serialized in this process (SQLite: one writer, the write gate),
+    /// so nothing else writes the database: what a cache of rows or a single writing
+    /// batch may rely on. False on PostgreSQL, where other replicas write too.
+    pub fn single_writer(&self) -> bool {
+        self.write_gate.is_some()
+    }
+
     /// SQLite or PostgreSQL.
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()

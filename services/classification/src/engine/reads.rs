@@ -7,15 +7,7 @@ impl Engine {
     /// The current classification of `customer`; NOT_FOUND when the engine has none
     /// (unknown, archived or merged).
     pub async fn classification(&self, customer: Uuid) -> Result<Classification, Error> {
-        let stored = match self
-            .db
-            .sqlite_read(|conn| store::sqlite_classification(conn, customer))
-        {
-            Some(read) => read?.map(store::StoredRow::decode).transpose()?,
-            None => store::load_classifications(self.db.conn(), &[customer])
-                .await?
-                .pop(),
-        };
+        let stored = store::read_classification(&self.db, customer).await?;
         let stored = stored.ok_or_else(|| Error::NotFound {
             resource: "classification",
             name: format!("customers/{customer}"),

@@ -232,7 +232,7 @@ pub(super) async fn each_page(
         size: u64,
         as_of: DateTime<Utc>,
     ) -> Result<Page, Error> {
-        let page = facts_page(&db, after, size).await?;
+        let page = store::read_facts_page(&db, after, size).await?;
         let known: HashMap<Uuid, &CustomerFacts> = page.iter().map(|f| (f.id, f)).collect();
         let firsts = first_purchases(db.conn(), &page, &known, as_of).await?;
         Ok((page, firsts))
@@ -245,36 +245,6 @@ pub(super) async fn each_page(
         };
         next = tokio::spawn(read(db.clone(), Some(last.id), size, as_of));
         visit(&page, &firsts);
-    }
-}
-
-/// Up to `size` customers' facts after `after`, in id order.
-pub(super) async fn facts_page(
-    db: &Db,
-    after: Option<Uuid>,
-    size: u64,
-) -> Result<Vec<CustomerFacts>, Error> {
-    if !db.has_sqlite_reads() {
-        return store::facts_page(db.conn(), after, size).await;
-    }
-    read_sqlite(db, move |conn| store::sqlite_facts_page(conn, after, size)).await
-}
-
-/// Runs `read` on a SQLite file's read-only connection (the database must have them:
-/// [`Db::has_sqlite_reads`]) on a blocking thread. A scan read so, decoding each row where
-/// SQLite holds it, skips sqlx's hand-off of every row to the calling task, which was
-/// most of a full scan's cost (docs/BENCHMARKS.md).
-pub(super) async fn read_sqlite<T: Send + 'static>(
-    db: &Db,
-    read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<Result<T, Error>> + Send + 'static,
-) -> Result<T, Error> {
-    let db = db.clone();
-    match tokio::task::spawn_blocking(move || db.sqlite_read(read))
-        .await
-        .map_err(joined)?
-    {
-        Some(read) => read?,
-        None => Err(Error::Internal("the database has no SQLite reads".into())),
     }
 }
 
@@ -309,12 +279,15 @@ pub(super) async fn prepare(
     size: u64,
 ) -> Result<Option<Prepared>, Error> {
     let conn = db.conn();
-    let (cursor, page, stored) = if db.has_sqlite_reads() {
-        let page = read_sqlite(&db, move |conn| store::sqlite_page(conn, after, size)).await?;
-        (page.cursor, page.facts, Some((page.writes, page.stored)))
-    } else {
-        let cursor = store::feed_cursor(conn).await?;
-        (cursor, store::facts_page(conn, after, size).await?, None)
+    let (cursor, page, stored) = match store::read_page_with_results(&db, after, size).await {
+        Some(page) => {
+            let page = page?;
+            (page.cursor, page.facts, Some((page.writes, page.stored)))
+        }
+        None => {
+            let cursor = store::feed_cursor(conn).await?;
+            (cursor, store::facts_page(conn, after, size).await?, None)
+        }
     };
     let Some(last) = page.last().map(|f| f.id) else {
         return Ok(None);

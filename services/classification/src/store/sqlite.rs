@@ -148,3 +148,57 @@ impl StoredRow {
         })
     }
 }
+
+/// Runs `read` on a SQLite file's read-only connection on a blocking thread; None when
+/// the database has none (PostgreSQL, SQLite in memory). A scan read so, decoding each
+/// row where SQLite holds it, skips sqlx's hand-off of every row to the calling task,
+/// which was most of a full scan's cost (docs/BENCHMARKS.md).
+async fn on_blocking_thread<T: Send + 'static>(
+    db: &Db,
+    read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<Result<T, Error>> + Send + 'static,
+) -> Option<Result<T, Error>> {
+    if !db.has_sqlite_reads() {
+        return None;
+    }
+    let db = db.clone();
+    let outcome = match tokio::task::spawn_blocking(move || db.sqlite_read(read)).await {
+        Ok(Some(Ok(read))) => read,
+        Ok(Some(Err(e))) => Err(e.into()),
+        Ok(None) => Err(Error::Internal("the database has no SQLite reads".into())),
+        Err(e) => Err(Error::Internal(format!("a blocking read: {e}"))),
+    };
+    Some(outcome)
+}
+
+/// Up to `limit` customers' facts after `after`, in id order: on a blocking thread from
+/// a SQLite file, else through the pool.
+pub async fn read_facts_page(
+    db: &Db,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<CustomerFacts>, Error> {
+    match on_blocking_thread(db, move |conn| sqlite_facts_page(conn, after, limit)).await {
+        Some(page) => page,
+        None => facts_page(db.conn(), after, limit).await,
+    }
+}
+
+/// A page with its stored results and counters in one snapshot ([`SqlitePage`]), from a
+/// SQLite file; None elsewhere (the caller reads the parts through the pool).
+pub(crate) async fn read_page_with_results(
+    db: &Db,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Option<Result<SqlitePage, Error>> {
+    on_blocking_thread(db, move |conn| sqlite_page(conn, after, limit)).await
+}
+
+/// The current classification of `customer`, if any: read on the calling thread from a
+/// SQLite file (a point read answered from SQLite's cache in microseconds), else through
+/// the pool.
+pub async fn read_classification(db: &Db, customer: Uuid) -> Result<Option<Stored>, Error> {
+    match db.sqlite_read(|conn| sqlite_classification(conn, customer)) {
+        Some(read) => read?.map(StoredRow::decode).transpose(),
+        None => Ok(load_classifications(db.conn(), &[customer]).await?.pop()),
+    }
+}

@@ -77,10 +77,7 @@ impl RegistryApi {
     /// transaction is running share the next one, through the same batch code as the
     /// imports. SQLite has one writer, so one batch at a time; PostgreSQL runs a few.
     pub fn new(registry: Registry, stopping: CancellationToken, poll_interval: Duration) -> Self {
-        let parallel = match registry.db().backend() {
-            sea_orm::DbBackend::Sqlite => 1,
-            _ => 4,
-        };
+        let parallel = if registry.db().single_writer() { 1 } else { 4 };
         let r = registry.clone();
         let creates = GroupCommit::start(GROUP_COMMIT_MAX, parallel, move |rows| {
             let r = r.clone();
