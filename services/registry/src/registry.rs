@@ -7,8 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
 use clientela_domain::taxonomy::{SalesChannel, SurveyKind};
-use clientela_runtime::{Db, Error, WriteTx};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use clientela_runtime::{Conn, Db, Error, WriteTx};
 use tokio::sync::watch;
 
 use crate::cache::CustomerCache;
@@ -121,7 +120,7 @@ fn concurrent(what: &str) -> Error {
 /// Writes a changed customer under optimistic concurrency: bumps its version and
 /// `updated_at`, and fails with ABORTED if someone else wrote it since it was read.
 async fn save_customer(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     customer: &mut Customer,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
@@ -220,8 +219,8 @@ impl Registry {
         let mut results = Vec::with_capacity(rows.len());
         let mut payloads = Vec::new();
         for (fields, request_id) in rows {
-            let savepoint = tx.conn().begin().await?;
-            match create_in(&savepoint, fields, request_id.as_deref(), now).await {
+            let savepoint = tx.savepoint().await?;
+            match create_in(savepoint.conn(), fields, request_id.as_deref(), now).await {
                 Ok((customer, created)) => {
                     savepoint.commit().await?;
                     if created {
@@ -889,7 +888,7 @@ type PurchaseOutcomes = (Vec<Result<(Purchase, bool), Error>>, Vec<EventPayload>
 /// the caller got wrong fail alone; a database error (a concurrent writer's order id)
 /// fails the batch.
 async fn purchases_set_based(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     rows: &[(CustomerId, NewPurchase)],
     now: DateTime<Utc>,
 ) -> Result<PurchaseOutcomes, Error> {
@@ -981,8 +980,8 @@ async fn purchases_row_by_row(
                 continue;
             }
         };
-        let savepoint = tx.conn().begin().await?;
-        match purchase_in(&savepoint, customer_id, &new, total, now).await {
+        let savepoint = tx.savepoint().await?;
+        match purchase_in(savepoint.conn(), customer_id, &new, total, now).await {
             Ok((purchase, created, events)) => {
                 savepoint.commit().await?;
                 payloads.extend(events);
@@ -1030,7 +1029,7 @@ fn new_purchase(
 
 /// Inserts a customer unless `request_id` was seen; returns it and whether it is new.
 async fn create_in(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     fields: CustomerFields,
     request_id: Option<&str>,
     now: DateTime<Utc>,
@@ -1077,7 +1076,7 @@ fn purchase_total(new: &NewPurchase, now: DateTime<Utc>) -> Result<i64, Error> {
 /// Records one purchase (or finds its order id recorded) and returns the events it
 /// makes: the purchase, and the customer's change to CUSTOMER on a first purchase.
 async fn purchase_in(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     customer_id: CustomerId,
     new: &NewPurchase,
     total: i64,
@@ -1105,7 +1104,7 @@ async fn purchase_in(
 }
 
 /// Loads a customer for writing: its row stays locked until the transaction ends.
-async fn load(conn: &impl ConnectionTrait, id: CustomerId) -> Result<Customer, Error> {
+async fn load(conn: &impl Conn, id: CustomerId) -> Result<Customer, Error> {
     customers::get_for_update(conn, id)
         .await?
         .ok_or_else(|| Error::not_found("customer", format!("customers/{id}")))

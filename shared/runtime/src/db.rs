@@ -40,6 +40,33 @@ pub struct Db {
 /// Page cache of SQLite's write connection, in KiB.
 const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
 
+/// A connection or a transaction, as a service's logic hands it back to its store: the
+/// logic passes it on and never queries through it (only store code names sea-orm).
+pub trait Conn: ConnectionTrait + Sync {}
+
+impl<T: ConnectionTrait + Sync> Conn for T {}
+
+/// A savepoint inside a [`WriteTx`]: a part of the transaction that can be undone alone.
+#[derive(Debug)]
+pub struct Savepoint(DatabaseTransaction);
+
+impl Savepoint {
+    /// The savepoint, for queries.
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.0
+    }
+
+    /// Keeps its writes in the transaction.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.0.commit().await
+    }
+
+    /// Undoes its writes, and only those.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.0.rollback().await
+    }
+}
+
 /// A write transaction; on SQLite it also holds the write gate until commit or drop.
 pub struct WriteTx {
     txn: DatabaseTransaction,
@@ -60,6 +87,11 @@ impl WriteTx {
     /// The transaction, for queries.
     pub fn conn(&self) -> &DatabaseTransaction {
         &self.txn
+    }
+
+    /// Begins a savepoint.
+    pub async fn savepoint(&self) -> Result<Savepoint, DbErr> {
+        self.txn.begin().await.map(Savepoint)
     }
 
     /// Runs `f` after this transaction commits; never if it rolls back or is dropped.

@@ -15,7 +15,7 @@ pub mod telemetry;
 pub mod time;
 
 pub use auth::{Access, Role};
-pub use db::{Db, WriteTx};
+pub use db::{Conn, Db, Savepoint, WriteTx};
 pub use error::Error;
 pub use group::GroupCommit;
 pub use server::{App, ServeError, shutdown_signal};

@@ -87,10 +87,7 @@ pub(super) const PROJECTION_SLICE: usize = 5_000;
 
 /// Applies `changes` (no merge among them) a slice of customers at a time, in id order,
 /// each customer's changes in feed order; returns how many customers were marked.
-pub(super) async fn apply_run(
-    conn: &impl ConnectionTrait,
-    changes: Vec<Change>,
-) -> Result<usize, Error> {
+pub(super) async fn apply_run(conn: &impl Conn, changes: Vec<Change>) -> Result<usize, Error> {
     let mut keyed: Vec<(Uuid, usize)> = changes
         .iter()
         .enumerate()
@@ -147,10 +144,7 @@ pub(super) async fn apply_run(
 }
 
 /// Applies a merge, with every customer it touches loaded first.
-pub(super) async fn apply_merge(
-    conn: &impl ConnectionTrait,
-    change: Change,
-) -> Result<usize, Error> {
+pub(super) async fn apply_merge(conn: &impl Conn, change: Change) -> Result<usize, Error> {
     let mut work = Workspace::default();
     for f in store::load_facts(conn, &change.customers()).await? {
         work.insert(f);
@@ -171,7 +165,7 @@ pub(super) async fn apply_merge(
 /// (a first purchase changes their converted referrals), to be classified again; returns
 /// how many were marked.
 pub(super) async fn save_and_mark(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     changed: Vec<&CustomerFacts>,
 ) -> Result<usize, Error> {
     store::save_facts(conn, changed.iter().copied()).await?;

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clientela_domain::taxonomy::CustomerKind;
 use clientela_runtime::feed::consumer::{self, Cursor, Projection};
-use clientela_runtime::{Db, Error, WriteTx};
+use clientela_runtime::{Conn, Db, Error, WriteTx};
 use futures::future::BoxFuture;
-use sea_orm::ConnectionTrait;
 use tokio::sync::watch;
 use uuid::Uuid;
 

@@ -7,7 +7,7 @@ use super::*;
 impl Engine {
     /// `policy` and the last population, for classifying at `as_of`.
     pub(super) async fn run_at(
-        conn: &impl ConnectionTrait,
+        conn: &impl Conn,
         policy: Arc<PolicyVersion>,
         as_of: DateTime<Utc>,
     ) -> Result<OwnedRun, Error> {

@@ -6,7 +6,7 @@ use super::*;
 /// When the customers `facts` referred first bought (by `as_of`), from `known` or the
 /// store.
 pub(super) async fn first_purchases(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     facts: &[CustomerFacts],
     known: &HashMap<Uuid, &CustomerFacts>,
     as_of: DateTime<Utc>,
@@ -43,7 +43,7 @@ pub(super) struct Classified {
 
 /// Classifies `facts` under `run`.
 pub(super) async fn classify_all(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     run: &Run<'_>,
     facts: &[CustomerFacts],
 ) -> Result<Vec<Classified>, Error> {
