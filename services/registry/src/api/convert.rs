@@ -407,6 +407,32 @@ pub fn customer_fields(c: Option<&pb::Customer>, prefix: &str) -> Result<Custome
     let Some(c) = c else {
         return Err(Error::invalid(prefix, "required"));
     };
+    // Every field, so one added to the proto does not compile until it is placed: the
+    // input fields are read by name through CUSTOMER_FIELDS (a test keeps the two lists
+    // equal), the rest are output only.
+    let pb::Customer {
+        kind: _,
+        display_name: _,
+        legal_name: _,
+        tax_id: _,
+        emails: _,
+        phones: _,
+        address: _,
+        channel_role: _,
+        business_kind: _,
+        influence: _,
+        tags: _,
+        attributes: _,
+        consent: _,
+        language_code: _,
+        external_id: _,
+        name: _,
+        status: _,
+        merged_into: _,
+        create_time: _,
+        update_time: _,
+        etag: _,
+    } = c;
     let mut v = Violations::default();
     let mut fields = CustomerFields::default();
     for field in CUSTOMER_FIELDS {
@@ -493,6 +519,17 @@ pub fn new_purchase(p: Option<&pb::Purchase>) -> Result<NewPurchase, Error> {
     let Some(p) = p else {
         return Err(Error::invalid("purchase", "required"));
     };
+    // Every field, so one added to the proto does not compile until it is handled here.
+    let pb::Purchase {
+        order_id: _,
+        occur_time: _,
+        lines: _,
+        channel: _,
+        name: _,        // output only
+        total: _,       // output only
+        returned: _,    // output only
+        create_time: _, // output only
+    } = p;
     let mut v = Violations::default();
     let order_id = v
         .check(ident("purchase.order_id", &p.order_id, true))
@@ -513,6 +550,14 @@ pub fn new_purchase(p: Option<&pb::Purchase>) -> Result<NewPurchase, Error> {
     let mut currency: Option<String> = None;
     let mut lines = Vec::with_capacity(p.lines.len());
     for (i, line) in p.lines.iter().enumerate() {
+        let pb::PurchaseLine {
+            product_line: _,
+            sku: _,
+            quantity: _,
+            unit_price: _,
+            discounted: _,
+            returned_quantity: _, // output only
+        } = line;
         let at = format!("purchase.lines[{i}]");
         let product_line = v.check(text(
             &format!("{at}.product_line"),
@@ -599,6 +644,17 @@ pub fn new_return(r: Option<&pb::Return>) -> Result<NewReturn, Error> {
     let Some(r) = r else {
         return Err(Error::invalid("return", "required"));
     };
+    // Every field, so one added to the proto does not compile until it is handled here.
+    let pb::Return {
+        return_id: _,
+        occur_time: _,
+        lines: _,
+        reason: _,
+        name: _,        // output only
+        purchase: _,    // output only: the request names the purchase
+        amount: _,      // output only
+        create_time: _, // output only
+    } = r;
     let mut v = Violations::default();
     let return_id = v
         .check(ident("return.return_id", &r.return_id, true))
@@ -607,6 +663,10 @@ pub fn new_return(r: Option<&pb::Return>) -> Result<NewReturn, Error> {
     let reason = v.check(text("return.reason", &r.reason, 1000, false));
     let mut lines = Vec::new();
     for (i, line) in r.lines.iter().enumerate() {
+        let pb::ReturnLine {
+            line_number: _,
+            quantity: _,
+        } = line;
         match u32::try_from(line.line_number) {
             Ok(n) if n >= 1 => {
                 if line.quantity < 1 {
@@ -666,6 +726,15 @@ pub fn new_survey(
     let Some(s) = s else {
         return Err(Error::invalid("survey", "required"));
     };
+    // Every field, so one added to the proto does not compile until it is handled here.
+    let pb::Survey {
+        kind: _,
+        score: _,
+        occur_time: _,
+        comment: _,
+        name: _,        // output only
+        create_time: _, // output only
+    } = s;
     let mut v = Violations::default();
     let kind = match maps::survey_kind_from(s.kind) {
         Ok(Some(kind)) => Some(kind),
@@ -714,6 +783,17 @@ pub fn new_complaint(
     let Some(c) = c else {
         return Err(Error::invalid("complaint", "required"));
     };
+    // Every field, so one added to the proto does not compile until it is handled here.
+    let pb::Complaint {
+        subject: _,
+        description: _,
+        open_time: _,
+        name: _,         // output only
+        state: _,        // output only
+        resolve_time: _, // output only
+        resolution: _,   // ResolveComplaint's
+        etag: _,         // output only
+    } = c;
     let mut v = Violations::default();
     let subject = v.check(text("complaint.subject", &c.subject, 200, true));
     let description = v.check(text("complaint.description", &c.description, 4000, false));
@@ -792,5 +872,44 @@ pub fn event_to(e: &Event) -> pb::Event {
         record_time: Some(timestamp(e.recorded_at)),
         customer: names::customer(e.payload.customer_id()),
         payload: Some(payload),
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    /// The fields of `pb::Customer` that are output only (see `customer_fields`).
+    const CUSTOMER_OUTPUT_FIELDS: &[&str] = &[
+        "name",
+        "status",
+        "merged_into",
+        "create_time",
+        "update_time",
+        "etag",
+    ];
+
+    #[test]
+    fn customer_fields_lists_every_input_field_of_the_proto() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(clientela_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let customer = set
+            .file
+            .iter()
+            .filter(|f| f.package() == "clientela.registry.v1")
+            .flat_map(|f| f.message_type.iter())
+            .find(|m| m.name() == "Customer")
+            .expect("Customer message");
+        let mut inputs: Vec<&str> = customer
+            .field
+            .iter()
+            .map(|f| f.name())
+            .filter(|f| !CUSTOMER_OUTPUT_FIELDS.contains(f))
+            .collect();
+        inputs.sort_unstable();
+        let mut listed = CUSTOMER_FIELDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(listed, inputs);
     }
 }

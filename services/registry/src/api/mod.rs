@@ -546,6 +546,14 @@ impl CustomerRegistryService for RegistryApi {
         let Some(r) = req.referral.as_ref() else {
             return Err(Error::invalid("referral", "required").into());
         };
+        // Every field, so one added to the proto does not compile until it is handled here.
+        let pb::Referral {
+            referred: _,
+            occur_time: _,
+            name: _,        // output only
+            referrer: _,    // the request's parent
+            create_time: _, // output only
+        } = r;
         let mut v = Violations::default();
         let referred = v.check(
             names::parse_customer(&r.referred, "referral.referred").map_err(first_violation),
