@@ -157,7 +157,7 @@ impl Service for ClassificationService {
             .as_deref()
             .filter(|p| !p.as_os_str().is_empty());
         let source = Source::new(
-            "classification.registry_url",
+            "classification.registry",
             &registry_url,
             settings.registry_token.as_ref(),
             token_file,

@@ -89,6 +89,16 @@ fn tracer_provider(traces: &TraceSettings) -> Result<Telemetry, String> {
             exporting: false,
         });
     }
+    let bad = |why: &str| format!("traces.otlp_endpoint {endpoint:?}: {why}");
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none_or(str::is_empty) {
+        return Err(bad(
+            "must be http://host:port (a collector's OTLP/gRPC receiver, usually :4317; \
+             https is not supported by this build)",
+        ));
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -366,6 +376,20 @@ mod tests {
         let parts: Vec<&str> = sent.split('-').collect();
         assert_eq!(parts.len(), 4, "{sent}");
         assert_eq!(parts[1], trace);
+    }
+
+    #[test]
+    fn an_endpoint_that_cannot_work_fails_at_start_up() {
+        for bad in ["not-a-url", "collector:4317", "https://collector:4317", "http://"] {
+            let traces = TraceSettings {
+                otlp_endpoint: bad.into(),
+                service_name: String::new(),
+            };
+            let error = tracer_provider(&traces).unwrap_err();
+            assert!(error.starts_with("traces.otlp_endpoint"), "{bad}: {error}");
+        }
+        let off = tracer_provider(&TraceSettings::default()).unwrap();
+        assert!(!off.exporting());
     }
 
     #[test]

@@ -39,15 +39,17 @@ pub struct Source {
 }
 
 impl Source {
-    /// `setting` names the URL's setting in errors (`classification.registry_url`); the
-    /// token comes from `token`, or else from the file `token_file` (a mounted Secret).
+    /// `prefix` names the settings in errors (`classification.registry` for
+    /// `classification.registry_url`, `…_token_file`, `…_tls`); the token comes from
+    /// `token`, or else from the file `token_file` (a mounted Secret).
     pub fn new(
-        setting: &str,
+        prefix: &str,
         url: &str,
         token: Option<&Secret>,
         token_file: Option<&Path>,
         tls: &ClientTlsSettings,
     ) -> Result<Self, String> {
+        let setting = format!("{prefix}_url");
         let bad = |why: &str| format!("{setting} {url:?}: {why}");
         let uri: http::Uri = url
             .parse()
@@ -66,7 +68,7 @@ impl Source {
             .tcp_nodelay(true);
         if https {
             endpoint = endpoint
-                .tls_config(client_tls(setting, host, tls)?)
+                .tls_config(client_tls(&format!("{prefix}_tls"), host, tls)?)
                 .map_err(|e| bad(&e.to_string()))?;
         } else if non_empty(&tls.ca_file).is_some() {
             return Err(bad("TLS is configured for it: use https://"));
@@ -75,7 +77,7 @@ impl Source {
             (Some(token), _) => Some(token.clone()),
             (None, Some(path)) => Some(Secret::new(
                 std::fs::read_to_string(path)
-                    .map_err(|e| format!("{setting}: token file {}: {e}", path.display()))?
+                    .map_err(|e| format!("{prefix}_token_file {}: {e}", path.display()))?
                     .trim()
                     .to_owned(),
             )),
@@ -84,7 +86,7 @@ impl Source {
         let token = secret
             .map(|t| MetadataValue::try_from(format!("Bearer {}", t.expose())))
             .transpose()
-            .map_err(|_| format!("{setting}: the token is not a valid header value"))?;
+            .map_err(|_| format!("{prefix}_token: not a valid header value"))?;
         Ok(Self {
             endpoint,
             interceptor: FeedInterceptor { token },
@@ -115,7 +117,7 @@ fn client_tls(
 ) -> Result<ClientTlsConfig, String> {
     let Some(ca) = non_empty(&tls.ca_file) else {
         return Err(format!(
-            "{setting}: https:// needs the server's CA (its _tls.ca_file)"
+            "{setting}.ca_file: required for an https:// URL (the CA of the server's certificate)"
         ));
     };
     let domain = match tls.domain.trim() {
@@ -124,15 +126,15 @@ fn client_tls(
     };
     let mut config = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read_pem(
-            &format!("{setting} CA"),
+            &format!("{setting}.ca_file"),
             ca,
         )?))
         .domain_name(domain);
     match (non_empty(&tls.cert_file), non_empty(&tls.key_file)) {
         (Some(cert), Some(key)) => {
             config = config.identity(Identity::from_pem(
-                read_pem(&format!("{setting} client certificate"), cert)?,
-                read_pem(&format!("{setting} client key"), key)?,
+                read_pem(&format!("{setting}.cert_file"), cert)?,
+                read_pem(&format!("{setting}.key_file"), key)?,
             ));
         }
         (None, None) => {}
@@ -486,7 +488,7 @@ mod tests {
     #[test]
     fn a_malformed_url_or_token_file_fails_at_start_up() {
         let plain = ClientTlsSettings::default();
-        let check = |url: &str| Source::new("x.url", url, None, None, &plain).map(|_| ());
+        let check = |url: &str| Source::new("x", url, None, None, &plain).map(|_| ());
         assert!(check("http://127.0.0.1:50051").is_ok());
         assert!(check("http://registry.clientela.svc:50051").is_ok());
         for bad in [
@@ -498,10 +500,10 @@ mod tests {
             "http://ho st:1",
         ] {
             let error = check(bad).expect_err(bad);
-            assert!(error.starts_with("x.url"), "{bad:?}: {error}");
+            assert!(error.starts_with("x_"), "{bad:?}: {error}");
         }
         let missing = Source::new(
-            "x.url",
+            "x",
             "http://127.0.0.1:1",
             None,
             Some(Path::new("/nonexistent/clientela-token")),
@@ -513,7 +515,7 @@ mod tests {
             "{missing}"
         );
         let bad_header = Source::new(
-            "x.url",
+            "x",
             "http://127.0.0.1:1",
             Some(&Secret::new("line\nbreak")),
             None,
