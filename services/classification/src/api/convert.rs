@@ -52,6 +52,32 @@ fn attribute<'a>(c: &'a registry::Customer, key: &str) -> Option<&'a str> {
 
 fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
     use registry::CustomerStatus as S;
+    // Every field, so one added to the registry's Customer does not compile until the
+    // engine decides whether a rule reads it.
+    let registry::Customer {
+        name: _,
+        kind: _,
+        status: _,
+        address: _,
+        influence: _,
+        attributes: _,
+        update_time: _,
+        // Not read by any rule.
+        display_name: _,
+        legal_name: _,
+        tax_id: _,
+        emails: _,
+        phones: _,
+        channel_role: _,
+        business_kind: _,
+        tags: _,
+        consent: _,
+        merged_into: _,
+        language_code: _,
+        external_id: _,
+        create_time: _,
+        etag: _,
+    } = c;
     let standing = match S::try_from(c.status) {
         Ok(S::Prospect) => Standing::Prospect,
         Ok(S::Customer) => Standing::Customer,
