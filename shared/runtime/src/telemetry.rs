@@ -380,7 +380,12 @@ mod tests {
 
     #[test]
     fn an_endpoint_that_cannot_work_fails_at_start_up() {
-        for bad in ["not-a-url", "collector:4317", "https://collector:4317", "http://"] {
+        for bad in [
+            "not-a-url",
+            "collector:4317",
+            "https://collector:4317",
+            "http://",
+        ] {
             let traces = TraceSettings {
                 otlp_endpoint: bad.into(),
                 service_name: String::new(),
