@@ -21,17 +21,14 @@ use crate::store::LabelChange;
 /// One customer's classification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Classification {
-    /// The customer.
     pub customer: Uuid,
     /// The policy version.
     pub policy_version: i64,
-    /// The instant.
     pub as_of: DateTime<Utc>,
     /// Region of the address.
     pub region: String,
     /// The labels and why.
     pub labels: Labels,
-    /// The inputs.
     pub features: Features,
     /// Revenue in the window over the company's, basis points.
     pub share_of_sales_bp: i64,
@@ -55,7 +52,6 @@ pub struct Inputs {
 
 /// The policy, its version, the population and the instant of a classification run.
 pub struct Run<'a> {
-    /// The policy.
     pub policy: &'a Policy,
     /// Its version.
     pub policy_version: i64,
@@ -63,7 +59,6 @@ pub struct Run<'a> {
     pub population: &'a Population,
     /// The stored population's id (0: none stored, or not stored).
     pub population_id: i64,
-    /// The instant.
     pub as_of: DateTime<Utc>,
 }
 

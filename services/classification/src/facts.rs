@@ -30,10 +30,8 @@ pub enum Standing {
 pub struct PurchaseFact {
     /// Registry purchase id.
     pub id: Uuid,
-    /// When.
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
-    /// Currency.
     pub currency_code: String,
     /// Gross total, minor units.
     pub total_minor: i64,
@@ -48,7 +46,6 @@ pub struct PurchaseFact {
 pub struct ReturnFact {
     /// Registry return id.
     pub id: Uuid,
-    /// When.
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
     /// Amount returned, minor units.
@@ -78,21 +75,17 @@ impl PurchaseFact {
 pub struct SurveyFact {
     /// Registry survey id.
     pub id: Uuid,
-    /// When.
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
     /// NPS or CSAT.
     pub kind: SurveyKind,
-    /// The score.
     pub score: i32,
 }
 
-/// A complaint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComplaintFact {
     /// Registry complaint id.
     pub id: Uuid,
-    /// Opened.
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub opened_at: DateTime<Utc>,
     /// Resolved, if it was.
@@ -107,7 +100,6 @@ pub struct ReferralFact {
     pub id: Uuid,
     /// The referred customer.
     pub referred: Uuid,
-    /// When.
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }
@@ -117,7 +109,6 @@ pub struct ReferralFact {
 pub struct CustomerFacts {
     /// Registry customer id.
     pub id: Uuid,
-    /// Standing.
     pub standing: Standing,
     /// Person or organization.
     pub kind: CustomerKind,
@@ -137,9 +128,7 @@ pub struct CustomerFacts {
     pub cost_to_serve_minor: Option<i64>,
     /// Purchases, in (time, id) order.
     pub purchases: Vec<PurchaseFact>,
-    /// Surveys.
     pub surveys: Vec<SurveyFact>,
-    /// Complaints.
     pub complaints: Vec<ComplaintFact>,
     /// Referrals made.
     pub referrals: Vec<ReferralFact>,

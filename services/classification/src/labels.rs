@@ -17,11 +17,9 @@ pub enum Dimension {
     LifecycleStage,
     /// Frequency and currency of purchase.
     Activity,
-    /// Satisfaction.
     Satisfaction,
     /// Purchase volume.
     Volume,
-    /// Influence.
     Influence,
     /// Weight in the business.
     AccountTier,
@@ -111,7 +109,6 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// An observation.
     pub fn new(
         feature: &str,
         observed: impl ToString,
@@ -130,7 +127,6 @@ impl Observation {
 /// A decided label of one dimension (`None`: the inputs allow none), with why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision<L> {
-    /// The label.
     pub label: Option<L>,
     /// The rule that decided it, e.g. "lifecycle.frequent".
     pub rule: Cow<'static, str>,
@@ -181,11 +177,8 @@ impl<L: Labeled> Decision<L> {
 /// RFM quintile scores (1-5, 5 best; 0 without purchases) and the named segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rfm {
-    /// Recency.
     pub recency: u8,
-    /// Frequency.
     pub frequency: u8,
-    /// Monetary.
     pub monetary: u8,
     /// The segment of (recency, frequency).
     pub segment: Decision<RfmSegment>,
@@ -198,11 +191,9 @@ pub struct Labels {
     pub lifecycle_stage: Decision<LifecycleStage>,
     /// Frequency and currency of purchase.
     pub activity: Decision<Activity>,
-    /// Satisfaction.
     pub satisfaction: Decision<Satisfaction>,
     /// Purchase volume.
     pub volume: Decision<Volume>,
-    /// Influence.
     pub influence: Decision<Influence>,
     /// Weight in the business.
     pub account_tier: Decision<AccountTier>,

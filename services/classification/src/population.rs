@@ -19,7 +19,6 @@ use crate::policy::{BP, Policy};
 pub struct Rank {
     /// The ranked value.
     pub value: i64,
-    /// The customer.
     pub id: Uuid,
 }
 

@@ -20,7 +20,6 @@ use crate::facts::{
 pub struct Profile {
     /// Registry id.
     pub id: Uuid,
-    /// Standing.
     pub standing: Standing,
     /// Person or organization.
     pub kind: CustomerKind,
@@ -48,28 +47,17 @@ pub enum Change {
     /// A customer was created or changed.
     Profile(Profile),
     /// `merged` was merged into `survivor`: its history moved.
-    Merged {
-        /// Remains.
-        survivor: Uuid,
-        /// Tombstone.
-        merged: Uuid,
-    },
-    /// A purchase.
+    Merged { survivor: Uuid, merged: Uuid },
     Purchase {
-        /// The buyer.
         customer: Uuid,
-        /// The purchase.
         purchase: PurchaseFact,
     },
     /// A return against a purchase.
     Return {
-        /// The buyer.
         customer: Uuid,
-        /// The purchase.
         purchase: Uuid,
         /// Registry return id.
         id: Uuid,
-        /// When.
         at: DateTime<Utc>,
         /// Amount returned, minor units.
         amount_minor: i64,
@@ -78,7 +66,6 @@ pub enum Change {
     Survey {
         /// Who answered.
         customer: Uuid,
-        /// The answer.
         survey: SurveyFact,
     },
     /// A complaint opened or resolved.
@@ -88,11 +75,9 @@ pub enum Change {
         /// The complaint as it stands.
         complaint: ComplaintFact,
     },
-    /// A referral.
     Referral {
         /// Who referred.
         referrer: Uuid,
-        /// The referral.
         referral: ReferralFact,
     },
 }

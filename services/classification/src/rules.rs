@@ -28,7 +28,6 @@ fn days(secs: i64) -> String {
 
 /// What the rules need besides the features.
 pub struct Context<'a> {
-    /// The customer.
     pub id: Uuid,
     /// Person or organization.
     pub kind: CustomerKind,
@@ -36,9 +35,7 @@ pub struct Context<'a> {
     pub high_expectations: bool,
     /// The registry flags a key account.
     pub key_account: bool,
-    /// The instant.
     pub as_of: DateTime<Utc>,
-    /// The policy.
     pub policy: &'a Policy,
     /// The population's cut-offs.
     pub population: &'a Population,

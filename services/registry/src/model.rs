@@ -91,7 +91,6 @@ pub struct Influence {
     pub decision_role: Option<DecisionRole>,
 }
 
-/// Consents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
     /// Marketing email.
@@ -131,7 +130,6 @@ pub struct CustomerFields {
     pub tags: Vec<String>,
     /// Custom attributes.
     pub attributes: BTreeMap<String, String>,
-    /// Consents.
     pub consent: Consent,
     /// "es" or "en".
     pub language_code: String,
@@ -265,15 +263,12 @@ impl CustomerFields {
 /// A customer as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
-    /// Id.
     pub id: CustomerId,
     /// What callers write.
     pub fields: CustomerFields,
-    /// Standing.
     pub status: Status,
     /// Survivor of a merge.
     pub merged_into: Option<CustomerId>,
-    /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
@@ -308,17 +303,13 @@ pub struct PurchaseLine {
 /// A recorded purchase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purchase {
-    /// Id.
     pub id: PurchaseId,
-    /// Buyer.
     pub customer_id: CustomerId,
     /// The caller's order id (unique).
     pub order_id: String,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
-    /// Lines.
     pub lines: Vec<PurchaseLine>,
-    /// Channel.
     pub channel: Option<SalesChannel>,
     /// ISO 4217 code of every amount of the purchase.
     pub currency_code: String,
@@ -326,7 +317,6 @@ pub struct Purchase {
     pub total_minor: i64,
     /// Value returned so far.
     pub returned_minor: i64,
-    /// Recorded.
     pub created_at: DateTime<Utc>,
 }
 
@@ -335,16 +325,13 @@ pub struct Purchase {
 pub struct ReturnLine {
     /// 1-based line of the purchase.
     pub line_number: u32,
-    /// Units.
     pub quantity: i64,
 }
 
 /// A recorded return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Return {
-    /// Id.
     pub id: ReturnId,
-    /// Customer.
     pub customer_id: CustomerId,
     /// Purchase returned against.
     pub purchase_id: PurchaseId,
@@ -354,77 +341,56 @@ pub struct Return {
     pub occurred_at: DateTime<Utc>,
     /// What came back.
     pub lines: Vec<ReturnLine>,
-    /// Currency.
     pub currency_code: String,
     /// Value given back.
     pub amount_minor: i64,
-    /// Why.
     pub reason: String,
-    /// Recorded.
     pub created_at: DateTime<Utc>,
 }
 
 /// A survey answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Survey {
-    /// Id.
     pub id: SurveyId,
-    /// Customer.
     pub customer_id: CustomerId,
     /// NPS or CSAT.
     pub kind: SurveyKind,
     /// Score within the kind's range.
     pub score: i32,
-    /// Answered.
     pub occurred_at: DateTime<Utc>,
-    /// Comment.
     pub comment: String,
-    /// Recorded.
     pub created_at: DateTime<Utc>,
 }
 
-/// A complaint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Complaint {
-    /// Id.
     pub id: ComplaintId,
-    /// Customer.
     pub customer_id: CustomerId,
-    /// Subject.
     pub subject: String,
-    /// Details.
     pub description: String,
     /// Open until resolved.
     pub resolved: bool,
-    /// Opened.
     pub opened_at: DateTime<Utc>,
-    /// Resolved.
     pub resolved_at: Option<DateTime<Utc>>,
-    /// Resolution.
     pub resolution: String,
     /// Optimistic concurrency.
     pub version: i64,
 }
 
 impl Complaint {
-    /// The etag.
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.version)
     }
 }
 
-/// A referral.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Referral {
-    /// Id.
     pub id: ReferralId,
     /// Who referred.
     pub referrer_id: CustomerId,
     /// Who was referred.
     pub referred_id: CustomerId,
-    /// When.
     pub occurred_at: DateTime<Utc>,
-    /// Recorded.
     pub created_at: DateTime<Utc>,
 }
 
@@ -432,30 +398,22 @@ pub struct Referral {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum EventPayload {
-    /// Created.
     CustomerCreated(Customer),
     /// Changed (update, status change, archive, restore, merge).
     CustomerUpdated(Customer),
-    /// Merged.
     CustomersMerged {
-        /// Remains.
         survivor: CustomerId,
-        /// Tombstone.
         merged: CustomerId,
         /// Purchases that moved.
         moved_purchases: Vec<PurchaseId>,
     },
-    /// Purchase.
     PurchaseRecorded(Purchase),
-    /// Return.
     ReturnRecorded(Return),
-    /// Survey.
     SurveyRecorded(Survey),
     /// Complaint opened.
     ComplaintOpened(Complaint),
     /// Complaint resolved.
     ComplaintResolved(Complaint),
-    /// Referral.
     ReferralRecorded(Referral),
 }
 
@@ -496,7 +454,6 @@ pub struct Event {
     pub sequence: i64,
     /// Unique id.
     pub id: EventId,
-    /// Recorded.
     pub recorded_at: DateTime<Utc>,
     /// What happened.
     pub payload: EventPayload,

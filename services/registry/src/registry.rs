@@ -27,11 +27,9 @@ const CLOCK_SKEW: Duration = Duration::minutes(5);
 pub struct NewPurchase {
     /// The caller's order id.
     pub order_id: String,
-    /// When.
     pub occurred_at: DateTime<Utc>,
     /// Lines (returned_quantity ignored).
     pub lines: Vec<PurchaseLine>,
-    /// Channel.
     pub channel: Option<SalesChannel>,
     /// Currency of every line.
     pub currency_code: String,
@@ -42,11 +40,9 @@ pub struct NewPurchase {
 pub struct NewReturn {
     /// The caller's return id.
     pub return_id: String,
-    /// When.
     pub occurred_at: DateTime<Utc>,
     /// Lines; empty means everything not yet returned.
     pub lines: Vec<ReturnLine>,
-    /// Why.
     pub reason: String,
 }
 
@@ -55,7 +51,6 @@ pub struct NewReturn {
 pub struct MergeOutcome {
     /// Survivor after the merge.
     pub survivor: Customer,
-    /// Tombstone.
     pub merged: Customer,
     /// Moved records.
     pub moved: Moved,
@@ -161,7 +156,6 @@ impl Registry {
         self
     }
 
-    /// The database.
     pub fn db(&self) -> &Db {
         &self.db
     }

@@ -58,7 +58,6 @@ impl Email {
         )))
     }
 
-    /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -114,7 +113,6 @@ impl Phone {
 /// A postal address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
-    /// Country.
     pub country: CountryCode,
     /// Region or state.
     pub region: String,

@@ -29,7 +29,6 @@ macro_rules! id_type {
                 Self(uuid)
             }
 
-            /// The UUID.
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
@@ -57,17 +56,12 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// A customer.
     CustomerId,
-    /// A purchase.
     PurchaseId,
-    /// A return.
     ReturnId,
     /// A survey answer.
     SurveyId,
-    /// A complaint.
     ComplaintId,
-    /// A referral.
     ReferralId,
     /// A feed event.
     EventId,

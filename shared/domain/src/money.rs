@@ -16,7 +16,6 @@ pub enum MoneyError {
     CurrencyMismatch {
         /// One currency.
         left: String,
-        /// The other.
         right: String,
     },
     /// Beyond what 64-bit minor units hold.

@@ -16,7 +16,6 @@ use crate::settings::AuthSettings;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Everything.
     Admin,
     /// Reads and day-to-day writes.
     Sales,

@@ -99,7 +99,6 @@ impl Error {
         }
     }
 
-    /// Aborted.
     pub fn aborted(reason: &'static str, message: impl Into<String>) -> Self {
         Self::Aborted {
             reason,

@@ -33,9 +33,7 @@ pub enum ServeError {
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// The address.
         addr: SocketAddr,
-        /// Why.
         source: std::io::Error,
     },
     /// Settings that cannot work.
@@ -46,7 +44,6 @@ pub enum ServeError {
     Database {
         /// Which service.
         service: String,
-        /// Why.
         source: sea_orm::DbErr,
     },
     /// The gRPC transport failed.

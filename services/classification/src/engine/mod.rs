@@ -150,7 +150,6 @@ impl Engine {
         self
     }
 
-    /// The database.
     pub fn db(&self) -> &Db {
         &self.db
     }

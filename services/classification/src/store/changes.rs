@@ -18,9 +18,7 @@ pub(super) const CHANGE_COLUMNS: [&str; 7] = [
 pub struct LabelChange {
     /// Position in the change feed, from 1.
     pub sequence: i64,
-    /// The customer.
     pub customer: Uuid,
-    /// The dimension.
     pub dimension: Dimension,
     /// Before ("" none; for traits, "" when gained).
     pub old_label: String,

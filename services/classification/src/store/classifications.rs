@@ -11,17 +11,13 @@ pub(super) const INPUTS_FORMAT: u8 = 1;
 pub enum Stored {
     /// Its inputs: rendered with the policy version and population when read.
     Inputs {
-        /// The customer.
         customer: Uuid,
         /// The policy version.
         policy_version: i64,
         /// The population (0: none).
         population_id: i64,
-        /// The instant.
         as_of: DateTime<Utc>,
-        /// Region.
         region: String,
-        /// The inputs.
         inputs: Box<Inputs>,
     },
     /// A whole result, written before results were stored as inputs (read as it was
@@ -122,7 +118,6 @@ pub async fn load_classifications(
 /// The region and label codes of a stored classification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Current {
-    /// Region.
     pub region: String,
     /// The codes as stored ([`write_codes`]): compared as they are with a new
     /// classification's, and read only when they differ or a filter needs them.
@@ -201,9 +196,7 @@ pub(super) fn read_codes(text: &str) -> Result<Codes, Error> {
 /// the thread that reads it, ahead of the one that writes).
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// The customer.
     pub customer: Uuid,
-    /// Region.
     pub region: String,
     /// The label codes.
     pub codes: Codes,
@@ -245,7 +238,6 @@ pub struct Stamp {
     pub policy_version: i64,
     /// The population (0: none).
     pub population_id: i64,
-    /// The instant.
     pub as_of: DateTime<Utc>,
 }
 

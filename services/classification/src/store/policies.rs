@@ -9,7 +9,6 @@ pub struct PolicyVersion {
     pub version: i64,
     /// When it was set.
     pub created_at: DateTime<Utc>,
-    /// The policy.
     pub policy: Policy,
 }
 

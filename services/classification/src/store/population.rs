@@ -8,7 +8,6 @@ use super::*;
 pub struct PopulationSnapshot {
     /// Policy version.
     pub policy_version: i64,
-    /// Instant.
     pub as_of: DateTime<Utc>,
     /// Cut-offs.
     pub population: Population,

@@ -57,7 +57,6 @@ pub struct Bucket {
     pub label: String,
     /// Region, when split by region.
     pub region: String,
-    /// Customers.
     pub customers: i64,
     /// Their revenue in the window.
     pub revenue_in_window: i64,
@@ -123,7 +122,6 @@ pub async fn distribution(
 /// Which label changes [`transitions`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransitionQuery {
-    /// The dimension.
     pub dimension: Dimension,
     /// Only from this label.
     pub from: Option<String>,

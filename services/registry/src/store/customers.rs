@@ -307,7 +307,6 @@ pub enum OrderBy {
 pub struct CustomerFilter {
     /// Statuses to include.
     pub statuses: Vec<Status>,
-    /// Kind.
     pub kind: Option<clientela_domain::taxonomy::CustomerKind>,
     /// Folded region.
     pub region: Option<String>,

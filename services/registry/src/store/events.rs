@@ -49,7 +49,6 @@ pub async fn outbox(db: Db) -> Result<Events, Error> {
 /// An event as stored: the event, and its wire form when it was written with an encoder.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    /// The event.
     pub event: Event,
     /// The event as the feed sends it.
     pub wire: Option<Vec<u8>>,

@@ -547,11 +547,8 @@ pub async fn list_referrals(
 pub struct Moved {
     /// Purchases, by id.
     pub purchases: Vec<PurchaseId>,
-    /// Returns.
     pub returns: u64,
-    /// Surveys.
     pub surveys: u64,
-    /// Complaints.
     pub complaints: u64,
     /// Referrals re-pointed.
     pub referrals: u64,
