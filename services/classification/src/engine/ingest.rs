@@ -66,6 +66,7 @@ impl Projection for Engine {
     ) -> BoxFuture<'a, Result<usize, Error>> {
         Box::pin(async move {
             let conn = tx.conn();
+            clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
             let mut marked = 0;
             let mut run = Vec::new();
             for change in events {

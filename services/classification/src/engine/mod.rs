@@ -26,13 +26,16 @@ use crate::store::{
     TransitionQuery,
 };
 
-/// The transaction lock held while applying the feed or writing classifications.
+/// The transaction lock every transaction that writes facts or classifications waits
+/// for: feed batches, Reclassify pages and the passes over marked customers take turns.
 const FEED_LOCK: &str = "classification-feed";
 
-/// Where the engine keeps its place in the registry's feed.
+/// Where the engine keeps its place in the registry's feed. Its lock is the consumers'
+/// own, tried (another replica consuming gets FEED_BUSY and backs off); a Reclassify
+/// page never takes it, so a Reclassify only delays a batch, it does not refuse it.
 pub const REGISTRY_FEED: Cursor = Cursor {
     table: "feed_cursor",
-    lock: FEED_LOCK,
+    lock: "classification-registry-consumer",
 };
 
 /// Customers classified per transaction by default (see [`Engine::with_page`]): each

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use clientela_classification::engine::Engine;
+use clientela_classification::engine::{Engine, REGISTRY_FEED};
 use clientela_classification::facts::{
     ComplaintFact, PurchaseFact, ReferralFact, Standing, SurveyFact,
 };
@@ -305,10 +305,10 @@ async fn one_replica_applies_the_feed_at_a_time_on_postgres() {
     );
     let (engine, _other) = (a.unwrap(), b.unwrap());
     assert_eq!(engine.current_policy().await.unwrap().version, 1);
-    // Another replica is in the middle of a batch.
+    // Another replica is in the middle of a batch: it holds the consumers' lock.
     let busy = db.conn().begin().await.unwrap();
     assert!(
-        clientela_runtime::db::try_transaction_lock(&busy, "classification-feed")
+        clientela_runtime::db::try_transaction_lock(&busy, REGISTRY_FEED.lock)
             .await
             .unwrap()
     );
@@ -414,6 +414,21 @@ async fn facts_from_before_the_binary_form_are_rebuilt_from_the_feed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts() {
     let (engine, _dir) = engine().await;
+    reclassify_while_the_feed_moves(engine).await;
+}
+
+/// The same on PostgreSQL: no page is read ahead in one snapshot there, and the feed
+/// lock is an advisory lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts_on_postgres() {
+    let Some(db) = postgres().await else {
+        return;
+    };
+    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
+    reclassify_while_the_feed_moves(engine).await;
+}
+
+async fn reclassify_while_the_feed_moves(engine: Engine) {
     // Pages of a thousand: the 2,500 customers span three.
     let engine = engine.with_page(1_000);
     let mut rng = StdRng::seed_from_u64(11);
@@ -466,6 +481,20 @@ async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_reclassifications_at_once_record_each_label_change_once() {
     let (engine, _dir) = engine().await;
+    two_reclassifications_at_once(engine).await;
+}
+
+/// The same on PostgreSQL, where every page is compared in the database inside the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reclassifications_at_once_record_each_label_change_once_on_postgres() {
+    let Some(db) = postgres().await else {
+        return;
+    };
+    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
+    two_reclassifications_at_once(engine).await;
+}
+
+async fn two_reclassifications_at_once(engine: Engine) {
     // Pages of a thousand: the 3,000 customers span three.
     let engine = engine.with_page(1_000);
     let mut rng = StdRng::seed_from_u64(12);

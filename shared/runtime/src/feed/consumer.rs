@@ -196,7 +196,9 @@ pub trait Upstream: Send + Sync + 'static {
 
 /// Where a consumer keeps its place: a sequence table (see
 /// [`super::create_sequence_table`]) and the name of the lock that lets one replica
-/// apply at a time.
+/// apply at a time. The lock is tried, not waited for: give it a name only consumers
+/// take. A projection whose tables other transactions write too takes its own lock, a
+/// waiting one, in [`Projection::apply`].
 #[derive(Clone, Copy, Debug)]
 pub struct Cursor {
     /// The cursor's one-row table.
