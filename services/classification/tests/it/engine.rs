@@ -75,6 +75,20 @@ fn purchase(customer: Uuid, id: Uuid, days_ago: i64, total: i64) -> Change {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_batch_is_refused_and_counts_once() {
     let (engine, _dir) = engine().await;
+    replayed_batch_counts_once(engine).await;
+}
+
+/// The same on PostgreSQL (the consumers' lock is an advisory lock there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_batch_is_refused_and_counts_once_on_postgres() {
+    let Some(db) = postgres().await else {
+        return;
+    };
+    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
+    replayed_batch_counts_once(engine).await;
+}
+
+async fn replayed_batch_counts_once(engine: Engine) {
     let c = Uuid::now_v7();
     let batch = vec![profile(c), purchase(c, Uuid::now_v7(), 3, 1_000)];
     let done = engine.ingest(0, 2, batch.clone()).await.unwrap();
