@@ -42,6 +42,12 @@ async fn postgres() -> Option<Db> {
     Some(db)
 }
 
+/// An engine over a fresh PostgreSQL database, when the machine has PostgreSQL.
+async fn postgres_engine() -> Option<Engine> {
+    let db = postgres().await?;
+    Some(Engine::new(db, &Policy::default(), as_of()).await.unwrap())
+}
+
 fn profile(id: Uuid) -> Change {
     Change::Profile(Profile {
         id,
@@ -81,10 +87,9 @@ async fn a_replayed_batch_is_refused_and_counts_once() {
 /// The same on PostgreSQL (the consumers' lock is an advisory lock there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_batch_is_refused_and_counts_once_on_postgres() {
-    let Some(db) = postgres().await else {
+    let Some(engine) = postgres_engine().await else {
         return;
     };
-    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
     replayed_batch_counts_once(engine).await;
 }
 
@@ -435,10 +440,9 @@ async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts() {
 /// lock is an advisory lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reclassify_while_the_feed_moves_leaves_no_result_behind_the_facts_on_postgres() {
-    let Some(db) = postgres().await else {
+    let Some(engine) = postgres_engine().await else {
         return;
     };
-    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
     reclassify_while_the_feed_moves(engine).await;
 }
 
@@ -501,10 +505,9 @@ async fn two_reclassifications_at_once_record_each_label_change_once() {
 /// The same on PostgreSQL, where every page is compared in the database inside the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_reclassifications_at_once_record_each_label_change_once_on_postgres() {
-    let Some(db) = postgres().await else {
+    let Some(engine) = postgres_engine().await else {
         return;
     };
-    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
     two_reclassifications_at_once(engine).await;
 }
 
@@ -564,10 +567,9 @@ async fn a_later_reclassify_stamps_every_result_it_keeps() {
 /// The same on PostgreSQL (its comparison and range update are its own SQL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_reclassify_stamps_every_result_it_keeps_on_postgres() {
-    let Some(db) = postgres().await else {
+    let Some(engine) = postgres_engine().await else {
         return;
     };
-    let engine = Engine::new(db, &Policy::default(), as_of()).await.unwrap();
     stamps_every_result_it_keeps(engine).await;
 }
 
