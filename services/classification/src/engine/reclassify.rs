@@ -42,6 +42,10 @@ impl Engine {
             ..Progress::default()
         };
         let tx = self.db.begin_write().await?;
+        // Populations are numbered after the last one: two runs at once (two replicas)
+        // take the next number in turn, not the same one (PostgreSQL; SQLite's write gate
+        // already serializes them).
+        clientela_runtime::db::transaction_lock(tx.conn(), FEED_LOCK).await?;
         let population_id = store::save_population(tx.conn(), &population).await?;
         tx.commit().await?;
         let owned = Arc::new(OwnedRun {
