@@ -4,6 +4,7 @@
 //! Shares and ratios are integer basis points (10 000 = 100 %), so a rule's edge
 //! ("share of sales 9.99 % vs 10 %") is decided by exact integer arithmetic.
 
+use chrono::{DateTime, Utc};
 use clientela_domain::FieldViolation;
 use serde::{Deserialize, Serialize};
 
@@ -193,6 +194,27 @@ pub fn default_playbook() -> Vec<PlaybookEntry> {
 }
 
 impl Policy {
+    /// The instant a classification is computed at: `requested`, or `now` when absent.
+    /// It may lie at most the tolerance in the future: clocks differ a little, but labels
+    /// of a day not yet lived are a mistake.
+    pub fn as_of(
+        &self,
+        requested: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, FieldViolation> {
+        let Some(at) = requested else {
+            return Ok(now);
+        };
+        let tolerance = self.as_of_future_tolerance_seconds;
+        if at > now + chrono::Duration::seconds(i64::from(tolerance)) {
+            return Err(FieldViolation::new(
+                "",
+                format!("{at} is in the future (tolerance {tolerance} s)"),
+            ));
+        }
+        Ok(at)
+    }
+
     /// Every problem of the policy, each naming its field under `prefix` ("policy").
     pub fn violations(&self, prefix: &str) -> Vec<FieldViolation> {
         let mut out = Vec::new();
@@ -449,6 +471,21 @@ mod tests {
         ] {
             assert_eq!(p.actions_for(d, l).count(), 1, "{l}");
         }
+    }
+
+    #[test]
+    fn as_of_may_run_ahead_only_by_the_tolerance() {
+        let p = Policy::default();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(p.as_of(None, now), Ok(now));
+        let edge = now + chrono::Duration::seconds(300);
+        assert_eq!(p.as_of(Some(edge), now), Ok(edge));
+        let past = now - chrono::Duration::days(400);
+        assert_eq!(p.as_of(Some(past), now), Ok(past));
+        let beyond = p
+            .as_of(Some(edge + chrono::Duration::seconds(1)), now)
+            .unwrap_err();
+        assert!(beyond.description.contains("tolerance 300 s"), "{beyond}");
     }
 
     #[test]

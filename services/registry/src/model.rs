@@ -10,7 +10,10 @@ use clientela_domain::ids::{
 use clientela_domain::taxonomy::{
     BusinessKind, ChannelRole, CustomerKind, DecisionRole, SalesChannel, SurveyKind,
 };
+use clientela_domain::{Address, Email, Phone, TaxId};
 use serde::{Deserialize, Serialize};
+
+pub mod input;
 
 /// Where a customer stands in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,32 +57,6 @@ impl Status {
     }
 }
 
-/// A tax id in canonical form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaxIdValue {
-    /// ISO 3166-1 alpha-2.
-    pub country_code: String,
-    /// Canonical display form.
-    pub value: String,
-    /// Uppercase alphanumerics: the duplicate key.
-    pub normalized: String,
-}
-
-/// A postal address, validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressValue {
-    /// ISO 3166-1 alpha-2.
-    pub country_code: String,
-    /// Region or state.
-    pub region: String,
-    /// Commune or city.
-    pub locality: String,
-    /// Postal code.
-    pub postal_code: String,
-    /// Street and number.
-    pub street: String,
-}
-
 /// Influence attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Influence {
@@ -112,14 +89,11 @@ pub struct CustomerFields {
     pub display_name: String,
     /// Legal name, may be empty.
     pub legal_name: String,
-    /// Tax id.
-    pub tax_id: Option<TaxIdValue>,
-    /// Emails, the first is primary.
-    pub emails: Vec<String>,
-    /// E.164 phones.
-    pub phones: Vec<String>,
-    /// Postal address.
-    pub address: Option<AddressValue>,
+    pub tax_id: Option<TaxId>,
+    /// The first is primary.
+    pub emails: Vec<Email>,
+    pub phones: Vec<Phone>,
+    pub address: Option<Address>,
     /// Channel role.
     pub channel_role: Option<ChannelRole>,
     /// B2B / B2C.
@@ -169,13 +143,13 @@ pub enum FieldValue {
     /// `legal_name`
     LegalName(String),
     /// `tax_id`
-    TaxId(Option<TaxIdValue>),
+    TaxId(Option<TaxId>),
     /// `emails`
-    Emails(Vec<String>),
+    Emails(Vec<Email>),
     /// `phones`
-    Phones(Vec<String>),
+    Phones(Vec<Phone>),
     /// `address`
-    Address(Option<AddressValue>),
+    Address(Option<Address>),
     /// `channel_role`
     ChannelRole(Option<ChannelRole>),
     /// `business_kind`
@@ -219,9 +193,12 @@ impl CustomerFields {
     /// Folds `other` into `self` for a merge: lists are joined without repeats, empty
     /// fields take `other`'s value, attributes `self` lacks are added.
     pub fn absorb(&mut self, other: &CustomerFields) {
-        fn union(into: &mut Vec<String>, from: &[String]) {
+        fn union<T: AsRef<str> + Clone>(into: &mut Vec<T>, from: &[T]) {
             for item in from {
-                if !into.iter().any(|x| x.eq_ignore_ascii_case(item)) {
+                if !into
+                    .iter()
+                    .any(|x| x.as_ref().eq_ignore_ascii_case(item.as_ref()))
+                {
                     into.push(item.clone());
                 }
             }
@@ -457,4 +434,37 @@ pub struct Event {
     pub recorded_at: DateTime<Utc>,
     /// What happened.
     pub payload: EventPayload,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Stored events hold customers as JSON: the domain types must keep the shape the
+    /// registry wrote before it used them, or old events stop reading.
+    #[test]
+    fn contact_data_keeps_its_stored_shape() {
+        let fields = CustomerFields {
+            tax_id: Some(TaxId::parse("cl", "76.086.428-5").unwrap()),
+            emails: vec![Email::parse("Ana@X.cl").unwrap()],
+            phones: vec![Phone::parse("+56 9 1234 5678").unwrap()],
+            address: Some(Address::new("cl", "Maule", "Talca", "", "").unwrap()),
+            ..CustomerFields::default()
+        };
+        let json = serde_json::to_value(&fields).unwrap();
+        assert_eq!(
+            json["tax_id"],
+            serde_json::json!({"country_code": "CL", "value": "76086428-5", "normalized": "760864285"})
+        );
+        assert_eq!(json["emails"], serde_json::json!(["Ana@x.cl"]));
+        assert_eq!(json["phones"], serde_json::json!(["+56912345678"]));
+        assert_eq!(
+            json["address"],
+            serde_json::json!({"country_code": "CL", "region": "Maule", "locality": "Talca",
+                "postal_code": "", "street": ""})
+        );
+        let back: CustomerFields = serde_json::from_value(json).unwrap();
+        assert_eq!(back, fields);
+    }
 }

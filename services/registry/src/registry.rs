@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
-use clientela_domain::taxonomy::{SalesChannel, SurveyKind};
 use clientela_runtime::{Conn, Db, Error, WriteTx};
 use tokio::sync::watch;
 
 use crate::cache::CustomerCache;
+use crate::model::input::{NewComplaint, NewPurchase, NewReturn, NewSurvey};
 use crate::model::{
-    Complaint, Customer, CustomerFields, EventPayload, FieldValue, Purchase, PurchaseLine,
-    Referral, Return, ReturnLine, Status, Survey,
+    Complaint, Customer, CustomerFields, EventPayload, FieldValue, Purchase, Referral, Return,
+    ReturnLine, Status, Survey,
 };
 use crate::store::customers::{self, Cursor, CustomerFilter, OrderBy};
 use crate::store::events::{self, WireEncoder};
@@ -21,30 +21,6 @@ use crate::store::history::{self, HistoryCursor, Moved, Owner};
 
 /// How far in the future an `occur_time` may be: clocks differ a little.
 const CLOCK_SKEW: Duration = Duration::minutes(5);
-
-/// A purchase to record, validated field by field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewPurchase {
-    /// The caller's order id.
-    pub order_id: String,
-    pub occurred_at: DateTime<Utc>,
-    /// Lines (returned_quantity ignored).
-    pub lines: Vec<PurchaseLine>,
-    pub channel: Option<SalesChannel>,
-    /// Currency of every line.
-    pub currency_code: String,
-}
-
-/// A return to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewReturn {
-    /// The caller's return id.
-    pub return_id: String,
-    pub occurred_at: DateTime<Utc>,
-    /// Lines; empty means everything not yet returned.
-    pub lines: Vec<ReturnLine>,
-    pub reason: String,
-}
 
 /// What a merge did (or would do).
 #[derive(Debug, Clone)]
@@ -636,12 +612,15 @@ impl Registry {
     pub async fn record_survey(
         &self,
         customer_id: CustomerId,
-        kind: SurveyKind,
-        score: i32,
-        occurred_at: DateTime<Utc>,
-        comment: String,
+        new: NewSurvey,
         request_id: Option<String>,
     ) -> Result<(Survey, bool), Error> {
+        let NewSurvey {
+            kind,
+            score,
+            occurred_at,
+            comment,
+        } = new;
         let now = now();
         check_not_future(occurred_at, now, "survey.occur_time")?;
         if let Some(rid) = &request_id
@@ -682,11 +661,14 @@ impl Registry {
     pub async fn open_complaint(
         &self,
         customer_id: CustomerId,
-        subject: String,
-        description: String,
-        opened_at: Option<DateTime<Utc>>,
+        new: NewComplaint,
         request_id: Option<String>,
     ) -> Result<(Complaint, bool), Error> {
+        let NewComplaint {
+            subject,
+            description,
+            opened_at,
+        } = new;
         let now = now();
         let opened_at = opened_at.unwrap_or(now);
         check_not_future(opened_at, now, "complaint.open_time")?;
@@ -1014,7 +996,7 @@ fn new_purchase(
         occurred_at: new.occurred_at,
         lines: new.lines.clone(),
         channel: new.channel,
-        currency_code: new.currency_code.clone(),
+        currency_code: new.total.currency_code().to_owned(),
         total_minor: total,
         returned_minor: 0,
         created_at: now,
@@ -1046,25 +1028,11 @@ async fn create_in(
     Ok((customer, true))
 }
 
-/// Checks a new purchase's time and adds up its lines, without overflow.
+/// A new purchase's total, once its time is checked against the clock (its lines were
+/// added up, without overflow, when it was built).
 fn purchase_total(new: &NewPurchase, now: DateTime<Utc>) -> Result<i64, Error> {
     check_not_future(new.occurred_at, now, "purchase.occur_time")?;
-    let mut total: i64 = 0;
-    for (i, line) in new.lines.iter().enumerate() {
-        let amount = line
-            .quantity
-            .checked_mul(line.unit_price_minor)
-            .ok_or_else(|| {
-                Error::invalid(
-                    format!("purchase.lines[{i}]"),
-                    "quantity × unit price overflows",
-                )
-            })?;
-        total = total
-            .checked_add(amount)
-            .ok_or_else(|| Error::invalid("purchase.lines", "the total overflows"))?;
-    }
-    Ok(total)
+    Ok(new.total.amount_minor())
 }
 
 /// Records one purchase (or finds its order id recorded) and returns the events it
@@ -1112,7 +1080,7 @@ fn same_purchase(
 ) -> Result<(Purchase, bool), Error> {
     if existing.customer_id == customer_id
         && existing.total_minor == total
-        && existing.currency_code == new.currency_code
+        && existing.currency_code == new.total.currency_code()
     {
         Ok((existing, false))
     } else {

@@ -68,6 +68,12 @@ impl Email {
     }
 }
 
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A phone number in E.164 form: "+56912345678".
 ///
 /// Written by hand: E.164 is a plus sign and 8 to 15 digits, which is all we promise to
@@ -110,10 +116,16 @@ impl Phone {
     }
 }
 
+impl AsRef<str> for Phone {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A postal address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
-    pub country: CountryCode,
+    pub country_code: CountryCode,
     /// Region or state.
     pub region: String,
     /// Commune or city.
@@ -127,13 +139,13 @@ pub struct Address {
 impl Address {
     /// Validates an address; the country is required.
     pub fn new(
-        country: &str,
+        country_code: &str,
         region: &str,
         locality: &str,
         postal_code: &str,
         street: &str,
     ) -> Result<Self, FieldViolation> {
-        let country = CountryCode::parse(country).map_err(|e| e.under("country"))?;
+        let country_code = CountryCode::parse(country_code).map_err(|e| e.under("country_code"))?;
         let part = |field: &str, value: &str| -> Result<String, FieldViolation> {
             let value = value.trim();
             if value.chars().count() > 200 {
@@ -160,7 +172,7 @@ impl Address {
             ));
         }
         Ok(Self {
-            country,
+            country_code,
             region,
             locality,
             postal_code,
@@ -224,12 +236,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (a.country.as_str(), a.region.as_str()),
+            (a.country_code.as_str(), a.region.as_str()),
             ("CL", "Región de Valparaíso")
         );
         assert_eq!(
             Address::new("", "Maule", "", "", "").unwrap_err().field,
-            "country"
+            "country_code"
         );
         assert_eq!(
             Address::new("CL", "", "", "25#00", "").unwrap_err().field,

@@ -10,7 +10,7 @@ pub mod taxonomy;
 pub mod text;
 
 pub use contact::{Address, CountryCode, Email, Phone};
-pub use error::FieldViolation;
+pub use error::{FieldViolation, Violations};
 pub use money::{Money, MoneyError};
 pub use tax::{TaxId, TaxIdError};
 pub use taxonomy::Labeled;

@@ -40,7 +40,7 @@ fn check_digit_message(country: &str) -> String {
 /// A validated tax id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaxId {
-    country: String,
+    country_code: String,
     value: String,
     normalized: String,
 }
@@ -87,15 +87,25 @@ impl TaxId {
             return Err(malformed(&country, "it has no letters or digits"));
         }
         Ok(Self {
-            country,
+            country_code: country,
             value,
             normalized,
         })
     }
 
+    /// A tax id read back from storage, validated when it was written. Not parsed again:
+    /// a rule tightened later must not make stored customers unreadable.
+    pub fn stored(country_code: String, value: String, normalized: String) -> Self {
+        Self {
+            country_code,
+            value,
+            normalized,
+        }
+    }
+
     /// ISO 3166-1 alpha-2 code, uppercase.
     pub fn country(&self) -> &str {
-        &self.country
+        &self.country_code
     }
 
     /// Canonical display form ("76086428-5").

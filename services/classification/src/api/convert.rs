@@ -348,10 +348,24 @@ pub fn change_to(c: &LabelChange) -> pb::LabelChange {
 
 // ---- policies ----
 
-/// Copies the fields a proto policy and a policy share, one way or the other.
+/// The fields a proto policy and a policy share, written once: `copy` copies them one
+/// way or the other; `exhaustive` names every field of the proto, so one added to it
+/// does not compile until it is placed here (or among the four handled by hand).
 macro_rules! same_fields {
-    ($from:expr, $to:expr) => {
-        same_fields!(@ $from, $to, currency_code, window_days, active_window_days,
+    (@list [copy $from:expr, $to:expr] $($field:ident),+) => {
+        $( $to.$field = $from.$field.clone(); )+
+    };
+    (@list [exhaustive $p:expr] $($field:ident),+) => {
+        let pb::Policy {
+            $( $field: _, )+
+            version: _,     // output only
+            create_time: _, // output only
+            volume_mode: _,
+            playbook: _,
+        } = $p;
+    };
+    ($($how:tt)+) => {
+        same_fields!(@list [$($how)+] currency_code, window_days, active_window_days,
             active_cadence_min_purchases, cadence_gap_factor_bp, frequent_min_purchases,
             unconditional_min_nps, unconditional_min_referrals, nps_very_satisfied_min,
             nps_satisfied_min, csat_very_satisfied_min, csat_satisfied_min,
@@ -361,9 +375,6 @@ macro_rules! same_fields {
             occasional_min_cv_bp, demanding_min_complaints, influential_min_referrals,
             price_sensitive_min_share_bp, price_sensitive_min_purchases,
             as_of_future_tolerance_seconds, description)
-    };
-    (@ $from:expr, $to:expr, $($field:ident),+) => {
-        $( $to.$field = $from.$field.clone(); )+
     };
 }
 
@@ -389,15 +400,16 @@ pub fn policy_to(p: &crate::store::PolicyVersion) -> pb::Policy {
             .collect(),
         ..pb::Policy::default()
     };
-    same_fields!(p.policy, out);
+    same_fields!(copy p.policy, out);
     out
 }
 
 /// A candidate policy, validated; every bad field is named under `field`.
 pub fn policy_from(p: Option<&pb::Policy>, field: &str) -> Result<Policy, Error> {
     let p = p.ok_or_else(|| Error::invalid(field, "required"))?;
+    same_fields!(exhaustive p);
     let mut out = Policy::default();
-    same_fields!(p, out);
+    same_fields!(copy p, out);
     let mut bad = Vec::new();
     out.volume_mode = match pb::VolumeMode::try_from(p.volume_mode) {
         Ok(pb::VolumeMode::Unspecified | pb::VolumeMode::Abc) => VolumeMode::Abc,

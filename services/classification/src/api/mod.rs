@@ -72,30 +72,14 @@ impl ClassificationApi {
         }
     }
 
-    /// `as_of` of a request: absent means now; the future beyond the policy's tolerance
-    /// is INVALID_ARGUMENT.
+    /// `as_of` of a request, translated; the engine's policy checks it.
     async fn as_of(
         &self,
         ts: Option<&prost_types::Timestamp>,
         field: &str,
     ) -> Result<DateTime<Utc>, Error> {
-        let now = now();
-        let Some(at) = to_time(ts, field).map_err(|v| Error::InvalidArgument(vec![v]))? else {
-            return Ok(now);
-        };
-        let tolerance = self
-            .engine
-            .current_policy()
-            .await?
-            .policy
-            .as_of_future_tolerance_seconds;
-        if at > now + chrono::Duration::seconds(i64::from(tolerance)) {
-            return Err(Error::invalid(
-                field,
-                format!("{at} is in the future (tolerance {tolerance} s)"),
-            ));
-        }
-        Ok(at)
+        let at = to_time(ts, field).map_err(|v| Error::InvalidArgument(vec![v]))?;
+        self.engine.as_of(at, field).await
     }
 }
 
@@ -106,6 +90,8 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::GetClassificationRequest>,
     ) -> GrpcResult<pb::GetClassificationResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::GetClassificationRequest { customer: _ } = &req;
         let id = names::parse_customer(&req.customer, "customer")?;
         let c = self.engine.classification(id.as_uuid()).await?;
         let policy = self.engine.policy(c.policy_version).await?;
@@ -119,6 +105,12 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::ListClassificationsRequest>,
     ) -> GrpcResult<pb::ListClassificationsResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListClassificationsRequest {
+            filter: _,
+            page_size: _,
+            page_token: _,
+        } = &req;
         let filter = Filter::parse(&req.filter, "filter")?;
         let limit = pagination::page_size(req.page_size, "page_size")?;
         let query = pagination::fingerprint(&filter);
@@ -144,6 +136,11 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::GetSegmentDistributionRequest>,
     ) -> GrpcResult<pb::GetSegmentDistributionResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::GetSegmentDistributionRequest {
+            dimension: _,
+            by_region: _,
+        } = &req;
         let dimension = dimension_from(req.dimension, "dimension")?;
         let currency = self
             .engine
@@ -186,6 +183,16 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::ListLabelTransitionsRequest>,
     ) -> GrpcResult<pb::ListLabelTransitionsResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListLabelTransitionsRequest {
+            dimension: _,
+            from_label: _,
+            to_label: _,
+            start_time: _,
+            end_time: _,
+            page_size: _,
+            page_token: _,
+        } = &req;
         let dimension = dimension_from(req.dimension, "dimension")?;
         let label = |code: &str, field: &str| -> Result<Option<String>, Error> {
             match code {
@@ -237,6 +244,11 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::ReclassifyRequest>,
     ) -> GrpcResult<Self::ReclassifyStream> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ReclassifyRequest {
+            as_of: _,
+            filter: _,
+        } = &req;
         let filter = Filter::parse(&req.filter, "filter")?;
         let as_of = self.as_of(req.as_of.as_ref(), "as_of").await?;
         let version = self.engine.current_policy().await?.version;
@@ -268,6 +280,12 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::PreviewPolicyRequest>,
     ) -> GrpcResult<pb::PreviewPolicyResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::PreviewPolicyRequest {
+            policy: _,
+            as_of: _,
+            sample_size: _,
+        } = &req;
         let candidate = policy_from(req.policy.as_ref(), "policy")?;
         let as_of = self.as_of(req.as_of.as_ref(), "as_of").await?;
         let sample = match req.sample_size {
@@ -308,6 +326,8 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::GetPolicyRequest>,
     ) -> GrpcResult<pb::GetPolicyResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::GetPolicyRequest { version: _ } = &req;
         let policy = match req.version {
             0 => self.engine.current_policy().await?,
             v if v < 0 => return Err(Error::invalid("version", "must not be negative").into()),
@@ -323,6 +343,11 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::SetPolicyRequest>,
     ) -> GrpcResult<pb::SetPolicyResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::SetPolicyRequest {
+            policy: _,
+            expected_version: _,
+        } = &req;
         let policy = policy_from(req.policy.as_ref(), "policy")?;
         if req.expected_version < 0 {
             return Err(Error::invalid("expected_version", "must not be negative").into());
@@ -353,6 +378,11 @@ impl ClassificationService for ClassificationApi {
         request: Request<pb::WatchLabelChangesRequest>,
     ) -> GrpcResult<Self::WatchLabelChangesStream> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::WatchLabelChangesRequest {
+            after_sequence: _,
+            max_batch_size: _,
+        } = &req;
         let batch = feed::check_request(req.after_sequence, req.max_batch_size)?;
         let engine = self.engine.clone();
         let fetch = move |after, limit| {

@@ -175,6 +175,19 @@ impl Engine {
         self.policy(version).await
     }
 
+    /// The `as_of` of a request (`field`), checked by the current policy.
+    pub async fn as_of(
+        &self,
+        requested: Option<DateTime<Utc>>,
+        field: &str,
+    ) -> Result<DateTime<Utc>, Error> {
+        let policy = self.current_policy().await?;
+        Ok(policy
+            .policy
+            .as_of(requested, clientela_runtime::time::now())
+            .map_err(|e| e.under(field))?)
+    }
+
     /// Policy version `version`; NOT_FOUND if there is none.
     pub async fn policy(&self, version: i64) -> Result<Arc<PolicyVersion>, Error> {
         // Versions never change once stored, so a read one is kept.

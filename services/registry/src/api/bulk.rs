@@ -164,7 +164,8 @@ impl ImportBatch for pb::ImportCustomersRequest {
     type Row = pb::CreateCustomerRequest;
     type Response = pb::ImportCustomersResponse;
     fn into_rows(self) -> Vec<Self::Row> {
-        self.rows
+        let pb::ImportCustomersRequest { rows } = self;
+        rows
     }
     fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
         pb::ImportCustomersResponse { results }
@@ -175,7 +176,8 @@ impl ImportBatch for pb::ImportPurchasesRequest {
     type Row = pb::RecordPurchaseRequest;
     type Response = pb::ImportPurchasesResponse;
     fn into_rows(self) -> Vec<Self::Row> {
-        self.rows
+        let pb::ImportPurchasesRequest { rows } = self;
+        rows
     }
     fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
         pb::ImportPurchasesResponse { results }

@@ -1,53 +1,22 @@
-//! Proto ↔ registry records. Input conversions validate every field and name the field
-//! that is wrong; output conversions cannot fail.
+//! Proto ↔ registry records. Input conversions translate the wire (enums, timestamps,
+//! money) and hand the values to the model's constructors, which hold the rules; they
+//! prefix each violation with the request's field. Output conversions cannot fail.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
-use clientela_domain::taxonomy::{CustomerKind, SurveyKind};
-use clientela_domain::{Address, Email, FieldViolation, Phone, TaxId};
+use clientela_domain::error::under;
+use clientela_domain::taxonomy::CustomerKind;
+use clientela_domain::{FieldViolation, Money, Violations};
 use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as pb;
 use clientela_proto::maps;
 use clientela_runtime::Error;
 
+pub use crate::model::input::ident;
+use crate::model::input::{self, LineDraft, NewComplaint, NewPurchase, NewReturn, NewSurvey};
 use crate::model::{
-    AddressValue, Complaint, Consent, Customer, CustomerFields, Event, EventPayload, FieldValue,
-    Influence, Purchase, PurchaseLine, Referral, Return, ReturnLine, Status, Survey, TaxIdValue,
+    Complaint, Consent, Customer, CustomerFields, Event, EventPayload, FieldValue, Purchase,
+    Referral, Return, Status, Survey,
 };
 use crate::names;
-use crate::registry::{NewPurchase, NewReturn};
-
-/// Collects violations so one response names every bad field, not just the first.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    /// Keeps `Ok` values, records errors.
-    pub fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.0.push(e);
-                None
-            }
-        }
-    }
-
-    /// Records one violation.
-    pub fn push(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
-    }
-
-    /// `Err` with every violation, if any.
-    pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(self.0))
-        }
-    }
-}
 
 fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
     FieldViolation::new(field, description)
@@ -56,36 +25,6 @@ fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
 // ---- time ----
 
 pub use clientela_runtime::time::{required_time, timestamp, to_time};
-
-// ---- strings ----
-
-fn text(field: &str, s: &str, max: usize, required: bool) -> Result<String, FieldViolation> {
-    let trimmed = s.trim();
-    if trimmed.is_empty() {
-        return if required {
-            Err(violation(field, "required"))
-        } else {
-            Ok(String::new())
-        };
-    }
-    clientela_domain::text::validate_name(field, trimmed, max)
-}
-
-/// Optional identifier-like string (request ids, order ids): at most 128 printable characters.
-pub fn ident(field: &str, s: &str, required: bool) -> Result<Option<String>, FieldViolation> {
-    let s = s.trim();
-    if s.is_empty() {
-        return if required {
-            Err(violation(field, "required"))
-        } else {
-            Ok(None)
-        };
-    }
-    if s.chars().count() > 128 || s.chars().any(char::is_control) {
-        return Err(violation(field, "at most 128 printable characters"));
-    }
-    Ok(Some(s.to_owned()))
-}
 
 // ---- enums ----
 
@@ -182,26 +121,8 @@ pub fn is_populated(c: &pb::Customer, field: &str) -> bool {
     }
 }
 
-fn list<T>(
-    field: &str,
-    items: &[String],
-    max: usize,
-    v: &mut Violations,
-    parse: impl Fn(&str) -> Result<T, FieldViolation>,
-) -> Vec<T> {
-    if items.len() > max {
-        v.push(field, format!("at most {max} entries"));
-        return Vec::new();
-    }
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| v.check(parse(item).map_err(|e| e.under(&format!("{field}[{i}]")))))
-        .collect()
-}
-
-/// Validates one field of `c` (`prefix` is the request's field holding the customer).
-/// On error the violations are in `v` and `None` is returned.
+/// Translates one field of `c` and builds its value (`prefix` is the request's field
+/// holding the customer). On error the violations are in `v` and `None` is returned.
 pub fn parse_field(
     c: &pb::Customer,
     field: &str,
@@ -210,196 +131,75 @@ pub fn parse_field(
 ) -> Option<FieldValue> {
     let path = format!("{prefix}.{field}");
     let path = path.as_str();
-    match field {
+    let one = |r: Result<FieldValue, FieldViolation>| r.map_err(|e| vec![e.under(path)]);
+    let all = |r: Result<FieldValue, Vec<FieldViolation>>| r.map_err(|e| under(path, e));
+    let value = match field {
         "kind" => match maps::customer_kind_from(c.kind) {
-            Ok(Some(k)) => Some(FieldValue::Kind(k)),
-            Ok(None) | Err(_) => {
-                v.push(
-                    path,
-                    "required: CUSTOMER_KIND_PERSON or CUSTOMER_KIND_ORGANIZATION",
-                );
-                None
-            }
-        },
-        "display_name" => v
-            .check(text(path, &c.display_name, 200, true))
-            .map(FieldValue::DisplayName),
-        "legal_name" => v
-            .check(text(path, &c.legal_name, 200, false))
-            .map(FieldValue::LegalName),
-        "tax_id" => match &c.tax_id {
-            None => Some(FieldValue::TaxId(None)),
-            Some(t) if t.value.trim().is_empty() && t.country_code.trim().is_empty() => {
-                Some(FieldValue::TaxId(None))
-            }
-            Some(t) => match TaxId::parse(&t.country_code, &t.value) {
-                Ok(id) => Some(FieldValue::TaxId(Some(TaxIdValue {
-                    country_code: id.country().to_owned(),
-                    value: id.value().to_owned(),
-                    normalized: id.normalized().to_owned(),
-                }))),
-                Err(clientela_domain::TaxIdError::InvalidCountry(_)) => {
-                    v.push(
-                        format!("{path}.country_code"),
-                        "must be an ISO 3166-1 alpha-2 country code such as CL",
-                    );
-                    None
-                }
-                Err(e) => {
-                    v.push(format!("{path}.value"), e.to_string());
-                    None
-                }
-            },
-        },
-        "emails" => {
-            let before = v.0.len();
-            let emails: Vec<String> = list(path, &c.emails, 10, v, |e| {
-                Email::parse(e).map(|e| e.as_str().to_owned())
-            });
-            (v.0.len() == before).then_some(FieldValue::Emails(dedup(emails)))
-        }
-        "phones" => {
-            let before = v.0.len();
-            let phones: Vec<String> = list(path, &c.phones, 10, v, |p| {
-                Phone::parse(p).map(|p| p.as_str().to_owned())
-            });
-            (v.0.len() == before).then_some(FieldValue::Phones(dedup(phones)))
-        }
-        "address" => match &c.address {
-            None => Some(FieldValue::Address(None)),
-            Some(a) => {
-                let empty = a.country_code.is_empty()
-                    && a.region.is_empty()
-                    && a.locality.is_empty()
-                    && a.postal_code.is_empty()
-                    && a.street.is_empty();
-                if empty {
-                    return Some(FieldValue::Address(None));
-                }
-                v.check(
-                    Address::new(
-                        &a.country_code,
-                        &a.region,
-                        &a.locality,
-                        &a.postal_code,
-                        &a.street,
-                    )
-                    .map_err(|mut e| {
-                        if e.field == "country" {
-                            e.field = "country_code".to_owned();
-                        }
-                        e.under(path)
-                    }),
-                )
-                .map(|a| {
-                    FieldValue::Address(Some(AddressValue {
-                        country_code: a.country.as_str().to_owned(),
-                        region: a.region,
-                        locality: a.locality,
-                        postal_code: a.postal_code,
-                        street: a.street,
-                    }))
-                })
-            }
-        },
-        "channel_role" => v
-            .check(optional_enum(c.channel_role, path, maps::channel_role_from))
-            .map(FieldValue::ChannelRole),
-        "business_kind" => v
-            .check(optional_enum(
-                c.business_kind,
+            Ok(Some(k)) => Ok(FieldValue::Kind(k)),
+            Ok(None) | Err(_) => Err(vec![violation(
                 path,
-                maps::business_kind_from,
-            ))
-            .map(FieldValue::BusinessKind),
+                "required: CUSTOMER_KIND_PERSON or CUSTOMER_KIND_ORGANIZATION",
+            )]),
+        },
+        "display_name" => one(FieldValue::display_name(&c.display_name)),
+        "legal_name" => one(FieldValue::legal_name(&c.legal_name)),
+        "tax_id" => match &c.tax_id {
+            None => Ok(FieldValue::TaxId(None)),
+            Some(t) => one(FieldValue::tax_id(&t.country_code, &t.value)),
+        },
+        "emails" => all(FieldValue::emails(&c.emails)),
+        "phones" => all(FieldValue::phones(&c.phones)),
+        "address" => match &c.address {
+            None => Ok(FieldValue::Address(None)),
+            Some(a) => one(FieldValue::address(
+                &a.country_code,
+                &a.region,
+                &a.locality,
+                &a.postal_code,
+                &a.street,
+            )),
+        },
+        "channel_role" => optional_enum(c.channel_role, path, maps::channel_role_from)
+            .map(FieldValue::ChannelRole)
+            .map_err(|e| vec![e]),
+        "business_kind" => optional_enum(c.business_kind, path, maps::business_kind_from)
+            .map(FieldValue::BusinessKind)
+            .map_err(|e| vec![e]),
         "influence" => {
-            let i = c.influence.unwrap_or_default();
-            let before = v.0.len();
-            if i.audience_reach < 0 {
-                v.push(format!("{path}.audience_reach"), "must not be negative");
-            }
-            let role = v.check(optional_enum(
-                i.decision_role,
+            let pb::Influence {
+                audience_reach,
+                public_figure,
+                decision_role,
+            } = c.influence.unwrap_or_default();
+            optional_enum(
+                decision_role,
                 &format!("{path}.decision_role"),
                 maps::decision_role_from,
-            ));
-            (v.0.len() == before).then(|| {
-                FieldValue::Influence(Influence {
-                    audience_reach: i.audience_reach,
-                    public_figure: i.public_figure,
-                    decision_role: role.flatten(),
-                })
-            })
+            )
+            .map_err(|e| vec![e])
+            .and_then(|role| one(FieldValue::influence(audience_reach, public_figure, role)))
         }
-        "tags" => {
-            let before = v.0.len();
-            let tags = list(path, &c.tags, 50, v, |t| text("", t, 64, true));
-            (v.0.len() == before).then(|| FieldValue::Tags(dedup(tags)))
-        }
-        "attributes" => {
-            if c.attributes.len() > 50 {
-                v.push(path, "at most 50 attributes");
-                return None;
-            }
-            let before = v.0.len();
-            let mut out = BTreeMap::new();
-            for (key, value) in &c.attributes {
-                let key_ok = !key.is_empty()
-                    && key.len() <= 64
-                    && key.chars().all(|ch| {
-                        ch.is_ascii_lowercase() || ch.is_ascii_digit() || "_.-".contains(ch)
-                    });
-                if !key_ok {
-                    v.push(
-                        format!("{path}[{key}]"),
-                        "keys are 1-64 characters of a-z, 0-9, '_', '.', '-'",
-                    );
-                } else if value.chars().count() > 1024 || value.chars().any(char::is_control) {
-                    v.push(
-                        format!("{path}[{key}]"),
-                        "values are at most 1024 printable characters",
-                    );
-                } else {
-                    out.insert(key.clone(), value.clone());
-                }
-            }
-            (v.0.len() == before).then_some(FieldValue::Attributes(out))
-        }
+        "tags" => all(FieldValue::tags(&c.tags)),
+        "attributes" => all(FieldValue::attributes(c.attributes.iter())),
         "consent" => {
-            let c = c.consent.unwrap_or_default();
-            Some(FieldValue::Consent(Consent {
-                marketing_email: c.marketing_email,
-                marketing_sms: c.marketing_sms,
-                marketing_phone: c.marketing_phone,
-                data_processing: c.data_processing,
+            let pb::Consent {
+                marketing_email,
+                marketing_sms,
+                marketing_phone,
+                data_processing,
+            } = c.consent.unwrap_or_default();
+            Ok(FieldValue::Consent(Consent {
+                marketing_email,
+                marketing_sms,
+                marketing_phone,
+                data_processing,
             }))
         }
-        "language_code" => match c.language_code.trim() {
-            "" | "es" => Some(FieldValue::LanguageCode("es".to_owned())),
-            "en" => Some(FieldValue::LanguageCode("en".to_owned())),
-            _ => {
-                v.push(path, "must be \"es\" or \"en\"");
-                None
-            }
-        },
-        "external_id" => v
-            .check(ident(path, &c.external_id, false))
-            .map(FieldValue::ExternalId),
-        other => {
-            v.push(path, format!("{other} cannot be written"));
-            None
-        }
-    }
-}
-
-fn dedup(items: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for item in items {
-        if !out.iter().any(|x| x.eq_ignore_ascii_case(&item)) {
-            out.push(item);
-        }
-    }
-    out
+        "language_code" => one(FieldValue::language_code(&c.language_code)),
+        "external_id" => one(FieldValue::external_id(&c.external_id)),
+        other => Err(vec![violation(path, format!("{other} cannot be written"))]),
+    };
+    v.check_all(value)
 }
 
 /// Every field of a new customer.
@@ -440,8 +240,7 @@ pub fn customer_fields(c: Option<&pb::Customer>, prefix: &str) -> Result<Custome
             fields.apply(value);
         }
     }
-    v.finish()?;
-    Ok(fields)
+    Ok(v.done(Some(fields))?)
 }
 
 /// Registry customer → proto.
@@ -453,13 +252,13 @@ pub fn customer_to(c: &Customer) -> pb::Customer {
         display_name: f.display_name.clone(),
         legal_name: f.legal_name.clone(),
         tax_id: f.tax_id.as_ref().map(|t| pb::TaxId {
-            country_code: t.country_code.clone(),
-            value: t.value.clone(),
+            country_code: t.country().to_owned(),
+            value: t.value().to_owned(),
         }),
-        emails: f.emails.clone(),
-        phones: f.phones.clone(),
+        emails: f.emails.iter().map(|e| e.as_str().to_owned()).collect(),
+        phones: f.phones.iter().map(|p| p.as_str().to_owned()).collect(),
         address: f.address.as_ref().map(|a| pb::Address {
-            country_code: a.country_code.clone(),
+            country_code: a.country_code.as_str().to_owned(),
             region: a.region.clone(),
             locality: a.locality.clone(),
             postal_code: a.postal_code.clone(),
@@ -492,18 +291,20 @@ pub fn customer_to(c: &Customer) -> pb::Customer {
 
 // ---- purchases and returns ----
 
-fn money(m: Option<&common::Money>, field: &str) -> Result<(String, i64), FieldViolation> {
-    let m = m.ok_or_else(|| violation(field, "required"))?;
-    if !clientela_domain::money::is_known_currency(&m.currency_code) {
-        return Err(violation(
-            &format!("{field}.currency_code"),
-            format!(
-                "{:?} is not an ISO 4217 currency code (e.g. CLP, MXN, EUR)",
-                m.currency_code
-            ),
-        ));
-    }
-    Ok((m.currency_code.clone(), m.amount_minor))
+/// Wire money → domain money; `None` (after saying why) when absent or unknown.
+fn money(m: Option<&common::Money>, field: &str, v: &mut Violations) -> Option<Money> {
+    let Some(common::Money {
+        currency_code,
+        amount_minor,
+    }) = m
+    else {
+        v.push(field, "required");
+        return None;
+    };
+    v.check(
+        Money::new(currency_code, *amount_minor)
+            .map_err(|e| violation(&format!("{field}.currency_code"), e.to_string())),
+    )
 }
 
 /// Money of the purchase currency.
@@ -521,97 +322,53 @@ pub fn new_purchase(p: Option<&pb::Purchase>) -> Result<NewPurchase, Error> {
     };
     // Every field, so one added to the proto does not compile until it is handled here.
     let pb::Purchase {
-        order_id: _,
-        occur_time: _,
-        lines: _,
-        channel: _,
+        order_id,
+        occur_time,
+        lines,
+        channel,
         name: _,        // output only
         total: _,       // output only
         returned: _,    // output only
         create_time: _, // output only
     } = p;
     let mut v = Violations::default();
-    let order_id = v
-        .check(ident("purchase.order_id", &p.order_id, true))
+    let occurred_at = v
+        .check(to_time(occur_time.as_ref(), "purchase.occur_time"))
         .flatten();
-    let occurred_at = v.check(required_time(p.occur_time.as_ref(), "purchase.occur_time"));
     let channel = v
         .check(optional_enum(
-            p.channel,
+            *channel,
             "purchase.channel",
             maps::sales_channel_from,
         ))
         .flatten();
-    if p.lines.is_empty() {
-        v.push("purchase.lines", "at least one line");
-    } else if p.lines.len() > 500 {
-        v.push("purchase.lines", "at most 500 lines");
-    }
-    let mut currency: Option<String> = None;
-    let mut lines = Vec::with_capacity(p.lines.len());
-    for (i, line) in p.lines.iter().enumerate() {
-        let pb::PurchaseLine {
-            product_line: _,
-            sku: _,
-            quantity: _,
-            unit_price: _,
-            discounted: _,
-            returned_quantity: _, // output only
-        } = line;
-        let at = format!("purchase.lines[{i}]");
-        let product_line = v.check(text(
-            &format!("{at}.product_line"),
-            &line.product_line,
-            100,
-            true,
-        ));
-        let sku = v.check(text(&format!("{at}.sku"), &line.sku, 100, false));
-        if line.quantity < 1 {
-            v.push(format!("{at}.quantity"), "at least 1");
-        }
-        let price = v.check(money(line.unit_price.as_ref(), &format!("{at}.unit_price")));
-        if let Some((code, amount)) = &price {
-            if *amount < 0 {
-                v.push(
-                    format!("{at}.unit_price.amount_minor"),
-                    "must not be negative",
-                );
-            }
-            match &currency {
-                None => currency = Some(code.clone()),
-                Some(c) if c != code => {
-                    v.push(
-                        format!("{at}.unit_price.currency_code"),
-                        format!("every line must be in {c}"),
-                    );
-                }
-                Some(_) => {}
-            }
-        }
-        if let (Some(product_line), Some(sku), Some((_, unit_price_minor))) =
-            (product_line, sku, price)
-        {
-            lines.push(PurchaseLine {
+    let lines: Vec<LineDraft> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let pb::PurchaseLine {
                 product_line,
                 sku,
-                quantity: line.quantity,
-                unit_price_minor,
-                discounted: line.discounted,
-                returned_quantity: 0,
-            });
-        }
-    }
-    v.finish()?;
-    match (order_id, occurred_at, currency) {
-        (Some(order_id), Some(occurred_at), Some(currency_code)) => Ok(NewPurchase {
-            order_id,
-            occurred_at,
-            lines,
-            channel,
-            currency_code,
-        }),
-        _ => Err(Error::invalid("purchase", "incomplete")),
-    }
+                quantity,
+                unit_price,
+                discounted,
+                returned_quantity: _, // output only
+            } = line;
+            let field = format!("purchase.lines[{i}].unit_price");
+            LineDraft {
+                product_line: product_line.clone(),
+                sku: sku.clone(),
+                quantity: *quantity,
+                unit_price: money(unit_price.as_ref(), &field, &mut v),
+                discounted: *discounted,
+            }
+        })
+        .collect();
+    let new = v.check_all(
+        NewPurchase::new(order_id, occurred_at, channel, &lines).map_err(|e| under("purchase", e)),
+    );
+    // A translation failure is in `v` already, so `done` refuses the purchase it spoiled.
+    Ok(v.done(new)?)
 }
 
 /// Registry purchase → proto.
@@ -646,54 +403,32 @@ pub fn new_return(r: Option<&pb::Return>) -> Result<NewReturn, Error> {
     };
     // Every field, so one added to the proto does not compile until it is handled here.
     let pb::Return {
-        return_id: _,
-        occur_time: _,
-        lines: _,
-        reason: _,
+        return_id,
+        occur_time,
+        lines,
+        reason,
         name: _,        // output only
         purchase: _,    // output only: the request names the purchase
         amount: _,      // output only
         create_time: _, // output only
     } = r;
     let mut v = Violations::default();
-    let return_id = v
-        .check(ident("return.return_id", &r.return_id, true))
+    let occurred_at = v
+        .check(to_time(occur_time.as_ref(), "return.occur_time"))
         .flatten();
-    let occurred_at = v.check(required_time(r.occur_time.as_ref(), "return.occur_time"));
-    let reason = v.check(text("return.reason", &r.reason, 1000, false));
-    let mut lines = Vec::new();
-    for (i, line) in r.lines.iter().enumerate() {
-        let pb::ReturnLine {
-            line_number: _,
-            quantity: _,
-        } = line;
-        match u32::try_from(line.line_number) {
-            Ok(n) if n >= 1 => {
-                if line.quantity < 1 {
-                    v.push(format!("return.lines[{i}].quantity"), "at least 1");
-                } else {
-                    lines.push(ReturnLine {
-                        line_number: n,
-                        quantity: line.quantity,
-                    });
-                }
-            }
-            _ => v.push(
-                format!("return.lines[{i}].line_number"),
-                "lines are numbered from 1",
-            ),
-        }
-    }
-    v.finish()?;
-    match (return_id, occurred_at, reason) {
-        (Some(return_id), Some(occurred_at), Some(reason)) => Ok(NewReturn {
-            return_id,
-            occurred_at,
-            lines,
-            reason,
-        }),
-        _ => Err(Error::invalid("return", "incomplete")),
-    }
+    let lines: Vec<(i64, i64)> = lines
+        .iter()
+        .map(
+            |pb::ReturnLine {
+                 line_number,
+                 quantity,
+             }| (i64::from(*line_number), *quantity),
+        )
+        .collect();
+    let new = v.check_all(
+        NewReturn::new(return_id, occurred_at, &lines, reason).map_err(|e| under("return", e)),
+    );
+    Ok(v.done(new)?)
 }
 
 /// Registry return → proto.
@@ -719,49 +454,30 @@ pub fn return_to(r: &Return) -> pb::Return {
 
 // ---- surveys, complaints, referrals ----
 
-/// A survey answer from a request: kind, score in range, time, comment.
-pub fn new_survey(
-    s: Option<&pb::Survey>,
-) -> Result<(SurveyKind, i32, DateTime<Utc>, String), Error> {
+/// A survey answer from a request.
+pub fn new_survey(s: Option<&pb::Survey>) -> Result<NewSurvey, Error> {
     let Some(s) = s else {
         return Err(Error::invalid("survey", "required"));
     };
     // Every field, so one added to the proto does not compile until it is handled here.
     let pb::Survey {
-        kind: _,
-        score: _,
-        occur_time: _,
-        comment: _,
+        kind,
+        score,
+        occur_time,
+        comment,
         name: _,        // output only
         create_time: _, // output only
     } = s;
     let mut v = Violations::default();
-    let kind = match maps::survey_kind_from(s.kind) {
-        Ok(Some(kind)) => Some(kind),
-        Ok(None) | Err(_) => {
-            v.push(
-                "survey.kind",
-                "required: SURVEY_KIND_NPS or SURVEY_KIND_CSAT",
-            );
-            None
-        }
-    };
-    match kind {
-        Some(SurveyKind::Nps) if !(0..=10).contains(&s.score) => {
-            v.push("survey.score", "NPS scores are 0 to 10")
-        }
-        Some(SurveyKind::Csat) if !(1..=5).contains(&s.score) => {
-            v.push("survey.score", "CSAT scores are 1 to 5")
-        }
-        _ => {}
-    }
-    let at = v.check(required_time(s.occur_time.as_ref(), "survey.occur_time"));
-    let comment = v.check(text("survey.comment", &s.comment, 2000, false));
-    v.finish()?;
-    match (kind, at, comment) {
-        (Some(kind), Some(at), Some(comment)) => Ok((kind, s.score, at, comment)),
-        _ => Err(Error::invalid("survey", "incomplete")),
-    }
+    // An unknown number is as good as none: the constructor says which kinds there are.
+    let kind = maps::survey_kind_from(*kind).ok().flatten();
+    let occurred_at = v
+        .check(to_time(occur_time.as_ref(), "survey.occur_time"))
+        .flatten();
+    let new = v.check_all(
+        NewSurvey::new(kind, *score, occurred_at, comment).map_err(|e| under("survey", e)),
+    );
+    Ok(v.done(new)?)
 }
 
 /// Registry survey → proto.
@@ -776,18 +492,16 @@ pub fn survey_to(s: &Survey) -> pb::Survey {
     }
 }
 
-/// A complaint from a request: subject, description, open time.
-pub fn new_complaint(
-    c: Option<&pb::Complaint>,
-) -> Result<(String, String, Option<DateTime<Utc>>), Error> {
+/// A complaint from a request.
+pub fn new_complaint(c: Option<&pb::Complaint>) -> Result<NewComplaint, Error> {
     let Some(c) = c else {
         return Err(Error::invalid("complaint", "required"));
     };
     // Every field, so one added to the proto does not compile until it is handled here.
     let pb::Complaint {
-        subject: _,
-        description: _,
-        open_time: _,
+        subject,
+        description,
+        open_time,
         name: _,         // output only
         state: _,        // output only
         resolve_time: _, // output only
@@ -795,19 +509,18 @@ pub fn new_complaint(
         etag: _,         // output only
     } = c;
     let mut v = Violations::default();
-    let subject = v.check(text("complaint.subject", &c.subject, 200, true));
-    let description = v.check(text("complaint.description", &c.description, 4000, false));
-    let opened = v.check(to_time(c.open_time.as_ref(), "complaint.open_time"));
-    v.finish()?;
-    match (subject, description, opened) {
-        (Some(s), Some(d), Some(o)) => Ok((s, d, o)),
-        _ => Err(Error::invalid("complaint", "incomplete")),
-    }
+    let opened_at = v
+        .check(to_time(open_time.as_ref(), "complaint.open_time"))
+        .flatten();
+    let new = v.check_all(
+        NewComplaint::new(subject, description, opened_at).map_err(|e| under("complaint", e)),
+    );
+    Ok(v.done(new)?)
 }
 
 /// Free text of a resolution.
 pub fn resolution(s: &str) -> Result<String, Error> {
-    Ok(text("resolution", s, 4000, true)?)
+    Ok(input::resolution(s).map_err(|e| e.under("resolution"))?)
 }
 
 /// Registry complaint → proto.

@@ -28,12 +28,14 @@ use self::convert::*;
 use self::history::*;
 pub use self::wire::wire_encoder;
 use self::wire::*;
+use crate::model::input::NewPurchase;
 use crate::model::{Customer, CustomerFields, FieldValue, Purchase};
 use crate::names;
-use crate::registry::{NewPurchase, Registry};
+use crate::registry::Registry;
 use crate::store::customers::{Cursor, CustomerFilter, OrderBy, cursor_of};
 use crate::store::events::WireEncoder;
 use crate::store::history::HistoryCursor;
+use clientela_domain::Violations;
 
 type GrpcResult<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -147,7 +149,7 @@ impl RegistryApi {
                 "one of create_time, update_time, display_name, optionally followed by desc",
             );
         }
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         let (order, descending) = order.unwrap_or((OrderBy::CreateTime, false));
         let folded = |s: &str| Some(fold(s)).filter(|s| !s.is_empty());
         let filter = CustomerFilter {
@@ -165,34 +167,25 @@ impl RegistryApi {
 fn create_request(
     req: pb::CreateCustomerRequest,
 ) -> Result<(crate::model::CustomerFields, Option<String>), Error> {
-    let fields = customer_fields(req.customer.as_ref(), "customer")?;
-    let request_id = ident("request_id", &req.request_id, false)?;
+    let pb::CreateCustomerRequest {
+        customer,
+        request_id,
+    } = req;
+    let fields = customer_fields(customer.as_ref(), "customer")?;
+    let request_id = ident("request_id", &request_id, false)?;
     Ok((fields, request_id))
 }
 
 /// A RecordPurchase request, validated: every bad field named at once.
 fn purchase_request(
     req: pb::RecordPurchaseRequest,
-) -> Result<
-    (
-        clientela_domain::ids::CustomerId,
-        crate::registry::NewPurchase,
-    ),
-    Error,
-> {
+) -> Result<(clientela_domain::ids::CustomerId, NewPurchase), Error> {
+    let pb::RecordPurchaseRequest { parent, purchase } = req;
     let mut v = Violations::default();
-    let customer = v.check(names::parse_customer(&req.parent, "parent").map_err(first_violation));
-    let new = new_purchase(req.purchase.as_ref());
-    if let Err(Error::InvalidArgument(more)) = &new {
-        for m in more {
-            v.push(m.field.clone(), m.description.clone());
-        }
-    }
-    v.finish()?;
-    match (customer, new) {
-        (Some(customer), Ok(new)) => Ok((customer, new)),
-        _ => Err(Error::invalid("purchase", "incomplete")),
-    }
+    let customer = v.check(names::parse_customer(&parent, "parent").map_err(first_violation));
+    let new =
+        v.check_all(new_purchase(purchase.as_ref()).map_err(|e| e.field_violations().to_vec()));
+    Ok(v.done(customer.zip(new))?)
 }
 
 fn order_field(name: &str) -> Option<OrderBy> {
@@ -230,7 +223,8 @@ impl CustomerRegistryService for RegistryApi {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> GrpcResult<pb::GetCustomerResponse> {
-        let id = names::parse_customer(&request.get_ref().name, "name")?;
+        let pb::GetCustomerRequest { name } = request.get_ref();
+        let id = names::parse_customer(name, "name")?;
         let customer = self.registry.get_customer_shared(id).await?;
         Ok(Response::new(pb::GetCustomerResponse {
             customer: Some(customer_to(&customer)),
@@ -242,6 +236,17 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListCustomersRequest>,
     ) -> GrpcResult<pb::ListCustomersResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListCustomersRequest {
+            page_size: _,
+            page_token: _,
+            statuses: _,
+            kind: _,
+            region: _,
+            tag: _,
+            query: _,
+            order_by: _,
+        } = &req;
         let (filter, order, descending) = self.list_customers_query(&req)?;
         let limit = pagination::page_size(req.page_size, "page_size")?;
         let query = pagination::fingerprint(&(&filter, order, descending));
@@ -269,6 +274,11 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::UpdateCustomerRequest>,
     ) -> GrpcResult<pb::UpdateCustomerResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::UpdateCustomerRequest {
+            customer: _,
+            update_mask: _,
+        } = &req;
         let Some(c) = req.customer.as_ref() else {
             return Err(Error::invalid("customer", "required").into());
         };
@@ -301,7 +311,7 @@ impl CustomerRegistryService for RegistryApi {
         if paths.is_empty() {
             v.push("update_mask", "nothing to update");
         }
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         let customer = self
             .registry
             .update_customer(id, patch, etag(&c.etag))
@@ -316,6 +326,8 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ArchiveCustomerRequest>,
     ) -> GrpcResult<pb::ArchiveCustomerResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ArchiveCustomerRequest { name: _, etag: _ } = &req;
         let id = names::parse_customer(&req.name, "name")?;
         let customer = self.registry.archive_customer(id, etag(&req.etag)).await?;
         Ok(Response::new(pb::ArchiveCustomerResponse {
@@ -328,6 +340,8 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::RestoreCustomerRequest>,
     ) -> GrpcResult<pb::RestoreCustomerResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::RestoreCustomerRequest { name: _, etag: _ } = &req;
         let id = names::parse_customer(&req.name, "name")?;
         let customer = self.registry.restore_customer(id, etag(&req.etag)).await?;
         Ok(Response::new(pb::RestoreCustomerResponse {
@@ -339,7 +353,8 @@ impl CustomerRegistryService for RegistryApi {
         &self,
         request: Request<pb::FindDuplicatesRequest>,
     ) -> GrpcResult<pb::FindDuplicatesResponse> {
-        let id = names::parse_customer(&request.get_ref().name, "name")?;
+        let pb::FindDuplicatesRequest { name } = request.get_ref();
+        let id = names::parse_customer(name, "name")?;
         let found = self.registry.find_duplicates(id).await?;
         Ok(Response::new(pb::FindDuplicatesResponse {
             candidates: found
@@ -357,11 +372,17 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::MergeCustomersRequest>,
     ) -> GrpcResult<pb::MergeCustomersResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::MergeCustomersRequest {
+            survivor: _,
+            merged: _,
+            dry_run: _,
+        } = &req;
         let mut v = Violations::default();
         let survivor =
             v.check(names::parse_customer(&req.survivor, "survivor").map_err(first_violation));
         let merged = v.check(names::parse_customer(&req.merged, "merged").map_err(first_violation));
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         let (Some(survivor), Some(merged)) = (survivor, merged) else {
             return Err(Error::invalid("survivor", "required").into());
         };
@@ -395,6 +416,12 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListPurchasesRequest>,
     ) -> GrpcResult<pb::ListPurchasesResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListPurchasesRequest {
+            parent: _,
+            page_size: _,
+            page_token: _,
+        } = &req;
         let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "purchases")?;
         let read = async |owner, after: Option<HistoryCursor>, limit| {
             self.registry
@@ -413,6 +440,11 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::RecordReturnRequest>,
     ) -> GrpcResult<pb::RecordReturnResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::RecordReturnRequest {
+            purchase: _,
+            r#return: _,
+        } = &req;
         let (customer, purchase) = names::parse_child(&req.purchase, "purchases", "purchase")?;
         let new = new_return(req.r#return.as_ref())?;
         let (ret, purchase, created) = self
@@ -431,6 +463,12 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListReturnsRequest>,
     ) -> GrpcResult<pb::ListReturnsResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListReturnsRequest {
+            parent: _,
+            page_size: _,
+            page_token: _,
+        } = &req;
         let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "returns")?;
         let read = async |owner, after: Option<HistoryCursor>, limit| {
             self.registry
@@ -449,12 +487,18 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::RecordSurveyRequest>,
     ) -> GrpcResult<pb::RecordSurveyResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::RecordSurveyRequest {
+            parent: _,
+            survey: _,
+            request_id: _,
+        } = &req;
         let customer = names::parse_customer(&req.parent, "parent")?;
-        let (kind, score, at, comment) = new_survey(req.survey.as_ref())?;
+        let new = new_survey(req.survey.as_ref())?;
         let request_id = ident("request_id", &req.request_id, false).map_err(Error::from)?;
         let (survey, created) = self
             .registry
-            .record_survey(customer, kind, score, at, comment, request_id)
+            .record_survey(customer, new, request_id)
             .await?;
         Ok(Response::new(pb::RecordSurveyResponse {
             survey: Some(survey_to(&survey)),
@@ -467,6 +511,12 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListSurveysRequest>,
     ) -> GrpcResult<pb::ListSurveysResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListSurveysRequest {
+            parent: _,
+            page_size: _,
+            page_token: _,
+        } = &req;
         let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "surveys")?;
         let read = async |owner, after: Option<HistoryCursor>, limit| {
             self.registry
@@ -485,12 +535,18 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::OpenComplaintRequest>,
     ) -> GrpcResult<pb::OpenComplaintResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::OpenComplaintRequest {
+            parent: _,
+            complaint: _,
+            request_id: _,
+        } = &req;
         let customer = names::parse_customer(&req.parent, "parent")?;
-        let (subject, description, opened) = new_complaint(req.complaint.as_ref())?;
+        let new = new_complaint(req.complaint.as_ref())?;
         let request_id = ident("request_id", &req.request_id, false).map_err(Error::from)?;
         let (complaint, created) = self
             .registry
-            .open_complaint(customer, subject, description, opened, request_id)
+            .open_complaint(customer, new, request_id)
             .await?;
         Ok(Response::new(pb::OpenComplaintResponse {
             complaint: Some(complaint_to(&complaint)),
@@ -503,6 +559,12 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ResolveComplaintRequest>,
     ) -> GrpcResult<pb::ResolveComplaintResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ResolveComplaintRequest {
+            name: _,
+            resolution: _,
+            etag: _,
+        } = &req;
         let (customer, complaint) = names::parse_child(&req.name, "complaints", "name")?;
         let resolution = resolution(&req.resolution)?;
         let complaint = self
@@ -524,6 +586,12 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListComplaintsRequest>,
     ) -> GrpcResult<pb::ListComplaintsResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListComplaintsRequest {
+            parent: _,
+            page_size: _,
+            page_token: _,
+        } = &req;
         let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "complaints")?;
         let read = async |owner, after: Option<HistoryCursor>, limit| {
             self.registry
@@ -542,6 +610,11 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::RecordReferralRequest>,
     ) -> GrpcResult<pb::RecordReferralResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::RecordReferralRequest {
+            parent: _,
+            referral: _,
+        } = &req;
         let referrer = names::parse_customer(&req.parent, "parent")?;
         let Some(r) = req.referral.as_ref() else {
             return Err(Error::invalid("referral", "required").into());
@@ -559,7 +632,7 @@ impl CustomerRegistryService for RegistryApi {
             names::parse_customer(&r.referred, "referral.referred").map_err(first_violation),
         );
         let at = v.check(required_time(r.occur_time.as_ref(), "referral.occur_time"));
-        v.finish()?;
+        v.finish().map_err(Error::from)?;
         let (Some(referred), Some(at)) = (referred, at) else {
             return Err(Error::invalid("referral", "incomplete").into());
         };
@@ -578,6 +651,12 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ListReferralsRequest>,
     ) -> GrpcResult<pb::ListReferralsResponse> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ListReferralsRequest {
+            parent: _,
+            page_size: _,
+            page_token: _,
+        } = &req;
         let page = HistoryPage::new(&req.parent, req.page_size, &req.page_token, "referrals")?;
         let read = async |owner, after: Option<HistoryCursor>, limit| {
             self.registry
@@ -658,6 +737,13 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::ExportCustomersRequest>,
     ) -> GrpcResult<Self::ExportCustomersStream> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::ExportCustomersRequest {
+            statuses: _,
+            kind: _,
+            region: _,
+            tag: _,
+        } = &req;
         let list = pb::ListCustomersRequest {
             statuses: req.statuses,
             kind: req.kind,
@@ -704,6 +790,11 @@ impl CustomerRegistryService for RegistryApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> GrpcResult<Self::WatchEventsStream> {
         let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::WatchEventsRequest {
+            after_sequence: _,
+            max_batch_size: _,
+        } = &req;
         let batch = feed::check_request(req.after_sequence, req.max_batch_size)?;
         let registry = self.registry.clone();
         let encode = wire_encoder();

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use clientela_domain::Labeled;
 use clientela_domain::ids::CustomerId;
 use clientela_domain::text::fold;
+use clientela_domain::{Email, TaxId};
 use clientela_runtime::Error;
 use sea_orm::sea_query::{Expr, ExprTrait, Order};
 use sea_orm::{
@@ -20,15 +21,15 @@ fn tax_key(fields: &CustomerFields) -> Option<String> {
     fields
         .tax_id
         .as_ref()
-        .map(|t| format!("{}:{}", t.country_code, t.normalized))
+        .map(|t| format!("{}:{}", t.country(), t.normalized()))
 }
 
 fn search_text(fields: &CustomerFields) -> String {
     let mut parts = vec![fold(&fields.display_name), fold(&fields.legal_name)];
-    parts.extend(fields.emails.iter().map(|e| e.to_lowercase()));
+    parts.extend(fields.emails.iter().map(Email::normalized));
     if let Some(t) = &fields.tax_id {
-        parts.push(t.normalized.to_lowercase());
-        parts.push(fold(&t.value));
+        parts.push(t.normalized().to_lowercase());
+        parts.push(fold(t.value()));
     }
     parts.join(" ")
 }
@@ -40,8 +41,8 @@ fn to_active(c: &Customer, request_id: Option<&str>) -> Result<customer::ActiveM
         kind: Set(f.kind.code().to_owned()),
         display_name: Set(f.display_name.clone()),
         legal_name: Set(f.legal_name.clone()),
-        tax_country: Set(f.tax_id.as_ref().map(|t| t.country_code.clone())),
-        tax_id: Set(f.tax_id.as_ref().map(|t| t.value.clone())),
+        tax_country: Set(f.tax_id.as_ref().map(|t| t.country().to_owned())),
+        tax_id: Set(f.tax_id.as_ref().map(|t| t.value().to_owned())),
         tax_key: Set(tax_key(f)),
         emails: Set(to_json(&f.emails)?),
         phones: Set(to_json(&f.phones)?),
@@ -78,11 +79,7 @@ fn from_model(m: customer::Model) -> Result<Customer, Error> {
                 .and_then(|k| k.split_once(':'))
                 .map(|(_, n)| n.to_owned())
                 .unwrap_or_default();
-            Some(crate::model::TaxIdValue {
-                country_code,
-                value,
-                normalized,
-            })
+            Some(TaxId::stored(country_code, value, normalized))
         }
         _ => None,
     };
@@ -130,8 +127,13 @@ fn from_model(m: customer::Model) -> Result<Customer, Error> {
 fn keys(c: &Customer) -> Vec<customer_key::ActiveModel> {
     let id = c.id.as_uuid();
     let mut out: Vec<(&str, String)> = Vec::new();
-    out.extend(c.fields.emails.iter().map(|e| ("email", e.to_lowercase())));
-    out.extend(c.fields.phones.iter().map(|p| ("phone", p.clone())));
+    out.extend(c.fields.emails.iter().map(|e| ("email", e.normalized())));
+    out.extend(
+        c.fields
+            .phones
+            .iter()
+            .map(|p| ("phone", p.as_str().to_owned())),
+    );
     out.extend(c.fields.tags.iter().map(|t| ("tag", fold(t))));
     out.sort();
     out.dedup();
