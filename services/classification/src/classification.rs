@@ -16,7 +16,6 @@ use crate::labels::{Dimension, Labels};
 use crate::policy::{BP, Policy};
 use crate::population::Population;
 use crate::rules::{Context, classify};
-use crate::store::LabelChange;
 
 /// One customer's classification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,4 +235,35 @@ pub fn changes(
             .map(|t| change(Dimension::Trait, t, "")),
     );
     out
+}
+
+/// A recorded label change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelChange {
+    /// Position in the change feed, from 1.
+    pub sequence: i64,
+    pub customer: Uuid,
+    pub dimension: Dimension,
+    /// Before ("" none; for traits, "" when gained).
+    pub old_label: String,
+    /// After ("" none; for traits, "" when lost).
+    pub new_label: String,
+    /// The as_of of the classification that changed it.
+    pub changed_at: DateTime<Utc>,
+    /// The policy version.
+    pub policy_version: i64,
+}
+
+/// Which label changes a ListLabelTransitions reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionQuery {
+    pub dimension: Dimension,
+    /// Only from this label.
+    pub from: Option<String>,
+    /// Only to this label.
+    pub to: Option<String>,
+    /// Changes at or after.
+    pub start: DateTime<Utc>,
+    /// Changes before.
+    pub end: DateTime<Utc>,
 }

@@ -432,6 +432,16 @@ impl Policy {
     }
 }
 
+/// A stored policy version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersion {
+    /// From 1.
+    pub version: i64,
+    /// When it was set.
+    pub created_at: DateTime<Utc>,
+    pub policy: Policy,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -2,6 +2,7 @@
 //! Events carry these records as they stand after each change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clientela_domain::ids::{
@@ -14,6 +15,7 @@ use clientela_domain::{Address, Email, Phone, TaxId};
 use serde::{Deserialize, Serialize};
 
 pub mod input;
+pub mod query;
 
 /// Where a customer stands in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -434,6 +436,31 @@ pub struct Event {
     pub recorded_at: DateTime<Utc>,
     /// What happened.
     pub payload: EventPayload,
+}
+
+/// Encodes an event as the feed sends it. The api layer provides it, so no proto type
+/// reaches the store.
+#[derive(Clone)]
+pub struct WireEncoder(Arc<EncodeFn>);
+
+type EncodeFn = dyn Fn(&Event) -> Vec<u8> + Send + Sync;
+
+impl WireEncoder {
+    /// An encoder calling `encode`.
+    pub fn new(encode: impl Fn(&Event) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(encode))
+    }
+
+    /// `event` in its wire form.
+    pub fn encode(&self, event: &Event) -> Vec<u8> {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for WireEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WireEncoder")
+    }
 }
 
 #[cfg(test)]

@@ -10,14 +10,16 @@ use clientela_runtime::{Conn, Db, Error, WriteTx};
 use tokio::sync::watch;
 
 use crate::cache::CustomerCache;
+use crate::model::WireEncoder;
 use crate::model::input::{NewComplaint, NewPurchase, NewReturn, NewSurvey};
+use crate::model::query::{Cursor, CustomerFilter, HistoryCursor, OrderBy, Owner};
 use crate::model::{
     Complaint, Customer, CustomerFields, EventPayload, FieldValue, Purchase, Referral, Return,
     ReturnLine, Status, Survey,
 };
-use crate::store::customers::{self, Cursor, CustomerFilter, OrderBy};
-use crate::store::events::{self, WireEncoder};
-use crate::store::history::{self, HistoryCursor, Moved, Owner};
+use crate::store::customers;
+use crate::store::events;
+use crate::store::history::{self, Moved};
 
 /// How far in the future an `occur_time` may be: clocks differ a little.
 const CLOCK_SKEW: Duration = Duration::minutes(5);

@@ -335,20 +335,30 @@ async fn run_classification(
         ),
     ];
     if let Some(cpu) = cli.client_cpu {
-        let pinned = std::process::Command::new("taskset")
-            .args([
-                "-a",
-                "-p",
-                "-c",
-                &cpu.to_string(),
-                &std::process::id().to_string(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        anyhow::ensure!(
-            pinned.success(),
-            "taskset could not pin this process to CPU {cpu}"
-        );
+        // `taskset -a` walks the process's threads; one that ends meanwhile (a finished
+        // blocking thread) fails the walk with "No such process", so try again.
+        let pin = || {
+            std::process::Command::new("taskset")
+                .args([
+                    "-a",
+                    "-p",
+                    "-c",
+                    &cpu.to_string(),
+                    &std::process::id().to_string(),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+        };
+        let mut pinned = pin()?.success();
+        for _ in 0..4 {
+            if pinned {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            pinned = pin()?.success();
+        }
+        anyhow::ensure!(pinned, "taskset could not pin this process to CPU {cpu}");
     }
     let me = std::env::current_exe()?;
     let server = ServerProcess::spawn(

@@ -12,11 +12,11 @@ use clientela_runtime::time::{timestamp, to_time};
 use uuid::Uuid;
 
 use crate::classification::Classification;
+use crate::classification::LabelChange;
 use crate::facts::{ComplaintFact, PurchaseFact, ReferralFact, Standing, SurveyFact};
 use crate::labels::{Decision, Dimension, Observation};
 use crate::policy::{PlaybookEntry, Policy, VolumeMode};
 use crate::projection::{Change, Profile};
-use crate::store::LabelChange;
 
 // ---- the registry's feed ----
 
@@ -379,7 +379,7 @@ macro_rules! same_fields {
 }
 
 /// A stored policy version.
-pub fn policy_to(p: &crate::store::PolicyVersion) -> pb::Policy {
+pub fn policy_to(p: &crate::policy::PolicyVersion) -> pb::Policy {
     let mut out = pb::Policy {
         version: p.version,
         create_time: Some(timestamp(p.created_at)),

@@ -22,10 +22,10 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use self::convert::*;
+use crate::classification::{LabelChange, TransitionQuery};
 use crate::engine::{Engine, Progress};
 use crate::filter::Filter;
 use crate::labels::Dimension;
-use crate::store::{LabelChange, TransitionQuery};
 
 type GrpcResult<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;

@@ -15,16 +15,14 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::classification::{Classification, Run, changes};
+use crate::classification::{LabelChange, TransitionQuery};
 use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyVersion};
 use crate::population::{Population, Tally};
 use crate::projection::{Change, Workspace, apply_to};
-use crate::store::{
-    self, Bucket, LabelChange, PolicyVersion, PopulationSnapshot, Record, Stamp, Stored,
-    TransitionQuery,
-};
+use crate::store::{self, Bucket, PopulationSnapshot, Record, Stamp, Stored};
 
 /// The transaction lock every transaction that writes facts or classifications waits
 /// for: feed batches, Reclassify pages and the passes over marked customers take turns.

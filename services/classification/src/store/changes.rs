@@ -13,23 +13,6 @@ pub(super) const CHANGE_COLUMNS: [&str; 7] = [
     "policy_version",
 ];
 
-/// A recorded label change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelChange {
-    /// Position in the change feed, from 1.
-    pub sequence: i64,
-    pub customer: Uuid,
-    pub dimension: Dimension,
-    /// Before ("" none; for traits, "" when gained).
-    pub old_label: String,
-    /// After ("" none; for traits, "" when lost).
-    pub new_label: String,
-    /// The as_of of the classification that changed it.
-    pub changed_at: DateTime<Utc>,
-    /// The policy version.
-    pub policy_version: i64,
-}
-
 /// The outbox of label changes: the change feed.
 pub type Changes = Outbox<LabelChange>;
 

@@ -18,11 +18,11 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::classification::{Classification, Codes, Inputs};
+use crate::classification::{Classification, Codes, Inputs, LabelChange, TransitionQuery};
 use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyVersion};
 use crate::population::Population;
 
 /// Values in one `IN (...)` list (well inside both engines' parameter limits).

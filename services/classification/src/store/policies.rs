@@ -2,16 +2,6 @@
 
 use super::*;
 
-/// A stored policy version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyVersion {
-    /// From 1.
-    pub version: i64,
-    /// When it was set.
-    pub created_at: DateTime<Utc>,
-    pub policy: Policy,
-}
-
 pub(super) fn policy_version(row: &QueryResult) -> Result<PolicyVersion, Error> {
     Ok(PolicyVersion {
         version: row.try_get("", "version")?,

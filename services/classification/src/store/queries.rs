@@ -119,20 +119,6 @@ pub async fn distribution(
     Ok(out)
 }
 
-/// Which label changes [`transitions`] returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransitionQuery {
-    pub dimension: Dimension,
-    /// Only from this label.
-    pub from: Option<String>,
-    /// Only to this label.
-    pub to: Option<String>,
-    /// Changes at or after.
-    pub start: DateTime<Utc>,
-    /// Changes before.
-    pub end: DateTime<Utc>,
-}
-
 /// Up to `limit` changes matching `q` after sequence `after`, oldest first.
 pub async fn transitions(
     conn: &impl ConnectionTrait,

@@ -3,7 +3,7 @@
 //! and a page token bound to the query, newest first.
 
 use super::*;
-use crate::store::history::{HistoryCursor, Owner};
+use crate::model::query::{HistoryCursor, Owner};
 
 /// Where a history record sits in its listing's order.
 pub(super) trait Dated {

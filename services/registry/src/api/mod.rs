@@ -28,13 +28,12 @@ use self::convert::*;
 use self::history::*;
 pub use self::wire::wire_encoder;
 use self::wire::*;
+use crate::model::WireEncoder;
 use crate::model::input::NewPurchase;
+use crate::model::query::{Cursor, CustomerFilter, HistoryCursor, OrderBy, cursor_of};
 use crate::model::{Customer, CustomerFields, FieldValue, Purchase};
 use crate::names;
 use crate::registry::Registry;
-use crate::store::customers::{Cursor, CustomerFilter, OrderBy, cursor_of};
-use crate::store::events::WireEncoder;
-use crate::store::history::HistoryCursor;
 use clientela_domain::Violations;
 
 type GrpcResult<T> = Result<Response<T>, Status>;

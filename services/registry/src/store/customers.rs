@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::entity::{customer, customer_key};
 use super::{from_code, from_json, to_json};
+use crate::model::query::{Cursor, CustomerFilter, OrderBy};
 use crate::model::{Customer, CustomerFields, Status};
 
 fn tax_key(fields: &CustomerFields) -> Option<String> {
@@ -293,40 +294,6 @@ pub async fn get_by_request_id(
         .transpose()
 }
 
-/// How a list is ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderBy {
-    /// Creation time.
-    CreateTime,
-    /// Last change.
-    UpdateTime,
-    /// Display name.
-    DisplayName,
-}
-
-/// Filters of ListCustomers and ExportCustomers.
-#[derive(Debug, Clone, Default)]
-pub struct CustomerFilter {
-    /// Statuses to include.
-    pub statuses: Vec<Status>,
-    pub kind: Option<clientela_domain::taxonomy::CustomerKind>,
-    /// Folded region.
-    pub region: Option<String>,
-    /// Folded tag.
-    pub tag: Option<String>,
-    /// Folded search text.
-    pub query: Option<String>,
-}
-
-/// A keyset cursor: the sort key and id of the last row returned.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Cursor {
-    /// The sort key as text (RFC 3339 time or the name).
-    pub key: String,
-    /// Tie-breaker.
-    pub id: Uuid,
-}
-
 fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -408,19 +375,6 @@ pub async fn list(
         .into_iter()
         .map(from_model)
         .collect()
-}
-
-/// The cursor positioned at `c` for `order`.
-pub fn cursor_of(c: &Customer, order: OrderBy) -> Cursor {
-    let key = match order {
-        OrderBy::CreateTime => c.created_at.to_rfc3339(),
-        OrderBy::UpdateTime => c.updated_at.to_rfc3339(),
-        OrderBy::DisplayName => c.fields.display_name.clone(),
-    };
-    Cursor {
-        key,
-        id: c.id.as_uuid(),
-    }
 }
 
 /// Live customers other than `c` sharing its tax id, an email or a phone, with what

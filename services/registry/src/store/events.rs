@@ -1,8 +1,6 @@
 //! The registry's events in the shared outbox (`clientela_runtime::feed::Outbox`): how
 //! an event is stored, with its wire form, and read back.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use clientela_domain::ids::EventId;
 use clientela_runtime::feed::{Outbox, OutboxRecord};
@@ -11,32 +9,7 @@ use sea_orm::{FromQueryResult, QueryResult, Value};
 
 use super::entity::event;
 use super::{from_json, to_json};
-use crate::model::{Event, EventPayload};
-
-/// Encodes an event as the feed sends it. The api layer provides it, so no proto type
-/// reaches the store.
-#[derive(Clone)]
-pub struct WireEncoder(Arc<EncodeFn>);
-
-type EncodeFn = dyn Fn(&Event) -> Vec<u8> + Send + Sync;
-
-impl WireEncoder {
-    /// An encoder calling `encode`.
-    pub fn new(encode: impl Fn(&Event) -> Vec<u8> + Send + Sync + 'static) -> Self {
-        Self(Arc::new(encode))
-    }
-
-    /// `event` in its wire form.
-    pub fn encode(&self, event: &Event) -> Vec<u8> {
-        (self.0)(event)
-    }
-}
-
-impl std::fmt::Debug for WireEncoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WireEncoder")
-    }
-}
+use crate::model::{Event, EventPayload, WireEncoder};
 
 /// The outbox of the registry's events.
 pub type Events = Outbox<StoredEvent>;

@@ -1,7 +1,6 @@
 //! Purchases, returns, surveys, complaints and referrals: the customer's commercial
 //! history, and the moves a merge makes.
 
-use chrono::{DateTime, Utc};
 use clientela_domain::Labeled;
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
 use clientela_runtime::Error;
@@ -14,16 +13,8 @@ use uuid::Uuid;
 
 use super::entity::{complaint, purchase, referral, return_record, survey};
 use super::{from_code, from_json, to_json};
+use crate::model::query::{HistoryCursor, Owner};
 use crate::model::{Complaint, Purchase, Referral, Return, Survey};
-
-/// A keyset cursor for newest-first history lists: (time, id) of the last row returned.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct HistoryCursor {
-    /// Time of the last row.
-    pub at: DateTime<Utc>,
-    /// Its id.
-    pub id: Uuid,
-}
 
 /// Rows strictly older than the cursor in (time, id) order.
 fn older_than(
@@ -37,15 +28,6 @@ fn older_than(
             .add(time.lt(c.at))
             .add(Condition::all().add(time.eq(c.at)).add(id.lt(c.id))),
     }
-}
-
-/// Whom a history list is for: one customer or everyone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
-    /// One customer.
-    Customer(CustomerId),
-    /// Every customer ("customers/-").
-    Anyone,
 }
 
 // ---- purchases ----
