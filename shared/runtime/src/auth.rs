@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::{BoxFuture, FutureExt};
-use serde::Deserialize;
 use tower::{Layer, Service};
 
 use crate::error::Error;
 use crate::settings::AuthSettings;
 
 /// What a caller is allowed to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
+// Parsed by hand from the settings' string rather than by serde, so that an unknown role
+// is named together with the token it was given to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Admin,
     /// Reads and day-to-day writes.
@@ -23,6 +23,27 @@ pub enum Role {
     Service,
     /// Reads only.
     Readonly,
+}
+
+impl Role {
+    const ALL: [Role; 4] = [Role::Admin, Role::Sales, Role::Service, Role::Readonly];
+
+    /// The name in the settings: "admin", "sales", "service", "readonly".
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Sales => "sales",
+            Role::Service => "service",
+            Role::Readonly => "readonly",
+        }
+    }
+
+    /// The role of a settings name, in any case.
+    pub fn parse(name: &str) -> Option<Role> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(name.trim()))
+    }
 }
 
 /// What a method does, which decides the roles that may call it.
@@ -127,12 +148,20 @@ impl Authenticator {
                     ));
                 }
             };
+            let role = Role::parse(&token.role).ok_or_else(|| {
+                let roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+                format!(
+                    "auth token {name}: unknown role {:?}; the roles are {}",
+                    token.role,
+                    roles.join(", ")
+                )
+            })?;
             if secret.len() < 16 {
                 return Err(format!(
                     "auth token {name}: a token needs at least 16 characters"
                 ));
             }
-            tokens.insert(secret, (name.clone(), token.role));
+            tokens.insert(secret, (name.clone(), role));
         }
         Ok(Self {
             tokens: Arc::new(tokens),
@@ -157,12 +186,11 @@ impl Authenticator {
         if is_open(path) || self.is_disabled() {
             return Ok(None);
         }
+        // The scheme's name is case-insensitive (RFC 7235 §2.1): "BEARER x" is a bearer token.
         let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(|h| h.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| {
                 Error::Unauthenticated(
                     "missing bearer token (authorization: Bearer <token>)".into(),
@@ -280,7 +308,7 @@ mod tests {
             settings.tokens.insert(
                 name.into(),
                 TokenSettings {
-                    role,
+                    role: role.name().to_owned(),
                     secret: Some(Secret::new(format!("{name}-token-0123456789"))),
                     secret_file: None,
                 },
@@ -317,6 +345,17 @@ mod tests {
             a.check("/x.v1.S/MergeCustomers", Some(&bearer("ops")))
                 .is_ok()
         );
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let header = format!("{scheme} ana-token-0123456789");
+            assert!(
+                a.check("/x.v1.S/CreateCustomer", Some(&header)).is_ok(),
+                "{scheme}"
+            );
+        }
+        assert!(matches!(
+            a.check("/x.v1.S/GetCustomer", Some("Basic ana-token-0123456789")),
+            Err(Error::Unauthenticated(_))
+        ));
         // A method nobody classified: admin only.
         assert!(a.check("/x.v1.S/Unlisted", Some(&bearer("ana"))).is_err());
         assert!(a.check("/x.v1.S/Unlisted", Some(&bearer("ops"))).is_ok());
@@ -349,11 +388,31 @@ mod tests {
         settings.tokens.insert(
             "weak".into(),
             TokenSettings {
-                role: Role::Admin,
+                role: "admin".into(),
                 secret: Some(Secret::new("1234")),
                 secret_file: None,
             },
         );
         assert!(Authenticator::from_settings(&settings).is_err());
+    }
+
+    #[test]
+    fn an_unknown_role_is_named_with_its_token() {
+        let mut settings = AuthSettings::default();
+        settings.tokens.insert(
+            "etl".into(),
+            TokenSettings {
+                role: "superuser".into(),
+                secret: Some(Secret::new("etl-token-0123456789")),
+                secret_file: None,
+            },
+        );
+        let error = Authenticator::from_settings(&settings).unwrap_err();
+        assert!(
+            error.contains("etl") && error.contains("\"superuser\""),
+            "{error}"
+        );
+        assert!(error.contains("admin, sales, service, readonly"), "{error}");
+        assert_eq!(Role::parse(" ReadOnly "), Some(Role::Readonly));
     }
 }

@@ -14,13 +14,22 @@ pub fn child(customer: CustomerId, collection: &str, child: impl std::fmt::Displ
     format!("customers/{customer}/{collection}/{child}")
 }
 
+/// A UUID in the one spelling names use: lowercase, hyphenated. Upper case, braces, a
+/// URN or no hyphens would make a second name for one resource (a cache key, an etag
+/// comparison, a log search that misses), so they are refused.
+fn canonical_uuid(s: &str) -> Option<Uuid> {
+    Uuid::try_parse(s)
+        .ok()
+        .filter(|u| u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == s)
+}
+
 /// Parses "customers/{id}"; the error names `field`.
 pub fn parse_customer(name: &str, field: &str) -> Result<CustomerId, Error> {
     if name.is_empty() {
         return Err(Error::invalid(field, "required, e.g. customers/0192f0c1-…"));
     }
     name.strip_prefix("customers/")
-        .and_then(|id| Uuid::parse_str(id).ok())
+        .and_then(canonical_uuid)
         .map(CustomerId::from_uuid)
         .ok_or_else(|| {
             Error::invalid(
@@ -61,8 +70,8 @@ pub fn parse_child(name: &str, collection: &str, field: &str) -> Result<(Custome
         parts.next(),
     ) {
         (Some("customers"), Some(c), Some(coll), Some(id), None) if coll == collection => {
-            let c = Uuid::parse_str(c).map_err(|_| bad())?;
-            let id = Uuid::parse_str(id).map_err(|_| bad())?;
+            let c = canonical_uuid(c).ok_or_else(bad)?;
+            let id = canonical_uuid(id).ok_or_else(bad)?;
             Ok((CustomerId::from_uuid(c), id))
         }
         _ => Err(bad()),
@@ -92,6 +101,31 @@ mod tests {
             let err = parse_customer(bad, "parent").unwrap_err();
             assert_eq!(err.field_violations()[0].field, "parent", "{bad}");
         }
+        // One name per resource: other spellings of the same UUID are refused.
+        let id = Uuid::now_v7();
+        let hyphenated = id.hyphenated().to_string();
+        for other in [
+            hyphenated.to_uppercase(),
+            format!("{{{hyphenated}}}"),
+            id.simple().to_string(),
+            id.urn().to_string(),
+        ] {
+            assert!(
+                parse_customer(&format!("customers/{other}"), "name").is_err(),
+                "{other}"
+            );
+            let child_name = format!("customers/{hyphenated}/purchases/{other}");
+            assert!(
+                parse_child(&child_name, "purchases", "name").is_err(),
+                "{other}"
+            );
+            let parent_name = format!("customers/{other}/purchases/{hyphenated}");
+            assert!(
+                parse_child(&parent_name, "purchases", "name").is_err(),
+                "{other}"
+            );
+        }
+        assert!(parse_customer(&format!("customers/{hyphenated}"), "name").is_ok());
         let id = CustomerId::new();
         assert!(
             parse_child(

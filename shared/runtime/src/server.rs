@@ -91,10 +91,19 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Binds the gRPC and metrics listeners first (so port 0 resolves to a real port that
-    /// can be reported) and checks the auth settings.
+    /// Checks the auth and TLS settings, then binds the gRPC and metrics listeners (so
+    /// port 0 resolves to a real port that can be reported). Settings that cannot work
+    /// fail before any port is bound: a refused server never listens, not even briefly.
     pub async fn bind(settings: CommonSettings) -> Result<Self, ServeError> {
         let addr = settings.server.listen;
+        let auth = Authenticator::from_settings(&settings.auth).map_err(ServeError::Config)?;
+        let tls = server_tls(&settings.server.tls).map_err(ServeError::Config)?;
+        if auth.is_disabled() && !addr.ip().is_loopback() {
+            return Err(ServeError::Config(format!(
+                "no auth tokens are configured, which is allowed only on a loopback address, \
+                 and {addr} is not one: configure [auth.tokens] or listen on 127.0.0.1"
+            )));
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
@@ -106,15 +115,7 @@ impl App {
             ),
             None => None,
         };
-        let auth = Authenticator::from_settings(&settings.auth).map_err(ServeError::Config)?;
-        let tls = server_tls(&settings.server.tls).map_err(ServeError::Config)?;
         if auth.is_disabled() {
-            if !addr.ip().is_loopback() {
-                return Err(ServeError::Config(format!(
-                    "no auth tokens are configured, which is allowed only on a loopback address, \
-                     and {addr} is not one: configure [auth.tokens] or listen on 127.0.0.1"
-                )));
-            }
             tracing::warn!(
                 "auth is off: no tokens configured; accepting every call on loopback only"
             );
@@ -523,5 +524,27 @@ async fn watch_databases(
             ServingStatus::NotServing
         };
         health.set_service_status("", overall).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_open_server_off_loopback_is_refused_before_it_binds() {
+        // Hold the port: a server that bound before checking its settings would fail with
+        // "cannot listen" instead, after having listened.
+        let held = std::net::TcpListener::bind("0.0.0.0:0").expect("a free port");
+        let mut settings = CommonSettings::default();
+        settings.server.listen = held.local_addr().expect("its address");
+        settings.server.metrics_listen = None;
+        match App::bind(settings).await {
+            Err(ServeError::Config(message)) => {
+                assert!(message.contains("loopback"), "{message}");
+            }
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("an open server listened off loopback"),
+        }
     }
 }

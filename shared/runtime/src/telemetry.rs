@@ -2,6 +2,7 @@
 //! RPC, spans exported over OTLP when a collector is configured, and the W3C trace
 //! context (OpenTelemetry's propagator) that follows a request from service to service.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -184,6 +185,41 @@ pub struct RpcMetrics {
     started: IntCounterVec,
     handled: IntCounterVec,
     latency: HistogramVec,
+    /// The paths labelled by their own name; any other path is [`UNKNOWN`], so a caller
+    /// inventing method names cannot grow the metrics (or the server's memory).
+    known: Arc<HashSet<String>>,
+}
+
+/// The service and method label of every path the server does not serve.
+pub const UNKNOWN: &str = "unknown";
+
+/// "/package.Service/Method" of every method in the descriptor set, and of the health
+/// and reflection services.
+fn known_paths() -> HashSet<String> {
+    let standard = [
+        (
+            "grpc.health.v1.Health",
+            vec!["Check".to_owned(), "Watch".to_owned()],
+        ),
+        (
+            "grpc.reflection.v1.ServerReflection",
+            vec!["ServerReflectionInfo".to_owned()],
+        ),
+        (
+            "grpc.reflection.v1alpha.ServerReflection",
+            vec!["ServerReflectionInfo".to_owned()],
+        ),
+    ]
+    .map(|(service, methods)| (service.to_owned(), methods));
+    crate::auth::described_services()
+        .into_iter()
+        .chain(standard)
+        .flat_map(|(service, methods)| {
+            methods
+                .into_iter()
+                .map(move |method| format!("/{service}/{method}"))
+        })
+        .collect()
 }
 
 impl RpcMetrics {
@@ -218,6 +254,7 @@ impl RpcMetrics {
             started,
             handled,
             latency,
+            known: Arc::new(known_paths()),
         })
     }
 }
@@ -277,8 +314,12 @@ where
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&HeaderExtractor(req.headers()))
         });
-        let (service, method) = crate::auth::split_path(&path);
-        let (service, method) = (service.to_owned(), method.to_owned());
+        let (service, method) = if metrics.known.contains(&path) {
+            let (service, method) = crate::auth::split_path(&path);
+            (service.to_owned(), method.to_owned())
+        } else {
+            (UNKNOWN.to_owned(), UNKNOWN.to_owned())
+        };
         let quiet = service.starts_with("grpc.");
         let span = if quiet {
             tracing::debug_span!("rpc", otel.name = %path, otel.kind = "server", rpc.system = "grpc", rpc.service = %service, rpc.method = %method, trace_id = tracing::field::Empty, caller = tracing::field::Empty, grpc.code = tracing::field::Empty, duration_ms = tracing::field::Empty)
@@ -330,6 +371,11 @@ where
             if !quiet {
                 match code {
                     tonic::Code::Ok => tracing::info!("rpc handled"),
+                    // Anyone can send these, as fast as they like: at info they would
+                    // let a caller without a token fill the log.
+                    tonic::Code::Unauthenticated | tonic::Code::Unimplemented => {
+                        tracing::debug!("rpc rejected")
+                    }
                     tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
                         tracing::error!("rpc failed")
                     }
@@ -430,6 +476,62 @@ mod tests {
         assert_eq!(
             parent.span().span_context().trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_served_methods_get_a_label_of_their_own() {
+        use tower::{Layer as _, ServiceExt as _};
+        let registry = Registry::new();
+        let layer = RpcLayer::new(RpcMetrics::new(&registry).unwrap());
+        let answer = tower::service_fn(|_req: http::Request<()>| async {
+            let response = http::Response::builder()
+                .header("grpc-status", "16")
+                .body(())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = layer.layer(answer);
+        let known = "/clientela.registry.v1.CustomerRegistryService/GetCustomer";
+        let mut paths = vec![known.to_owned()];
+        paths.extend((0..200).map(|i| format!("/made.up.v{i}.Service/Method{i}")));
+        for path in &paths {
+            let req = http::Request::builder()
+                .uri(path.as_str())
+                .body(())
+                .unwrap();
+            service.clone().oneshot(req).await.unwrap();
+        }
+        let started = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "grpc_server_started_total")
+            .unwrap();
+        let mut series: Vec<(String, u64)> = started
+            .get_metric()
+            .iter()
+            .map(|m| {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map_or("", |l| l.value())
+                        .to_owned()
+                };
+                let series = format!("{}/{}", label("grpc_service"), label("grpc_method"));
+                (series, m.get_counter().get_value() as u64)
+            })
+            .collect();
+        series.sort();
+        assert_eq!(
+            series,
+            [
+                (
+                    "clientela.registry.v1.CustomerRegistryService/GetCustomer".to_owned(),
+                    1
+                ),
+                ("unknown/unknown".to_owned(), 200)
+            ]
         );
     }
 }

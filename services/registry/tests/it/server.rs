@@ -49,7 +49,7 @@ async fn tokens_and_roles_are_enforced_but_health_stays_open() {
         common.auth.tokens.insert(
             name.into(),
             TokenSettings {
-                role,
+                role: role.name().to_owned(),
                 secret: Some(Secret::new(format!("{name}-secret-0123456789"))),
                 secret_file: None,
             },
