@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // Deterministic map order: the same message always encodes to the same bytes.
         .btree_map(".")
+        // Requests that cannot be decoded are INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::ClientelaCodec")
         .include_file("mod.rs")
         .compile_fds(descriptors)?;
     Ok(())

@@ -196,8 +196,14 @@ impl CustomerFacts {
         first_purchase_of: &dyn Fn(Uuid) -> Option<DateTime<Utc>>,
     ) -> Features {
         let window = Duration::days(i64::from(policy.window_days));
-        let window_start = as_of - window;
-        let prev_start = window_start - window;
+        // Saturating: an as_of the API accepts is after year 1 and windows are at most
+        // ten years, but no date arithmetic may panic.
+        let back = |t: DateTime<Utc>| {
+            t.checked_sub_signed(window)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        };
+        let window_start = back(as_of);
+        let prev_start = back(window_start);
         let counted: Vec<&PurchaseFact> = self
             .purchases
             .iter()

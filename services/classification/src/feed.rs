@@ -102,7 +102,7 @@ impl Following {
         if self.timing(|t| t.last_refresh.is_some_and(|at| at.elapsed() < every))? {
             return Ok(());
         }
-        let done = self.engine.reclassify(now(), None, |_| {}).await?;
+        let done = self.engine.reclassify(None, None, |_| {}).await?;
         tracing::debug!(
             classified = done.classified,
             changes = done.changes,

@@ -2,6 +2,7 @@
 //! AND, where a name is a dimension ("lifecycle_stage", "trait", "rfm_segment", ...)
 //! and the value one of its label codes, or `region = "..."`.
 
+use clientela_domain::text::quote;
 use clientela_runtime::Error;
 
 use crate::classification::Codes;
@@ -32,7 +33,7 @@ impl Filter {
             let (name, value) = term.split_once('=').ok_or_else(|| {
                 bad(
                     field,
-                    format!("{term:?} is not a term of the form name = \"VALUE\""),
+                    format!("{} is not a term of the form name = \"VALUE\"", quote(term)),
                 )
             })?;
             let name = name.trim();
@@ -44,7 +45,7 @@ impl Filter {
                 .ok_or_else(|| {
                     bad(
                         field,
-                        format!("the value of {name:?} must be in double quotes"),
+                        format!("the value of {} must be in double quotes", quote(name)),
                     )
                 })?;
             if name == "region" {
@@ -58,13 +59,17 @@ impl Filter {
                 bad(
                     field,
                     format!(
-                        "unknown dimension {name:?}; use one of {} or region",
+                        "unknown dimension {}; use one of {} or region",
+                        quote(name),
                         names.join(", ")
                     ),
                 )
             })?;
             if !dimension.has_label(value) {
-                return Err(bad(field, format!("{value:?} is not a label of {name}")));
+                return Err(bad(
+                    field,
+                    format!("{} is not a label of {name}", quote(value)),
+                ));
             }
             filter.labels.push((dimension, value.to_owned()));
         }

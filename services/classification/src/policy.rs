@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use clientela_domain::FieldViolation;
+use clientela_domain::text::quote;
 use serde::{Deserialize, Serialize};
 
 use crate::labels::Dimension;
@@ -224,7 +225,10 @@ impl Policy {
         if !clientela_domain::money::is_known_currency(&self.currency_code) {
             bad(
                 "currency_code",
-                format!("{:?} is not an ISO 4217 currency code", self.currency_code),
+                format!(
+                    "{} is not an ISO 4217 currency code",
+                    quote(&self.currency_code)
+                ),
             );
         }
         for (field, days) in [

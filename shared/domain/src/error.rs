@@ -1,6 +1,9 @@
 //! A validation failure that names the field it is about, so the API can answer
 //! INVALID_ARGUMENT with a field violation.
 
+/// `ErrorInfo.domain` of every error Clientela returns.
+pub const ERROR_DOMAIN: &str = "clientela";
+
 /// One bad field and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {description}")]

@@ -5,6 +5,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/mod.rs"));
 
+pub mod codec;
 pub mod maps;
 
 /// Every Clientela proto file (and its imports), encoded as a `FileDescriptorSet`.

@@ -6,8 +6,7 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// `ErrorInfo.domain` of every error Clientela returns.
-pub const ERROR_DOMAIN: &str = "clientela";
+pub use clientela_domain::error::ERROR_DOMAIN;
 
 /// What went wrong, in terms a caller can act on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -166,12 +165,61 @@ impl From<Vec<FieldViolation>> for Error {
     }
 }
 
+/// The canonical name of a status code ("INVALID_ARGUMENT"), as the gRPC spec and
+/// other languages' clients spell it; tonic's `Debug` prints "InvalidArgument".
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Violations one answer lists; the rest are counted in a last one.
+pub const MAX_VIOLATIONS: usize = 20;
+/// Characters of a field path or description, and (times four) of a message. The
+/// message and details travel in headers, which clients cap at a few KB: past that a
+/// caller would see RESOURCE_EXHAUSTED instead of its mistake.
+const MAX_TEXT: usize = 256;
+
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 impl From<Error> for Status {
-    fn from(error: Error) -> Self {
+    fn from(mut error: Error) -> Self {
         match &error {
             Error::Internal(detail) => tracing::error!(%detail, "internal error"),
             Error::Unavailable(detail) => tracing::warn!(%detail, "unavailable"),
             _ => {}
+        }
+        if let Error::InvalidArgument(violations) = &mut error {
+            let more = violations.len().saturating_sub(MAX_VIOLATIONS);
+            violations.truncate(MAX_VIOLATIONS);
+            for v in violations.iter_mut() {
+                v.field = cut(&v.field, MAX_TEXT);
+                v.description = cut(&v.description, MAX_TEXT);
+            }
+            if more > 0 {
+                violations.push(FieldViolation::new("", format!("and {more} more")));
+            }
         }
         let mut details = ErrorDetails::new();
         details.set_error_info(
@@ -182,7 +230,8 @@ impl From<Error> for Status {
         for v in error.field_violations() {
             details.add_bad_request_violation(v.field.clone(), v.description.clone());
         }
-        Status::with_error_details(error.code(), error.public_message(), details)
+        let message = cut(&error.public_message(), 4 * MAX_TEXT);
+        Status::with_error_details(error.code(), message, details)
     }
 }
 
@@ -249,6 +298,34 @@ mod tests {
         assert_eq!(bad.field_violations[0].field, "customer.display_name");
         assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
         assert!(status.message().contains("customer.emails[0]"));
+    }
+
+    #[test]
+    fn answers_stay_small_whatever_the_input() {
+        let huge = "x".repeat(1_000_000);
+        let many: Vec<FieldViolation> = (0..5_000)
+            .map(|i| FieldViolation::new(format!("emails[{i}]{huge}"), huge.clone()))
+            .collect();
+        let status: Status = Error::InvalidArgument(many).into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().len() <= 4 * MAX_TEXT * 3 + 3,
+            "{}",
+            status.message().len()
+        );
+        let details = status.get_error_details();
+        let violations = &details.bad_request().unwrap().field_violations;
+        assert_eq!(violations.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(violations[MAX_VIOLATIONS].description, "and 4980 more");
+        assert!(violations[0].field.starts_with("emails[0]x"));
+        assert!(
+            violations
+                .iter()
+                .all(|v| v.description.chars().count() <= MAX_TEXT + 1)
+        );
+
+        let status: Status = Error::not_found("customer", huge).into();
+        assert!(status.message().chars().count() <= 4 * MAX_TEXT + 1);
     }
 
     #[test]

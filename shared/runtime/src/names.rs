@@ -2,6 +2,7 @@
 
 use crate::Error;
 use clientela_domain::ids::CustomerId;
+use clientela_domain::text::quote;
 use uuid::Uuid;
 
 /// "customers/{id}".
@@ -34,7 +35,10 @@ pub fn parse_customer(name: &str, field: &str) -> Result<CustomerId, Error> {
         .ok_or_else(|| {
             Error::invalid(
                 field,
-                format!("{name:?} is not a customer name (customers/{{uuid}})"),
+                format!(
+                    "{} is not a customer name (customers/{{uuid}})",
+                    quote(name)
+                ),
             )
         })
 }
@@ -52,7 +56,10 @@ pub fn parse_child(name: &str, collection: &str, field: &str) -> Result<(Custome
     let bad = || {
         Error::invalid(
             field,
-            format!("{name:?} is not a name of the form customers/{{uuid}}/{collection}/{{uuid}}"),
+            format!(
+                "{} is not a name of the form customers/{{uuid}}/{collection}/{{uuid}}",
+                quote(name)
+            ),
         )
     };
     if name.is_empty() {

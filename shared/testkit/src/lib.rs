@@ -7,6 +7,9 @@ use std::sync::{Mutex, OnceLock};
 
 use sea_orm::ConnectionTrait;
 
+pub mod raw;
+pub use raw::RawCodec;
+
 /// Set to `1` to make a missing PostgreSQL a test failure instead of a skip (CI does).
 pub const REQUIRE_ENV: &str = "CLIENTELA_REQUIRE_POSTGRES";
 /// Set to `1` to keep PostgreSQL durable (fsync on); tests turn it off for speed,

@@ -202,7 +202,7 @@ pub async fn ingest(
 pub async fn reclassify(engine: &Engine, days: i64) -> anyhow::Result<Stats> {
     let start = Instant::now();
     let done = engine
-        .reclassify(as_of() + Duration::days(days), None, |_| {})
+        .reclassify(Some(as_of() + Duration::days(days)), None, |_| {})
         .await?;
     Ok(Stats {
         requests: 1,

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use clientela_domain::text::quote;
 use clientela_proto::clientela::classification::v1 as pb;
 use clientela_proto::clientela::classification::v1::classification_service_server::ClassificationService;
 use clientela_runtime::auth::Access;
@@ -200,7 +201,7 @@ impl ClassificationService for ClassificationApi {
                 c if dimension.has_label(c) => Ok(Some(c.to_owned())),
                 c => Err(Error::invalid(
                     field,
-                    format!("{c:?} is not a label of {}", dimension.name()),
+                    format!("{} is not a label of {}", quote(c), dimension.name()),
                 )),
             }
         };
@@ -268,7 +269,7 @@ impl ClassificationService for ClassificationApi {
                 let _ = tx.try_send(Ok(message(p, false)));
             };
             let only = (filter != Filter::default()).then_some(&filter);
-            let outcome = engine.reclassify(as_of, only, progress).await;
+            let outcome = engine.reclassify(Some(as_of), only, progress).await;
             let last = outcome.map(|p| message(p, true)).map_err(Status::from);
             let _ = tx.send(last).await;
         });
@@ -362,7 +363,7 @@ impl ClassificationService for ClassificationApi {
         // Everyone is classified again under the new version, in the background.
         let engine = self.engine.clone();
         self.tasks.spawn(async move {
-            if let Err(e) = engine.reclassify(now(), None, |_| {}).await {
+            if let Err(e) = engine.reclassify(None, None, |_| {}).await {
                 tracing::warn!(error = %e, "reclassifying after a policy change failed");
             }
         });

@@ -4,6 +4,22 @@
 
 use super::*;
 
+/// `as_of` if it is not before the stored population's instant.
+fn not_before(as_of: DateTime<Utc>, stored: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, Error> {
+    match stored {
+        Some(stored) if as_of < stored => Err(Error::precondition(
+            "AS_OF_BEFORE_STORED",
+            format!(
+                "as_of {} is before the stored labels' {}: labels never go back in time; \
+                 PreviewPolicy shows a past instant",
+                as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                stored.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+        )),
+        _ => Ok(as_of),
+    }
+}
+
 impl Engine {
     /// `policy` and the last population, for classifying at `as_of`.
     pub(super) async fn run_at(
@@ -23,15 +39,28 @@ impl Engine {
         })
     }
 
-    /// Recomputes the population at `as_of` and classifies every customer against it
-    /// (or only those `only` accepts), reporting progress after each page.
+    /// Recomputes the population at `as_of` (`None`: now, or the last population's
+    /// instant if that is later) and classifies every customer against it (or only those
+    /// `only` accepts), reporting progress after each page. Stored labels never go back
+    /// in time: an `as_of` before the last population's is FAILED_PRECONDITION (asking
+    /// about the past is what [`Engine::preview`] is for).
     pub async fn reclassify(
         &self,
-        as_of: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
         only: Option<&Filter>,
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, Error> {
         let started = Instant::now();
+        let stored = store::population(self.db.conn())
+            .await?
+            .map(|(_, p)| p.as_of);
+        let as_of = match as_of {
+            Some(at) => not_before(at, stored)?,
+            None => {
+                let now = clientela_runtime::time::now();
+                stored.map_or(now, |s| s.max(now))
+            }
+        };
         let policy = self.current_policy().await?;
         let population = self
             .compute_population(&policy.policy, policy.version, as_of)
@@ -46,6 +75,9 @@ impl Engine {
         // take the next number in turn, not the same one (PostgreSQL; SQLite's write gate
         // already serializes them).
         clientela_runtime::db::transaction_lock(tx.conn(), FEED_LOCK).await?;
+        // Again inside the lock: another run may have stored a later one meanwhile.
+        let stored = store::population(tx.conn()).await?.map(|(_, p)| p.as_of);
+        not_before(as_of, stored)?;
         let population_id = store::save_population(tx.conn(), &population).await?;
         tx.commit().await?;
         let owned = Arc::new(OwnedRun {

@@ -211,7 +211,10 @@ async fn classify(changes: &[Change], size: usize, each: bool, customers: &[Uuid
         }
         after = last;
     }
-    engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
     let mut out = Vec::new();
     for c in customers {
         // A merged customer has none: NOT_FOUND, compared like a classification.
@@ -294,7 +297,10 @@ async fn a_point_read_gives_what_the_pool_reads() {
         .ingest(0, changes.len() as i64, changes)
         .await
         .unwrap();
-    engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
     let listed = engine.list(&Filter::default(), None, 100).await.unwrap();
     assert_eq!(listed.len(), customers.len());
     for expected in listed {
@@ -482,7 +488,10 @@ async fn reclassify_while_the_feed_moves(engine: Engine) {
             }
         })
     };
-    let done = engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    let done = engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
     assert_eq!(done.classified, customers.len() as i64);
     feed.await.unwrap();
     engine.classify_pending(as_of()).await.unwrap();
@@ -529,12 +538,24 @@ async fn two_reclassifications_at_once(engine: Engine) {
         }
     }
     engine.ingest(0, base.len() as i64, base).await.unwrap();
+    engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
+    // Two runs at once at a later instant (labels never go back in time, so both
+    // move forward): every change they record is recorded once.
+    let later = Some(as_of() + Duration::days(200));
     let (a, b) = tokio::join!(
-        engine.reclassify(as_of(), None, |_| {}),
-        engine.reclassify(as_of() + Duration::days(200), None, |_| {}),
+        engine.reclassify(later, None, |_| {}),
+        engine.reclassify(later, None, |_| {}),
     );
     assert_eq!(a.unwrap().classified, customers.len() as i64);
     assert_eq!(b.unwrap().classified, customers.len() as i64);
+    let refused = engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
     let history = engine.changes_after(0, 1_000_000).await.unwrap();
     let mut last: HashMap<(Uuid, String, String), String> = HashMap::new();
     for change in &history {
@@ -585,9 +606,12 @@ async fn stamps_every_result_it_keeps(engine: Engine) {
         }
     }
     engine.ingest(0, base.len() as i64, base).await.unwrap();
-    engine.reclassify(as_of(), None, |_| {}).await.unwrap();
+    engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
     let later = as_of() + Duration::days(1);
-    let done = engine.reclassify(later, None, |_| {}).await.unwrap();
+    let done = engine.reclassify(Some(later), None, |_| {}).await.unwrap();
     assert_eq!(done.classified, customers.len() as i64);
     for (n, c) in customers.iter().enumerate() {
         let got = engine.classification(*c).await.unwrap();

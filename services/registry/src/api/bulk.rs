@@ -78,7 +78,7 @@ pub(super) fn import_result(
                 row,
                 outcome: pb::ImportOutcome::Failed as i32,
                 name: String::new(),
-                error_code: format!("{:?}", error.code()),
+                error_code: clientela_runtime::error::code_name(error.code()).to_owned(),
                 error_message: error.public_message(),
                 field_violations: error
                     .field_violations()
@@ -95,8 +95,8 @@ pub(super) fn import_result(
 
 /// Runs an import: the rows of each request (a batch) are handled in order, each as its
 /// own call, and the batch is answered with the outcome of every row. A bad row never
-/// stops the good ones; a transport error ends the stream, and the rows handled before it
-/// stay handled.
+/// stops the good ones; a message that cannot be read (or too many rows in one) ends the
+/// stream with an error naming the rows handled before it, which stay handled.
 ///
 /// After a stream of at least [`ANALYZE_AFTER_ROWS`] rows, the statistics of `tables`
 /// are refreshed ([`clientela_runtime::Db::refresh_statistics`]), once the client has
@@ -115,21 +115,47 @@ where
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
         let mut next_row: i64 = 0;
+        // A stream that stops early ends with an error saying how far it got, so it
+        // never looks like a complete import; the rows before stay imported.
+        let stopped = |why: Status, rows: i64| {
+            Status::with_details(
+                why.code(),
+                format!(
+                    "the import stopped after {rows} rows; resend from row {rows}: {}",
+                    why.message()
+                ),
+                why.details().to_vec().into(),
+            )
+        };
         loop {
             let message = tokio::select! {
-                () = stopping.cancelled() => break,
+                () = stopping.cancelled() => Some(Err(Status::unavailable("the server is shutting down"))),
                 m = incoming.next() => m,
             };
             let batch = match message {
                 None => break,
                 Some(Err(status)) => {
-                    tracing::info!(%status, "import stream ended by the client");
+                    tracing::debug!(%status, rows = next_row, "import stream broke");
+                    // The client may be gone; then nobody reads this.
+                    let _ = tx.send(Err(stopped(status, next_row))).await;
                     break;
                 }
                 Some(Ok(batch)) => batch,
             };
+            let rows = batch.into_rows();
+            if rows.len() > IMPORT_BATCH_MAX {
+                let why = Error::invalid(
+                    "rows",
+                    format!(
+                        "at most {IMPORT_BATCH_MAX} rows per message (got {})",
+                        rows.len()
+                    ),
+                );
+                let _ = tx.send(Err(stopped(why.into(), next_row))).await;
+                break;
+            }
             let mut results = Vec::new();
-            for outcome in handle_batch(batch.into_rows()).await {
+            for outcome in handle_batch(rows).await {
                 results.push(import_result(next_row, outcome));
                 next_row += 1;
             }
@@ -146,6 +172,9 @@ where
     });
     Box::pin(ReceiverStream::new(rx))
 }
+
+/// Rows of one import message: a batch is one transaction, so it is bounded.
+pub(super) const IMPORT_BATCH_MAX: usize = 1000;
 
 /// Rows of an import after which the planner's statistics are refreshed.
 pub(super) const ANALYZE_AFTER_ROWS: i64 = 10_000;

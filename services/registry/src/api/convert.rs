@@ -10,8 +10,8 @@ use clientela_proto::clientela::registry::v1 as pb;
 use clientela_proto::maps;
 use clientela_runtime::Error;
 
-pub use crate::model::input::ident;
 use crate::model::input::{self, LineDraft, NewComplaint, NewPurchase, NewReturn, NewSurvey};
+pub use crate::model::input::{ENUM_LIST_MAX, ident, search};
 use crate::model::{
     Complaint, Consent, Customer, CustomerFields, Event, EventPayload, FieldValue, Purchase,
     Referral, Return, Status, Survey,
@@ -62,7 +62,10 @@ pub fn status_filter(values: &[i32], field: &str) -> Result<Vec<Status>, FieldVi
     if values.is_empty() {
         return Ok(vec![Status::Prospect, Status::Customer]);
     }
-    values
+    if values.len() > ENUM_LIST_MAX {
+        return Err(violation(field, format!("at most {ENUM_LIST_MAX} entries")));
+    }
+    let parsed: Vec<Status> = values
         .iter()
         .enumerate()
         .map(|(i, v)| match pb::CustomerStatus::try_from(*v) {
@@ -75,7 +78,14 @@ pub fn status_filter(values: &[i32], field: &str) -> Result<Vec<Status>, FieldVi
                 format!("unknown or unspecified status {v}"),
             )),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let mut statuses = Vec::with_capacity(parsed.len());
+    for status in parsed {
+        if !statuses.contains(&status) {
+            statuses.push(status);
+        }
+    }
+    Ok(statuses)
 }
 
 // ---- customer fields ----

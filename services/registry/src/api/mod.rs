@@ -10,7 +10,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId};
-use clientela_domain::text::fold;
 use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as pb;
 use clientela_proto::clientela::registry::v1::customer_registry_service_server::CustomerRegistryService;
@@ -148,15 +147,17 @@ impl RegistryApi {
                 "one of create_time, update_time, display_name, optionally followed by desc",
             );
         }
+        let region = v.check(search("region", &req.region)).flatten();
+        let tag = v.check(search("tag", &req.tag)).flatten();
+        let query = v.check(search("query", &req.query)).flatten();
         v.finish().map_err(Error::from)?;
         let (order, descending) = order.unwrap_or((OrderBy::CreateTime, false));
-        let folded = |s: &str| Some(fold(s)).filter(|s| !s.is_empty());
         let filter = CustomerFilter {
             statuses,
             kind,
-            region: folded(&req.region),
-            tag: folded(&req.tag),
-            query: folded(&req.query),
+            region,
+            tag,
+            query,
         };
         Ok((filter, order, descending))
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use clientela_domain::error::under;
 use clientela_domain::taxonomy::{DecisionRole, SalesChannel, SurveyKind};
+use clientela_domain::text::quote;
 use clientela_domain::{
     Address, Email, FieldViolation, Money, Phone, TaxId, TaxIdError, Violations,
 };
@@ -31,6 +32,31 @@ pub const RETURN_REASON_MAX: usize = 1000;
 pub const SURVEY_COMMENT_MAX: usize = 2000;
 /// Complaint descriptions and resolutions.
 pub const COMPLAINT_TEXT_MAX: usize = 4000;
+/// List filters: search text, region, tag.
+pub const SEARCH_MAX: usize = 200;
+/// Entries of a list of enum values in a filter (there are fewer values than this).
+pub const ENUM_LIST_MAX: usize = 16;
+
+/// A list filter's text, folded for search (case and accents ignored); empty is `None`.
+/// Bounded before it reaches a LIKE pattern, which SQLite refuses past 50,000 bytes, and
+/// printable.
+pub fn search(field: &str, s: &str) -> Result<Option<String>, FieldViolation> {
+    let count = s.chars().count();
+    if count > SEARCH_MAX {
+        return Err(FieldViolation::new(
+            field,
+            format!("at most {SEARCH_MAX} characters (got {count})"),
+        ));
+    }
+    // PostgreSQL refuses NUL in text, and no stored text holds a control character.
+    if s.chars().any(char::is_control) {
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(Some(clientela_domain::text::fold(s)).filter(|s| !s.is_empty()))
+}
 
 /// Trimmed text of at most `max` characters without control characters; empty is
 /// "required" when `required`, else the empty string.
@@ -198,14 +224,14 @@ impl FieldValue {
                     .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "_.-".contains(ch));
             if !key_ok {
                 v.push(
-                    format!("[{key}]"),
+                    format!("[{}]", quote(key)),
                     format!("keys are 1-{ATTRIBUTE_KEY_MAX} characters of a-z, 0-9, '_', '.', '-'"),
                 );
             } else if value.chars().count() > ATTRIBUTE_VALUE_MAX
                 || value.chars().any(char::is_control)
             {
                 v.push(
-                    format!("[{key}]"),
+                    format!("[{}]", quote(key)),
                     format!("values are at most {ATTRIBUTE_VALUE_MAX} printable characters"),
                 );
             } else {
@@ -664,7 +690,8 @@ mod tests {
         let bad_key = std::collections::HashMap::from([("Bad Key".to_owned(), "v".to_owned())]);
         assert_eq!(
             fields(FieldValue::attributes(bad_key.iter()).unwrap_err()),
-            ["[Bad Key]"]
+            // Quoted (and cut short): a key is the caller's text.
+            ["[\"Bad Key\"]"]
         );
         assert!(FieldValue::display_name(&"x".repeat(201)).is_err());
         assert!(FieldValue::external_id(&"x".repeat(129)).is_err());

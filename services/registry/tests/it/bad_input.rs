@@ -290,7 +290,7 @@ both_engines!(
                 "bad attribute key",
                 c,
                 INVALID,
-                Some("customer.attributes[Bad Key]"),
+                Some("customer.attributes[\"Bad Key\"]"),
                 |mut c| async move {
                     c.create_customer(create_req(with(person(9), |c| {
                         c.attributes.insert("Bad Key".into(), "v".into());
@@ -621,6 +621,24 @@ both_engines!(
                     |mut c| async move {
                         c.record_purchase(purchase_req(&n, |p| p.occur_time = None))
                             .await
+                    }
+                },
+            ),
+            case(
+                "purchase at year -10000 (protobuf JSON cannot print it)",
+                c,
+                INVALID,
+                Some("purchase.occur_time"),
+                {
+                    let n = an.clone();
+                    |mut c| async move {
+                        c.record_purchase(purchase_req(&n, |p| {
+                            p.occur_time = Some(prost_types::Timestamp {
+                                seconds: -377_705_116_800,
+                                nanos: 0,
+                            })
+                        }))
+                        .await
                     }
                 },
             ),

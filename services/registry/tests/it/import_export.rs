@@ -64,7 +64,7 @@ both_engines!(
             outcomes,
             vec![Created, Created, Created, Created, Failed, Created]
         );
-        assert_eq!(first[4].error_code, "InvalidArgument");
+        assert_eq!(first[4].error_code, "INVALID_ARGUMENT");
         assert_eq!(first[4].field_violations[0].field, "customer.display_name");
 
         let second = run(batches).await;
@@ -124,9 +124,9 @@ both_engines!(
             ]
         );
         assert_eq!(results[2].field_violations[0].field, "parent");
-        assert_eq!(results[3].error_code, "NotFound");
+        assert_eq!(results[3].error_code, "NOT_FOUND");
         assert_eq!(
-            results[4].error_code, "AlreadyExists",
+            results[4].error_code, "ALREADY_EXISTS",
             "order I-1 belongs to another customer"
         );
         // The good rows of a batch with bad ones are all there: three purchases.
@@ -318,3 +318,84 @@ async fn a_large_import_refreshes_planner_statistics_on_postgres() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+both_engines!(
+    an_import_stream_that_breaks_ends_with_an_error_counting_its_rows,
+    |app: TestApp| async move {
+        use prost::Message;
+        let batch = |from: u32| {
+            pb::ImportCustomersRequest {
+                rows: (from..from + 2)
+                    .map(|n| pb::CreateCustomerRequest {
+                        customer: Some(person(n)),
+                        request_id: format!("broken-{n}"),
+                    })
+                    .collect(),
+            }
+            .encode_to_vec()
+        };
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let grpc = tonic::client::Grpc::new(channel);
+        let open =
+            async |messages: Vec<Vec<u8>>| {
+                let mut grpc = grpc.clone();
+                grpc.ready().await.unwrap();
+                let path = "/clientela.registry.v1.CustomerRegistryService/ImportCustomers";
+                let mut responses = grpc
+                    .streaming(
+                        tonic::Request::new(tokio_stream::iter(messages)),
+                        path.parse().unwrap(),
+                        clientela_testkit::RawCodec,
+                    )
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut answers = Vec::new();
+                while let Some(answer) = responses.next().await {
+                    answers.push(answer.map(|bytes| {
+                        pb::ImportCustomersResponse::decode(bytes.as_slice()).unwrap()
+                    }));
+                }
+                answers
+            };
+
+        // The second message is not protobuf: the first batch stays, the third never runs.
+        let answers = open(vec![batch(0), vec![0xff; 8], batch(10)]).await;
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        assert_eq!(answers[0].as_ref().unwrap().results.len(), 2);
+        let status = answers[1].as_ref().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with("the import stopped after 2 rows; resend from row 2"),
+            "{}",
+            status.message()
+        );
+        let mut client = app.client.clone();
+        let listed = client
+            .list_customers(pb::ListCustomersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .customers;
+        assert_eq!(listed.len(), 2, "only the first batch was imported");
+
+        // Too many rows in one message: refused as a whole, the stream ends saying so.
+        let many = pb::ImportCustomersRequest {
+            rows: vec![pb::CreateCustomerRequest::default(); 1001],
+        }
+        .encode_to_vec();
+        let answers = open(vec![many]).await;
+        let status = answers[0].as_ref().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("at most 1000 rows per message"),
+            "{status:?}"
+        );
+    }
+);
