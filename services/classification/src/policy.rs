@@ -202,6 +202,7 @@ impl Policy {
         &self,
         requested: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
+        horizon: Option<Option<DateTime<Utc>>>,
     ) -> Result<DateTime<Utc>, FieldViolation> {
         let Some(at) = requested else {
             return Ok(now);
@@ -212,6 +213,27 @@ impl Policy {
                 "",
                 format!("{at} is in the future (tolerance {tolerance} s)"),
             ));
+        }
+        // Earlier than the first fact minus the window, no fact could count.
+        if let Some(earliest) = horizon {
+            let first = earliest.map_or(now, |e| e.min(now));
+            let window = chrono::Duration::days(i64::from(self.window_days));
+            let bound = first.checked_sub_signed(window).unwrap_or(first);
+            if at < bound {
+                let what = if earliest.is_some() {
+                    "the first fact"
+                } else {
+                    "now (there is no fact yet)"
+                };
+                return Err(FieldViolation::new(
+                    "",
+                    format!(
+                        "{at} is before {what} minus the {}-day window ({bound}): no fact \
+                         could count",
+                        self.window_days
+                    ),
+                ));
+            }
         }
         Ok(at)
     }
@@ -491,15 +513,40 @@ mod tests {
     fn as_of_may_run_ahead_only_by_the_tolerance() {
         let p = Policy::default();
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        assert_eq!(p.as_of(None, now), Ok(now));
+        assert_eq!(p.as_of(None, now, None), Ok(now));
         let edge = now + chrono::Duration::seconds(300);
-        assert_eq!(p.as_of(Some(edge), now), Ok(edge));
+        assert_eq!(p.as_of(Some(edge), now, None), Ok(edge));
         let past = now - chrono::Duration::days(400);
-        assert_eq!(p.as_of(Some(past), now), Ok(past));
+        assert_eq!(p.as_of(Some(past), now, None), Ok(past));
         let beyond = p
-            .as_of(Some(edge + chrono::Duration::seconds(1)), now)
+            .as_of(Some(edge + chrono::Duration::seconds(1)), now, None)
             .unwrap_err();
         assert!(beyond.description.contains("tolerance 300 s"), "{beyond}");
+    }
+
+    #[test]
+    fn as_of_may_not_precede_the_first_fact_by_more_than_the_window() {
+        let p = Policy::default();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let first = now - chrono::Duration::days(1_000);
+        let window = chrono::Duration::days(i64::from(p.window_days));
+        let edge = first - window;
+        assert_eq!(p.as_of(Some(edge), now, Some(Some(first))), Ok(edge));
+        let before = edge - chrono::Duration::seconds(1);
+        let refused = p.as_of(Some(before), now, Some(Some(first))).unwrap_err();
+        assert!(refused.description.contains("the first fact"), "{refused}");
+        // No fact yet: the window before now. Unknown horizon: no bound.
+        assert!(
+            p.as_of(
+                Some(now - window - chrono::Duration::days(1)),
+                now,
+                Some(None)
+            )
+            .is_err()
+        );
+        assert!(p.as_of(Some(before), now, None).is_ok());
+        let year_one = DateTime::from_timestamp(clientela_runtime::time::MIN_SECONDS, 0).unwrap();
+        assert!(p.as_of(Some(year_one), now, Some(Some(first))).is_err());
     }
 
     #[test]

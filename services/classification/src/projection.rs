@@ -89,6 +89,19 @@ impl Change {
         matches!(self, Change::Merged { .. })
     }
 
+    /// When what the change records happened (a merge records nothing of its own).
+    pub fn instant(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Change::Profile(p) => Some(p.updated_at),
+            Change::Merged { .. } => None,
+            Change::Purchase { purchase, .. } => Some(purchase.at),
+            Change::Return { at, .. } => Some(*at),
+            Change::Survey { survey, .. } => Some(survey.at),
+            Change::Complaint { complaint, .. } => Some(complaint.opened_at),
+            Change::Referral { referral, .. } => Some(referral.at),
+        }
+    }
+
     /// The customers whose facts the change reads or writes (before a merge is known
     /// in full: see [`Workspace::apply`]).
     pub fn customers(&self) -> Vec<Uuid> {

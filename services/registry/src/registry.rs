@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use clientela_domain::Labeled;
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
+use clientela_runtime::idempotency::RequestKey;
 use clientela_runtime::{Conn, Db, Error, WriteTx};
 use tokio::sync::watch;
 
@@ -191,8 +193,18 @@ impl Registry {
         let mut results = Vec::with_capacity(rows.len());
         let mut payloads = Vec::new();
         for (fields, request_id) in rows {
+            let request = match request_id
+                .map(|id| RequestKey::new(id, &fields))
+                .transpose()
+            {
+                Ok(request) => request,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
             let savepoint = tx.savepoint().await?;
-            match create_in(savepoint.conn(), fields, request_id.as_deref(), now).await {
+            match create_in(savepoint.conn(), fields, request.as_ref(), now).await {
                 Ok((customer, created)) => {
                     savepoint.commit().await?;
                     if created {
@@ -203,13 +215,18 @@ impl Registry {
                 Err(e) => {
                     savepoint.rollback().await?;
                     // A concurrent create with the same request_id won the race: same answer.
-                    let existing = match (&e, &request_id) {
-                        (Error::AlreadyExists { .. }, Some(rid)) => {
-                            customers::get_by_request_id(tx.conn(), rid).await?
+                    let existing = match (&e, &request) {
+                        (Error::AlreadyExists { .. }, Some(key)) => {
+                            customers::get_by_request_id(tx.conn(), &key.id).await?
                         }
                         _ => None,
                     };
-                    results.push(existing.map(|c| (c, false)).ok_or(e));
+                    results.push(match (existing, &request) {
+                        (Some((c, fingerprint)), Some(key)) => {
+                            key.check_replay(fingerprint).map(|()| (c, false))
+                        }
+                        _ => Err(e),
+                    });
                 }
             }
         }
@@ -625,9 +642,22 @@ impl Registry {
         } = new;
         let now = now();
         check_not_future(occurred_at, now, "survey.occur_time")?;
-        if let Some(rid) = &request_id
-            && let Some(existing) = history::survey_by_request_id(self.db.conn(), rid).await?
+        // What the request says, so the same request_id with another survey is refused.
+        let body = (
+            customer_id.as_uuid(),
+            kind.code(),
+            score,
+            occurred_at.timestamp_micros(),
+            &comment,
+        );
+        let request = request_id
+            .map(|id| RequestKey::new(id, &body))
+            .transpose()?;
+        if let Some(key) = &request
+            && let Some((existing, fingerprint)) =
+                history::survey_by_request_id(self.db.conn(), &key.id).await?
         {
+            key.check_replay(fingerprint)?;
             return Ok((existing, false));
         }
         let tx = self.db.begin_write().await?;
@@ -642,7 +672,7 @@ impl Registry {
             comment,
             created_at: now,
         };
-        history::insert_survey(tx.conn(), &survey, request_id.as_deref()).await?;
+        history::insert_survey(tx.conn(), &survey, request.as_ref()).await?;
         self.commit(tx, vec![EventPayload::SurveyRecorded(survey.clone())], now)
             .await?;
         Ok((survey, true))
@@ -671,12 +701,25 @@ impl Registry {
             description,
             opened_at,
         } = new;
+        // What the request says (an open time left out stays left out: a retry later
+        // is the same request).
+        let body = (
+            customer_id.as_uuid(),
+            &subject,
+            &description,
+            opened_at.map(|t| t.timestamp_micros()),
+        );
+        let request = request_id
+            .map(|id| RequestKey::new(id, &body))
+            .transpose()?;
         let now = now();
         let opened_at = opened_at.unwrap_or(now);
         check_not_future(opened_at, now, "complaint.open_time")?;
-        if let Some(rid) = &request_id
-            && let Some(existing) = history::complaint_by_request_id(self.db.conn(), rid).await?
+        if let Some(key) = &request
+            && let Some((existing, fingerprint)) =
+                history::complaint_by_request_id(self.db.conn(), &key.id).await?
         {
+            key.check_replay(fingerprint)?;
             return Ok((existing, false));
         }
         let tx = self.db.begin_write().await?;
@@ -693,7 +736,7 @@ impl Registry {
             resolution: String::new(),
             version: 1,
         };
-        history::insert_complaint(tx.conn(), &complaint, request_id.as_deref()).await?;
+        history::insert_complaint(tx.conn(), &complaint, request.as_ref()).await?;
         self.commit(
             tx,
             vec![EventPayload::ComplaintOpened(complaint.clone())],
@@ -1005,16 +1048,18 @@ fn new_purchase(
     }
 }
 
-/// Inserts a customer unless `request_id` was seen; returns it and whether it is new.
+/// Inserts a customer unless its request was seen (the same key with other fields is
+/// ALREADY_EXISTS); returns it and whether it is new.
 async fn create_in(
     conn: &impl Conn,
     fields: CustomerFields,
-    request_id: Option<&str>,
+    request: Option<&RequestKey>,
     now: DateTime<Utc>,
 ) -> Result<(Customer, bool), Error> {
-    if let Some(rid) = request_id
-        && let Some(existing) = customers::get_by_request_id(conn, rid).await?
+    if let Some(key) = request
+        && let Some((existing, fingerprint)) = customers::get_by_request_id(conn, &key.id).await?
     {
+        key.check_replay(fingerprint)?;
         return Ok((existing, false));
     }
     let customer = Customer {
@@ -1026,7 +1071,7 @@ async fn create_in(
         updated_at: now,
         version: 1,
     };
-    customers::insert(conn, &customer, request_id).await?;
+    customers::insert(conn, &customer, request).await?;
     Ok((customer, true))
 }
 

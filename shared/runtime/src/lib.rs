@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod feed;
 pub mod group;
+pub mod idempotency;
 pub mod names;
 pub mod pagination;
 pub mod server;

@@ -65,16 +65,9 @@ pub fn decode<C: DeserializeOwned>(
     Ok(Some(envelope.c))
 }
 
-/// A stable fingerprint of a query's parameters (FNV-1a over their debug text; stable
-/// across processes, which `DefaultHasher` does not promise).
+/// A stable fingerprint of a query's parameters (FNV-1a over their debug text).
 pub fn fingerprint(parts: &impl std::fmt::Debug) -> u64 {
-    let text = format!("{parts:?}");
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    crate::idempotency::fnv1a(format!("{parts:?}").as_bytes())
 }
 
 #[cfg(test)]

@@ -252,6 +252,7 @@ impl ClassificationService for ClassificationApi {
         } = &req;
         let filter = Filter::parse(&req.filter, "filter")?;
         let as_of = self.as_of(req.as_of.as_ref(), "as_of").await?;
+        self.engine.check_reclassify_at(as_of).await?;
         let version = self.engine.current_policy().await?.version;
         let engine = self.engine.clone();
         let (tx, rx) = mpsc::channel(16);

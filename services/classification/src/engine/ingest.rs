@@ -67,6 +67,9 @@ impl Projection for Engine {
         Box::pin(async move {
             let conn = tx.conn();
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
+            if let Some(earliest) = events.iter().filter_map(Change::instant).min() {
+                store::lower_horizon(conn, earliest).await?;
+            }
             let mut marked = 0;
             let mut run = Vec::new();
             for change in events {

@@ -180,9 +180,10 @@ impl Engine {
         field: &str,
     ) -> Result<DateTime<Utc>, Error> {
         let policy = self.current_policy().await?;
+        let horizon = store::horizon(self.db.conn()).await?;
         Ok(policy
             .policy
-            .as_of(requested, clientela_runtime::time::now())
+            .as_of(requested, clientela_runtime::time::now(), horizon)
             .map_err(|e| e.under(field))?)
     }
 

@@ -39,6 +39,20 @@ impl Engine {
         })
     }
 
+    /// The instant of the stored population, the latest the stored labels rest on.
+    async fn stored_as_of(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        Ok(store::population(self.db.conn())
+            .await?
+            .map(|(_, p)| p.as_of))
+    }
+
+    /// FAILED_PRECONDITION if a Reclassify at `as_of` would take labels back in time;
+    /// for the API to answer before it starts streaming ([`Engine::reclassify`] checks
+    /// again under the feed lock).
+    pub async fn check_reclassify_at(&self, as_of: DateTime<Utc>) -> Result<(), Error> {
+        not_before(as_of, self.stored_as_of().await?).map(|_| ())
+    }
+
     /// Recomputes the population at `as_of` (`None`: now, or the last population's
     /// instant if that is later) and classifies every customer against it (or only those
     /// `only` accepts), reporting progress after each page. Stored labels never go back
@@ -51,9 +65,7 @@ impl Engine {
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, Error> {
         let started = Instant::now();
-        let stored = store::population(self.db.conn())
-            .await?
-            .map(|(_, p)| p.as_of);
+        let stored = self.stored_as_of().await?;
         let as_of = match as_of {
             Some(at) => not_before(at, stored)?,
             None => {

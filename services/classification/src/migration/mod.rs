@@ -7,6 +7,7 @@ mod m20261122_000001_initial;
 mod m20261123_000002_replay;
 mod m20261124_000003_inputs;
 mod m20261125_000004_write_counter;
+mod m20261202_000005_horizon;
 
 /// The classification engine's migrator.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_replay::Migration),
             Box::new(m20261124_000003_inputs::Migration),
             Box::new(m20261125_000004_write_counter::Migration),
+            Box::new(m20261202_000005_horizon::Migration),
         ]
     }
 

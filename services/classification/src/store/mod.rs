@@ -111,6 +111,7 @@ async fn upsert<const N: usize>(
 mod changes;
 mod classifications;
 mod facts;
+mod horizon;
 mod kept;
 mod pending;
 mod policies;
@@ -123,6 +124,7 @@ mod tests;
 pub use changes::*;
 pub use classifications::*;
 pub use facts::*;
+pub use horizon::*;
 pub use kept::*;
 pub use pending::*;
 pub use policies::*;

@@ -619,3 +619,81 @@ clientela_testkit::both_engines!(
         }
     }
 );
+
+both_engines!(
+    as_of_stays_within_what_it_means_and_labels_never_go_back,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let ana = person(&mut registry, "Ana").await;
+        buy(&mut registry, &ana, "A-1", 30, 1, 10_000, false).await;
+        classified(&mut classifier, &ana, |_| true).await;
+        let policy = current_policy(&mut classifier).await;
+        let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+        let year_one = at(clientela_runtime::time::MIN_SECONDS);
+        // Year 1 is a valid Timestamp but centuries before the first fact: it was a panic
+        // in the facts code (PreviewPolicy) and an empty OK stream (Reclassify).
+        let preview = classifier
+            .preview_policy(cpb::PreviewPolicyRequest {
+                policy: Some(policy.clone()),
+                as_of: year_one,
+                sample_size: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(preview.code(), tonic::Code::InvalidArgument, "{preview:?}");
+        use tonic_types::StatusExt;
+        let fields: Vec<String> = preview
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| v.field.clone())
+            .collect();
+        assert_eq!(fields, ["as_of"]);
+        let shared = classifier.clone();
+        let reclassify = move |as_of| {
+            let mut classifier = shared.clone();
+            async move {
+                let mut stream = classifier
+                    .reclassify(cpb::ReclassifyRequest {
+                        as_of,
+                        filter: String::new(),
+                    })
+                    .await?
+                    .into_inner();
+                let mut last = None;
+                while let Some(message) = stream.message().await? {
+                    last = Some(message);
+                }
+                Ok::<_, tonic::Status>(last.unwrap())
+            }
+        };
+        let refused = reclassify(year_one).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        let beyond = reclassify(at(clientela_runtime::time::MAX_SECONDS + 1))
+            .await
+            .unwrap_err();
+        assert_eq!(beyond.code(), tonic::Code::InvalidArgument, "{beyond:?}");
+
+        // A day ago is within the window: PreviewPolicy shows it...
+        let yesterday = Some(ts(DAY));
+        classifier
+            .preview_policy(cpb::PreviewPolicyRequest {
+                policy: Some(policy),
+                as_of: yesterday,
+                sample_size: 1,
+            })
+            .await
+            .unwrap();
+        // ...but once labels are stored at now, a Reclassify may not take them back.
+        assert!(reclassify(None).await.unwrap().done);
+        let back = reclassify(yesterday).await.unwrap_err();
+        assert_eq!(back.code(), tonic::Code::FailedPrecondition, "{back:?}");
+        assert!(
+            back.message().contains("PreviewPolicy"),
+            "{}",
+            back.message()
+        );
+    }
+);

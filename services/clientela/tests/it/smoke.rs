@@ -151,6 +151,12 @@ fn grpcurl_lists_creates_gets_and_checks_health() {
             && err.contains("customer.display_name"),
         "{err}"
     );
+    // The details print: reflection serves the google.rpc types.
+    assert!(
+        err.contains(r#""@type":"type.googleapis.com/google.rpc.BadRequest""#)
+            && !err.contains("not recognized"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_list_indexes;
 mod m20261122_000003_event_wire;
 mod m20261122_000004_key_probe_index;
+mod m20261202_000005_request_fingerprint;
 
 /// Runs `statements` in order.
 async fn execute_all(m: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_list_indexes::Migration),
             Box::new(m20261122_000003_event_wire::Migration),
             Box::new(m20261122_000004_key_probe_index::Migration),
+            Box::new(m20261202_000005_request_fingerprint::Migration),
         ]
     }
 

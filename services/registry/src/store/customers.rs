@@ -6,6 +6,7 @@ use clientela_domain::ids::CustomerId;
 use clientela_domain::text::fold;
 use clientela_domain::{Email, TaxId};
 use clientela_runtime::Error;
+use clientela_runtime::idempotency::RequestKey;
 use sea_orm::sea_query::{Expr, ExprTrait, Order};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
@@ -35,7 +36,7 @@ fn search_text(fields: &CustomerFields) -> String {
     parts.join(" ")
 }
 
-fn to_active(c: &Customer, request_id: Option<&str>) -> Result<customer::ActiveModel, Error> {
+fn to_active(c: &Customer, request: Option<&RequestKey>) -> Result<customer::ActiveModel, Error> {
     let f = &c.fields;
     Ok(customer::ActiveModel {
         id: Set(c.id.as_uuid()),
@@ -64,7 +65,8 @@ fn to_active(c: &Customer, request_id: Option<&str>) -> Result<customer::ActiveM
         status: Set(c.status.code().to_owned()),
         merged_into: Set(c.merged_into.map(|m| m.as_uuid())),
         search_text: Set(search_text(f)),
-        request_id: Set(request_id.map(str::to_owned)),
+        request_id: Set(request.map(|r| r.id.clone())),
+        request_fingerprint: Set(request.map(|r| r.fingerprint)),
         version: Set(c.version),
         created_at: Set(c.created_at),
         updated_at: Set(c.updated_at),
@@ -163,9 +165,9 @@ async fn replace_keys(conn: &impl ConnectionTrait, c: &Customer) -> Result<(), E
 pub async fn insert(
     conn: &impl ConnectionTrait,
     c: &Customer,
-    request_id: Option<&str>,
+    request: Option<&RequestKey>,
 ) -> Result<(), Error> {
-    customer::Entity::insert(to_active(c, request_id)?)
+    customer::Entity::insert(to_active(c, request)?)
         .exec_without_returning(conn)
         .await
         .map_err(|e| unique_to_reason(e, c))?;
@@ -200,6 +202,7 @@ pub async fn update(
 ) -> Result<bool, Error> {
     let mut active = to_active(c, None)?;
     active.request_id = sea_orm::ActiveValue::NotSet;
+    active.request_fingerprint = sea_orm::ActiveValue::NotSet;
     let result = customer::Entity::update_many()
         .set(active)
         .filter(customer::Column::Id.eq(c.id.as_uuid()))
@@ -281,16 +284,20 @@ pub async fn get_many_for_update(
     Ok(out)
 }
 
-/// The customer an earlier create with `request_id` made.
+/// The customer an earlier create with `request_id` made, and that request's
+/// fingerprint.
 pub async fn get_by_request_id(
     conn: &impl ConnectionTrait,
     request_id: &str,
-) -> Result<Option<Customer>, Error> {
+) -> Result<Option<(Customer, Option<i64>)>, Error> {
     customer::Entity::find()
         .filter(customer::Column::RequestId.eq(request_id))
         .one(conn)
         .await?
-        .map(from_model)
+        .map(|m| {
+            let fingerprint = m.request_fingerprint;
+            from_model(m).map(|c| (c, fingerprint))
+        })
         .transpose()
 }
 

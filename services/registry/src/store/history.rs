@@ -4,6 +4,7 @@
 use clientela_domain::Labeled;
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
 use clientela_runtime::Error;
+use clientela_runtime::idempotency::RequestKey;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
@@ -282,7 +283,7 @@ pub async fn list_returns(
 pub async fn insert_survey(
     conn: &impl ConnectionTrait,
     s: &Survey,
-    request_id: Option<&str>,
+    request: Option<&RequestKey>,
 ) -> Result<(), Error> {
     survey::Entity::insert(survey::ActiveModel {
         id: Set(s.id.as_uuid()),
@@ -291,7 +292,8 @@ pub async fn insert_survey(
         score: Set(s.score),
         occurred_at: Set(s.occurred_at),
         comment: Set(s.comment.clone()),
-        request_id: Set(request_id.map(str::to_owned)),
+        request_id: Set(request.map(|r| r.id.clone())),
+        request_fingerprint: Set(request.map(|r| r.fingerprint)),
         created_at: Set(s.created_at),
     })
     .exec_without_returning(conn)
@@ -311,16 +313,19 @@ fn survey_from(m: survey::Model) -> Result<Survey, Error> {
     })
 }
 
-/// The survey an earlier call with `request_id` recorded.
+/// The survey an earlier call with `request_id` recorded, and that call's fingerprint.
 pub async fn survey_by_request_id(
     conn: &impl ConnectionTrait,
     request_id: &str,
-) -> Result<Option<Survey>, Error> {
+) -> Result<Option<(Survey, Option<i64>)>, Error> {
     survey::Entity::find()
         .filter(survey::Column::RequestId.eq(request_id))
         .one(conn)
         .await?
-        .map(survey_from)
+        .map(|m| {
+            let fingerprint = m.request_fingerprint;
+            survey_from(m).map(|s| (s, fingerprint))
+        })
         .transpose()
 }
 
@@ -350,7 +355,7 @@ pub async fn list_surveys(
 
 // ---- complaints ----
 
-fn complaint_active(c: &Complaint, request_id: Option<&str>) -> complaint::ActiveModel {
+fn complaint_active(c: &Complaint, request: Option<&RequestKey>) -> complaint::ActiveModel {
     complaint::ActiveModel {
         id: Set(c.id.as_uuid()),
         customer_id: Set(c.customer_id.as_uuid()),
@@ -360,7 +365,8 @@ fn complaint_active(c: &Complaint, request_id: Option<&str>) -> complaint::Activ
         opened_at: Set(c.opened_at),
         resolved_at: Set(c.resolved_at),
         resolution: Set(c.resolution.clone()),
-        request_id: Set(request_id.map(str::to_owned)),
+        request_id: Set(request.map(|r| r.id.clone())),
+        request_fingerprint: Set(request.map(|r| r.fingerprint)),
         version: Set(c.version),
     }
 }
@@ -383,9 +389,9 @@ fn complaint_from(m: complaint::Model) -> Complaint {
 pub async fn insert_complaint(
     conn: &impl ConnectionTrait,
     c: &Complaint,
-    request_id: Option<&str>,
+    request: Option<&RequestKey>,
 ) -> Result<(), Error> {
-    complaint::Entity::insert(complaint_active(c, request_id))
+    complaint::Entity::insert(complaint_active(c, request))
         .exec_without_returning(conn)
         .await?;
     Ok(())
@@ -424,16 +430,19 @@ pub async fn get_complaint_for_update(
         .map(complaint_from))
 }
 
-/// The complaint an earlier call with `request_id` opened.
+/// The complaint an earlier call with `request_id` opened, and that call's fingerprint.
 pub async fn complaint_by_request_id(
     conn: &impl ConnectionTrait,
     request_id: &str,
-) -> Result<Option<Complaint>, Error> {
+) -> Result<Option<(Complaint, Option<i64>)>, Error> {
     Ok(complaint::Entity::find()
         .filter(complaint::Column::RequestId.eq(request_id))
         .one(conn)
         .await?
-        .map(complaint_from))
+        .map(|m| {
+            let fingerprint = m.request_fingerprint;
+            (complaint_from(m), fingerprint)
+        }))
 }
 
 /// Newest-first complaints of a customer.

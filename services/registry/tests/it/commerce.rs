@@ -411,3 +411,83 @@ both_engines!(
         assert_eq!(listed.len(), 16);
     }
 );
+
+both_engines!(
+    races_on_one_etag_crossing_merges_and_returns_have_one_winner,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let a = create(&mut client, person(1)).await;
+        let b = create(&mut client, person(2)).await;
+
+        // Ten updates with the same etag: one applies, the others are ABORTED.
+        let updates = (0..10).map(|i| {
+            let mut client = app.client.clone();
+            let customer = pb::Customer {
+                display_name: format!("Renamed {i}"),
+                ..a.clone()
+            };
+            async move {
+                client
+                    .update_customer(pb::UpdateCustomerRequest {
+                        customer: Some(customer),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["display_name".into()],
+                        }),
+                    })
+                    .await
+            }
+        });
+        let answers = futures::future::join_all(updates).await;
+        assert_eq!(
+            answers.iter().filter(|a| a.is_ok()).count(),
+            1,
+            "{answers:?}"
+        );
+        for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+            assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
+        }
+
+        // A into B and B into A at once: exactly one merge happens.
+        let merge = |survivor: &str, merged: &str| {
+            let mut client = app.client.clone();
+            let request = pb::MergeCustomersRequest {
+                survivor: survivor.into(),
+                merged: merged.into(),
+                dry_run: false,
+            };
+            async move { client.merge_customers(request).await }
+        };
+        let (ab, ba) = tokio::join!(merge(&a.name, &b.name), merge(&b.name, &a.name));
+        assert!(ab.is_ok() != ba.is_ok(), "{ab:?} {ba:?}");
+        let refused = ab.as_ref().err().or(ba.as_ref().err()).unwrap();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        let survivor = if ab.is_ok() { &a.name } else { &b.name };
+
+        // Returns of 2 + 2 of 3 bought, at once: one is recorded, never both.
+        let p = buy(&mut client, survivor, "ORD-RACE", &[(3, 1000, false)]).await;
+        let returns = (0..2).map(|i| {
+            let mut client = app.client.clone();
+            let request = pb::RecordReturnRequest {
+                purchase: p.name.clone(),
+                r#return: Some(pb::Return {
+                    return_id: format!("RACE-{i}"),
+                    occur_time: Some(ts(10)),
+                    lines: vec![pb::ReturnLine {
+                        line_number: 1,
+                        quantity: 2,
+                    }],
+                    ..Default::default()
+                }),
+            };
+            async move { client.record_return(request).await }
+        });
+        let answers = futures::future::join_all(returns).await;
+        assert_eq!(
+            answers.iter().filter(|a| a.is_ok()).count(),
+            1,
+            "{answers:?}"
+        );
+        let refused = answers.iter().find_map(|a| a.as_ref().err()).unwrap();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    }
+);

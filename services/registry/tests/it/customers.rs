@@ -89,6 +89,144 @@ both_engines!(
 );
 
 both_engines!(
+    a_request_id_reused_with_another_request_is_already_exists,
+    |app: TestApp| async move {
+        use tonic_types::StatusExt;
+        let mut client = app.client.clone();
+        let reason = |status: &tonic::Status| {
+            assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+            status
+                .get_error_details()
+                .error_info()
+                .unwrap()
+                .reason
+                .clone()
+        };
+        let created = client
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(person(1)),
+                request_id: "r-1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(created.created);
+        // Normalised the same (the name is trimmed): the same request.
+        let same = client
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    display_name: "  Persona 1 ".into(),
+                    ..person(1)
+                }),
+                request_id: "r-1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!same.created);
+        assert_eq!(same.customer, created.customer);
+        let other = client
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(person(2)),
+                request_id: "r-1".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&other), "REQUEST_ID_REUSED");
+        assert!(other.message().contains("\"r-1\""), "{}", other.message());
+
+        let a = created.customer.unwrap().name;
+        let b = create(&mut client, person(3)).await.name;
+        let survey = |parent: &str, score: i32| pb::RecordSurveyRequest {
+            parent: parent.into(),
+            survey: Some(pb::Survey {
+                kind: pb::SurveyKind::Nps as i32,
+                score,
+                occur_time: Some(ts(5)),
+                ..Default::default()
+            }),
+            request_id: "s-1".into(),
+        };
+        assert!(
+            client
+                .record_survey(survey(&a, 9))
+                .await
+                .unwrap()
+                .into_inner()
+                .created
+        );
+        assert!(
+            !client
+                .record_survey(survey(&a, 9))
+                .await
+                .unwrap()
+                .into_inner()
+                .created
+        );
+        for bad in [survey(&a, 3), survey(&b, 9)] {
+            let refused = client.record_survey(bad).await.unwrap_err();
+            assert_eq!(reason(&refused), "REQUEST_ID_REUSED");
+        }
+
+        let complaint = |parent: &str, subject: &str| pb::OpenComplaintRequest {
+            parent: parent.into(),
+            complaint: Some(pb::Complaint {
+                subject: subject.into(),
+                ..Default::default()
+            }),
+            request_id: "c-1".into(),
+        };
+        let opened = client
+            .open_complaint(complaint(&a, "Demora"))
+            .await
+            .unwrap();
+        // No open time given: a retry later is still the same request.
+        let again = client
+            .open_complaint(complaint(&a, "Demora"))
+            .await
+            .unwrap();
+        assert_eq!(opened.into_inner().complaint, again.into_inner().complaint);
+        let refused = client
+            .open_complaint(complaint(&a, "Otra cosa"))
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&refused), "REQUEST_ID_REUSED");
+    }
+);
+
+both_engines!(
+    fifty_concurrent_creates_with_one_request_id_make_one_customer,
+    |app: TestApp| async move {
+        let calls = (0..50).map(|_| {
+            let mut client = app.client.clone();
+            async move {
+                client
+                    .create_customer(pb::CreateCustomerRequest {
+                        customer: Some(person(7)),
+                        request_id: "race-1".into(),
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let created: Vec<_> = answers
+            .iter()
+            .map(|a| a.as_ref().expect("every caller gets the customer"))
+            .collect();
+        assert_eq!(created.iter().filter(|a| a.created).count(), 1);
+        assert!(created.iter().all(|a| a.customer == created[0].customer));
+        let mut client = app.client.clone();
+        let all = client
+            .list_customers(pb::ListCustomersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(all.customers.len(), 1);
+    }
+);
+
+both_engines!(
     a_live_tax_id_is_unique_but_an_archived_one_does_not_block,
     |app: TestApp| async move {
         let mut client = app.client.clone();

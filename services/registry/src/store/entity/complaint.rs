@@ -15,6 +15,7 @@ pub struct Model {
     pub resolved_at: Option<DateTimeUtc>,
     pub resolution: String,
     pub request_id: Option<String>,
+    pub request_fingerprint: Option<i64>,
     pub version: i64,
 }
 

@@ -29,6 +29,7 @@ pub struct Model {
     pub merged_into: Option<Uuid>,
     pub search_text: String,
     pub request_id: Option<String>,
+    pub request_fingerprint: Option<i64>,
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -13,6 +13,7 @@ pub struct Model {
     pub occurred_at: DateTimeUtc,
     pub comment: String,
     pub request_id: Option<String>,
+    pub request_fingerprint: Option<i64>,
     pub created_at: DateTimeUtc,
 }
 
