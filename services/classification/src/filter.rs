@@ -17,6 +17,11 @@ pub struct Filter {
     pub region: Option<String>,
 }
 
+/// Characters of a filter.
+pub const FILTER_MAX: usize = 2_000;
+/// Terms of a filter (there are fewer dimensions than this).
+pub const TERMS_MAX: usize = 32;
+
 fn bad(field: &str, why: impl Into<String>) -> Error {
     Error::invalid(field, why)
 }
@@ -29,7 +34,21 @@ impl Filter {
         if text.is_empty() {
             return Ok(filter);
         }
-        for term in split_and(text) {
+        let length = text.chars().count();
+        if length > FILTER_MAX {
+            return Err(bad(
+                field,
+                format!("at most {FILTER_MAX} characters (got {length})"),
+            ));
+        }
+        let terms = split_and(text);
+        if terms.len() > TERMS_MAX {
+            return Err(bad(
+                field,
+                format!("at most {TERMS_MAX} terms (got {})", terms.len()),
+            ));
+        }
+        for term in terms {
             let (name, value) = term.split_once('=').ok_or_else(|| {
                 bad(
                     field,
@@ -117,6 +136,16 @@ fn split_and(text: &str) -> Vec<&str> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_are_bounded() {
+        let many = vec![r#"trait = "LOYAL""#; TERMS_MAX + 1].join(" AND ");
+        let e = Filter::parse(&many, "filter").unwrap_err();
+        assert!(e.to_string().contains("at most 32 terms (got 33)"), "{e}");
+        let long = format!(r#"region = "{}""#, "x".repeat(FILTER_MAX));
+        let e = Filter::parse(&long, "filter").unwrap_err();
+        assert!(e.to_string().contains("at most 2000 characters"), "{e}");
+    }
 
     #[test]
     fn terms_are_joined_by_and() {

@@ -37,6 +37,13 @@ pub struct PlaybookEntry {
     pub text_en: String,
 }
 
+/// Characters of a policy's description.
+pub const DESCRIPTION_MAX: usize = 1_000;
+/// Entries of the playbook (there are about a hundred labels).
+pub const PLAYBOOK_MAX: usize = 500;
+/// Characters of an action's text, in each language.
+pub const ACTION_TEXT_MAX: usize = 1_000;
+
 /// Thresholds and windows (field docs: `proto/clientela/classification/v1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -414,23 +421,51 @@ impl Policy {
                 bad(field, format!("{value} must be positive"));
             }
         }
+        let printable = |text: &str, max: usize| {
+            text.chars().count() <= max && !text.chars().any(char::is_control)
+        };
+        if !printable(&self.description, DESCRIPTION_MAX) {
+            bad(
+                "description",
+                format!("at most {DESCRIPTION_MAX} printable characters"),
+            );
+        }
+        if self.playbook.len() > PLAYBOOK_MAX {
+            bad(
+                "playbook",
+                format!(
+                    "at most {PLAYBOOK_MAX} entries (got {})",
+                    self.playbook.len()
+                ),
+            );
+            return out;
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, entry) in self.playbook.iter().enumerate() {
             if !entry.dimension.has_label(&entry.label) {
                 bad(
                     &format!("playbook[{i}].label"),
                     format!(
-                        "{:?} is not a label of {}",
-                        entry.label,
+                        "{} is not a label of {}",
+                        quote(&entry.label),
                         entry.dimension.name()
                     ),
                 );
+                continue;
             }
             if entry.text_es.trim().is_empty() || entry.text_en.trim().is_empty() {
                 bad(
                     &format!("playbook[{i}]"),
                     "an action needs its text in Spanish and in English".to_owned(),
                 );
+            }
+            for (field, text) in [("text_es", &entry.text_es), ("text_en", &entry.text_en)] {
+                if !printable(text, ACTION_TEXT_MAX) {
+                    bad(
+                        &format!("playbook[{i}].{field}"),
+                        format!("at most {ACTION_TEXT_MAX} printable characters"),
+                    );
+                }
             }
             if !seen.insert((entry.dimension, entry.label.clone())) {
                 bad(

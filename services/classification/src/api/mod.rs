@@ -208,8 +208,11 @@ impl ClassificationService for ClassificationApi {
         let time = |ts: Option<&prost_types::Timestamp>, field: &str| {
             to_time(ts, field).map_err(|v| Error::InvalidArgument(vec![v]))
         };
+        // Absent: from the beginning of the history.
+        let beginning = DateTime::from_timestamp(clientela_runtime::time::MIN_SECONDS, 0);
         let start = time(req.start_time.as_ref(), "start_time")?
-            .ok_or_else(|| Error::invalid("start_time", "required"))?;
+            .or(beginning)
+            .ok_or_else(|| Error::Internal("year 1 is not an instant".into()))?;
         let end = time(req.end_time.as_ref(), "end_time")?.unwrap_or_else(now);
         if end <= start {
             return Err(Error::invalid("end_time", "must be after start_time").into());

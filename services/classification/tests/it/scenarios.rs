@@ -480,6 +480,17 @@ both_engines!(
         let mut who: Vec<String> = moved.changes.iter().map(|c| c.customer.clone()).collect();
         who.sort();
         assert_eq!(who, want);
+        // Without start_time: from the beginning, the same here.
+        let all = classifier
+            .list_label_transitions(cpb::ListLabelTransitionsRequest {
+                dimension: cpb::Dimension::LifecycleStage as i32,
+                to_label: "FREQUENT".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(all.changes, moved.changes);
         // The stage each one left depends on how the feed batched its purchases (a customer
         // created and buying four times within one batch is first classified FREQUENT: no
         // stage before), never on anything else.
