@@ -286,8 +286,9 @@ impl CustomerFacts {
     }
 }
 
-/// Mean gap in seconds and coefficient of variation in basis points (population standard
-/// deviation / mean), from integer sums: the same gaps always give the same numbers.
+/// Mean gap in seconds and coefficient of variation in basis points (sample standard
+/// deviation, n − 1, over the mean; 0 with fewer than two gaps), from integer sums: the
+/// same gaps always give the same numbers.
 fn gap_stats(gaps: &[i64]) -> (i64, i64) {
     if gaps.is_empty() {
         return (0, 0);
@@ -298,11 +299,15 @@ fn gap_stats(gaps: &[i64]) -> (i64, i64) {
     if sum == 0 {
         return (0, 0);
     }
-    // Variance × n² = n·Σg² − (Σg)², exact in integers.
+    if n < 2 {
+        return (mean as i64, 0);
+    }
+    // Sample variance × n(n − 1) = n·Σg² − (Σg)², exact in integers.
     let sum_sq: i128 = gaps.iter().map(|g| i128::from(*g) * i128::from(*g)).sum();
-    let var_n2 = n * sum_sq - sum * sum;
-    // cv = sqrt(var) / mean = sqrt(var_n2) / sum; sqrt is correctly rounded (IEEE 754).
-    let cv = (var_n2 as f64).sqrt() / sum as f64;
+    let scaled = n * sum_sq - sum * sum;
+    // cv = sqrt(var) / mean = sqrt(scaled / (n(n − 1))) · n / sum; sqrt is correctly
+    // rounded (IEEE 754).
+    let cv = (scaled as f64 / (n * (n - 1)) as f64).sqrt() * n as f64 / sum as f64;
     (mean as i64, (cv * BP as f64).round() as i64)
 }
 
@@ -514,8 +519,14 @@ mod tests {
     #[test]
     fn gaps_of_a_regular_buyer_have_no_variation() {
         assert_eq!(gap_stats(&[86_400, 86_400, 86_400]), (86_400, 0));
-        // Gaps 1 and 3 days: mean 2, sd 1, cv 0.5.
-        assert_eq!(gap_stats(&[86_400, 3 * 86_400]), (2 * 86_400, 5_000));
+        // Gaps 1 and 3 days: mean 2, sample sd √2, cv 0.7071.
+        assert_eq!(gap_stats(&[86_400, 3 * 86_400]), (2 * 86_400, 7_071));
+        // TAXONOMY's example: three purchases with gaps of 10 and 80 days are OCCASIONAL
+        // (cv ≥ 1.0); the population sd gave 0.78.
+        let day = 86_400;
+        assert_eq!(gap_stats(&[10 * day, 80 * day]), (45 * day, 10_999));
+        // One gap: no variation to measure.
+        assert_eq!(gap_stats(&[5 * day]), (5 * day, 0));
         assert_eq!(gap_stats(&[]), (0, 0));
     }
 

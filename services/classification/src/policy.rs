@@ -79,6 +79,7 @@ pub struct Policy {
     pub price_sensitive_min_share_bp: i32,
     pub price_sensitive_min_purchases: i32,
     pub as_of_future_tolerance_seconds: i32,
+    pub new_customer_days: i32,
     pub playbook: Vec<PlaybookEntry>,
 }
 
@@ -117,6 +118,7 @@ impl Default for Policy {
             price_sensitive_min_share_bp: 5_000,
             price_sensitive_min_purchases: 3,
             as_of_future_tolerance_seconds: 300,
+            new_customer_days: 90,
             playbook: default_playbook(),
         }
     }
@@ -263,6 +265,7 @@ impl Policy {
         for (field, days) in [
             ("window_days", self.window_days),
             ("active_window_days", self.active_window_days),
+            ("new_customer_days", self.new_customer_days),
         ] {
             if !(1..=3_660).contains(&days) {
                 bad(field, format!("{days} days: a window is 1 to 3660 days"));

@@ -2,6 +2,7 @@
 //! customer's features, the population's cut-offs and the policy, and saying why.
 
 use chrono::{DateTime, Duration, Utc};
+use clientela_domain::Labeled;
 use clientela_domain::taxonomy::{
     AccountTier, Activity, CustomerKind, DecisionRole, Influence, LifecycleStage, RfmSegment,
     Satisfaction, Trait, Volume,
@@ -214,6 +215,38 @@ pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
         );
     };
     let since = (cx.as_of - last).num_seconds();
+    // One purchase ever: too early to call it a one-time buyer while it is new (the
+    // active rules are for repeat buyers).
+    if f.purchases_total == 1 {
+        let new_bar = i64::from(p.new_customer_days) * DAY_SECS;
+        let new = since <= new_bar;
+        let (label, rule, cmp) = if new {
+            (ActiveNew, "activity.active_new", "<=")
+        } else {
+            (InactiveOneTime, "activity.inactive_one_time", ">")
+        };
+        return decide!(
+            cx,
+            Some(label),
+            rule,
+            format!(
+                "one purchase, {} days ago {cmp} {}",
+                days(since),
+                p.new_customer_days
+            ),
+            format!(
+                "una compra, hace {} días {cmp} {}",
+                days(since),
+                p.new_customer_days
+            ),
+            vec![Observation::new(
+                "days_since_last_purchase",
+                days(since),
+                cmp,
+                p.new_customer_days
+            )],
+        );
+    }
     let recent_bar = i64::from(p.active_window_days) * DAY_SECS;
     let recent = since <= recent_bar;
     // Cadence: more than `active_cadence_min_purchases` consecutive purchases, none of the
@@ -303,24 +336,6 @@ pub fn activity(f: &Features, cx: &Context<'_>) -> Decision<Activity> {
             )
         };
         return decide!(cx, Some(label), rule, why: why());
-    }
-    if f.purchases_total == 1 {
-        return decide!(
-            cx,
-            Some(InactiveOneTime),
-            "activity.inactive_one_time",
-            format!(
-                "one purchase, {} days ago > {}",
-                days(since),
-                p.active_window_days
-            ),
-            format!(
-                "una compra, hace {} días > {}",
-                days(since),
-                p.active_window_days
-            ),
-            vec![since_obs()],
-        );
     }
     decide!(
         cx,
@@ -699,35 +714,108 @@ pub fn account_tier(
             ],
         );
     }
-    if volume == Some(Volume::Low)
-        && let Some(cost) = f.cost_to_serve_minor
-    {
-        let margin = i128::from(revenue) * i128::from(p.margin_bp) / i128::from(BP);
-        if i128::from(cost) > margin {
-            return decide!(
-                cx,
-                Some(Small),
-                "tier.small",
-                format!(
-                    "LOW volume and cost to serve {cost} > margin {margin} ({} of {revenue})",
-                    pct(i64::from(p.margin_bp))
+    // Below the top: the volume band, growth and share say the rest.
+    let growth = f.revenue_growth_bp();
+    let growth_text = growth.map_or_else(|| "no revenue before".to_owned(), pct);
+    let growth_obs = || {
+        Observation::new(
+            "revenue_growth",
+            growth_text.clone(),
+            "<",
+            pct(i64::from(p.strategic_min_growth_bp)),
+        )
+    };
+    let band = volume.map_or("UNSPECIFIED", |v| v.code());
+    let volume_obs = |cmp: &str, bar: &str| Observation::new("volume", band, cmp, bar.to_owned());
+    match volume {
+        Some(Volume::Medium | Volume::High) => decide!(
+            cx,
+            Some(Regular),
+            "tier.regular",
+            format!(
+                "{band} volume, share of sales {} < {}, growth {growth_text} < {}, not a top buyer",
+                pct(share_bp),
+                pct(i64::from(p.boss_min_share_bp)),
+                pct(i64::from(p.strategic_min_growth_bp))
+            ),
+            format!(
+                "volumen {band}, participación {} < {}, crecimiento {growth_text} < {}, \
+                 fuera de los mayores compradores",
+                pct(share_bp),
+                pct(i64::from(p.boss_min_share_bp)),
+                pct(i64::from(p.strategic_min_growth_bp))
+            ),
+            vec![
+                volume_obs("in", "MEDIUM, HIGH"),
+                share_obs("<"),
+                growth_obs()
+            ],
+        ),
+        Some(Volume::Low) => {
+            let margin = i128::from(revenue) * i128::from(p.margin_bp) / i128::from(BP);
+            let of = format!("{} of {revenue}", pct(i64::from(p.margin_bp)));
+            let de = format!("{} de {revenue}", pct(i64::from(p.margin_bp)));
+            match f.cost_to_serve_minor {
+                Some(cost) if i128::from(cost) > margin => decide!(
+                    cx,
+                    Some(Small),
+                    "tier.small",
+                    format!("LOW volume and cost to serve {cost} > margin {margin} ({of})"),
+                    format!("volumen BAJO y costo de servir {cost} > margen {margin} ({de})"),
+                    vec![
+                        volume_obs("=", "LOW"),
+                        Observation::new("cost_to_serve", cost, ">", margin as i64),
+                    ],
                 ),
-                format!(
-                    "volumen BAJO y costo de servir {cost} > margen {margin} ({} de {revenue})",
-                    pct(i64::from(p.margin_bp))
+                Some(cost) => decide!(
+                    cx,
+                    Some(Transactional),
+                    "tier.transactional",
+                    format!(
+                        "LOW volume, cost to serve {cost} <= margin {margin} ({of}), growth \
+                         {growth_text} < {}",
+                        pct(i64::from(p.strategic_min_growth_bp))
+                    ),
+                    format!(
+                        "volumen BAJO, costo de servir {cost} <= margen {margin} ({de}), \
+                         crecimiento {growth_text} < {}",
+                        pct(i64::from(p.strategic_min_growth_bp))
+                    ),
+                    vec![
+                        volume_obs("=", "LOW"),
+                        Observation::new("cost_to_serve", cost, "<=", margin as i64),
+                        growth_obs(),
+                    ],
                 ),
-                vec![Observation::new("cost_to_serve", cost, ">", margin)],
-            );
+                None => decide!(
+                    cx,
+                    Some(Transactional),
+                    "tier.transactional",
+                    format!(
+                        "LOW volume, cost to serve unknown, growth {growth_text} < {}",
+                        pct(i64::from(p.strategic_min_growth_bp))
+                    ),
+                    format!(
+                        "volumen BAJO, costo de servir desconocido, crecimiento {growth_text} < {}",
+                        pct(i64::from(p.strategic_min_growth_bp))
+                    ),
+                    vec![
+                        volume_obs("=", "LOW"),
+                        Observation::new("cost_to_serve", "unknown", "<=", margin as i64),
+                        growth_obs(),
+                    ],
+                ),
+            }
         }
+        None => decide!(
+            cx,
+            None,
+            "tier.no_volume",
+            "no volume band to compare (no population yet)",
+            "sin banda de volumen que comparar (aún sin población)",
+            vec![volume_obs("=", "UNSPECIFIED")],
+        ),
     }
-    decide!(
-        cx,
-        Some(Transactional),
-        "tier.transactional",
-        "a buyer that is not BOSS, KEY, STRATEGIC or SMALL",
-        "un comprador que no es JEFE, CLAVE, ESTRATÉGICO ni PEQUEÑO",
-        vec![share_obs("<")],
-    )
 }
 
 /// Behaviour traits (seed 001).

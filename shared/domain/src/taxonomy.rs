@@ -102,6 +102,7 @@ labeled!(
     Activity {
         ActiveFrequent => "ACTIVE_FREQUENT", "Compra frecuente (activo)", "Frequent buyer (active)";
         ActiveHabitual => "ACTIVE_HABITUAL", "Compras habituales (activo)", "Habitual buyer (active)";
+        ActiveNew => "ACTIVE_NEW", "Cliente nuevo", "New customer";
         InactiveOneTime => "INACTIVE_ONE_TIME", "Compra única vez (inactivo)", "One-time buyer (inactive)";
         InactiveLapsed => "INACTIVE_LAPSED", "Cliente que dejó de comprar (inactivo)", "Lapsed (inactive)";
     }
@@ -143,6 +144,7 @@ labeled!(
         Strategic => "STRATEGIC", "Cliente estratégico", "Strategic account";
         Small => "SMALL", "Cliente pequeño", "Small account";
         Transactional => "TRANSACTIONAL", "Cliente transaccional", "Transactional account";
+        Regular => "REGULAR", "Cliente regular", "Regular account";
         Prospect => "PROSPECT", "Cliente potencial", "Prospect";
     }
 );

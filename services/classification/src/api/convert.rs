@@ -141,7 +141,7 @@ pub fn change_from(event: &registry::Event) -> Result<Change, Error> {
                     at: time(p.occur_time.as_ref(), seq)?,
                     currency_code: total.currency_code,
                     total_minor: total.amount_minor,
-                    discounted: p.lines.iter().any(|l| l.discounted),
+                    discounted: mostly_discounted(&p.lines),
                     returns: Vec::new(),
                 },
             }
@@ -374,7 +374,7 @@ macro_rules! same_fields {
             key_top_buyers_bp, strategic_min_growth_bp, margin_bp, loyal_min_tenure_days,
             occasional_min_cv_bp, demanding_min_complaints, influential_min_referrals,
             price_sensitive_min_share_bp, price_sensitive_min_purchases,
-            as_of_future_tolerance_seconds, description)
+            as_of_future_tolerance_seconds, new_customer_days, description)
     };
 }
 
@@ -442,5 +442,53 @@ pub fn policy_from(p: Option<&pb::Policy>, field: &str) -> Result<Policy, Error>
         Ok(out)
     } else {
         Err(Error::InvalidArgument(bad))
+    }
+}
+
+/// A purchase is discounted when its discounted lines make at least half its amount
+/// (TAXONOMY: discounted_share); one cheap discounted line among dear ones is not.
+fn mostly_discounted(lines: &[registry::PurchaseLine]) -> bool {
+    let amount = |l: &registry::PurchaseLine| {
+        let price = l.unit_price.as_ref().map_or(0, |m| m.amount_minor);
+        i128::from(l.quantity) * i128::from(price)
+    };
+    let total: i128 = lines.iter().map(amount).sum();
+    let discounted: i128 = lines.iter().filter(|l| l.discounted).map(amount).sum();
+    discounted > 0 && discounted * 2 >= total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(quantity: i64, price: i64, discounted: bool) -> registry::PurchaseLine {
+        registry::PurchaseLine {
+            quantity,
+            unit_price: Some(clientela_proto::clientela::common::v1::Money {
+                currency_code: "CLP".into(),
+                amount_minor: price,
+            }),
+            discounted,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_purchase_is_discounted_when_its_discounted_lines_make_half_its_amount() {
+        assert!(mostly_discounted(&[
+            line(1, 500, true),
+            line(1, 500, false)
+        ]));
+        assert!(!mostly_discounted(&[
+            line(1, 499, true),
+            line(1, 501, false)
+        ]));
+        // One cheap discounted line among dear ones (it was "any line").
+        assert!(!mostly_discounted(&[
+            line(1, 10, true),
+            line(3, 1_000, false)
+        ]));
+        assert!(mostly_discounted(&[line(2, 1_000, true)]));
+        assert!(!mostly_discounted(&[line(1, 0, true)]));
     }
 }

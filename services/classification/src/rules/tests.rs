@@ -167,6 +167,28 @@ fn seed_000_compra_una_unica_vez_inactivo_and_compra_frecuente_activo() {
     );
 }
 
+#[test]
+fn a_first_purchase_within_new_customer_days_is_active_new_not_habitual() {
+    let new = labels(&buyer(1, 0, 90)).activity;
+    assert_eq!(
+        new.label,
+        Some(Activity::ActiveNew),
+        "{}",
+        new.explanation_en
+    );
+    assert!(
+        new.explanation_en
+            .contains("one purchase, 90.00 days ago <= 90"),
+        "{}",
+        new.explanation_en
+    );
+    // Past it (and before active_window_days, 180): a one-time buyer, not active.
+    assert_eq!(
+        labels(&buyer(1, 0, 91)).activity.label,
+        Some(Activity::InactiveOneTime)
+    );
+}
+
 // ---- seeds 000 and 001: satisfaction ----
 
 #[test]
@@ -361,9 +383,49 @@ fn seed_004_cliente_estrategico_grows_twenty_percent() {
     );
     f.revenue_in_window = 11_999;
     assert_eq!(
-        account_tier(&f, &cx, None).label,
+        account_tier(&f, &cx, Some(Volume::Low)).label,
         Some(AccountTier::Transactional)
     );
+}
+
+#[test]
+fn medium_and_high_buyers_below_the_top_are_regular_never_transactional() {
+    let policy = Policy::default();
+    let population = Population {
+        revenue_in_window: 1_000_000,
+        ..Population::default()
+    };
+    let cx = with(&policy, &population);
+    let mut f = buyer(3, 30, 10);
+    f.revenue_in_window = 50_000;
+    f.cost_to_serve_minor = Some(1_000_000);
+    for volume in [Volume::Medium, Volume::High] {
+        let tier = account_tier(&f, &cx, Some(volume));
+        assert_eq!(tier.label, Some(AccountTier::Regular), "{volume:?}");
+        // The explanation names what it compared.
+        assert!(
+            tier.explanation_en
+                .contains("share of sales 5.00 % < 10.00 %"),
+            "{}",
+            tier.explanation_en
+        );
+        assert!(
+            tier.explanation_en.contains("growth no revenue before"),
+            "{}",
+            tier.explanation_en
+        );
+    }
+    let low = account_tier(&f, &cx, Some(Volume::Low));
+    assert_eq!(low.label, Some(AccountTier::Small));
+    f.cost_to_serve_minor = None;
+    let unknown = account_tier(&f, &cx, Some(Volume::Low));
+    assert_eq!(unknown.label, Some(AccountTier::Transactional));
+    assert!(
+        unknown.explanation_en.contains("cost to serve unknown"),
+        "{}",
+        unknown.explanation_en
+    );
+    assert_eq!(account_tier(&f, &cx, None).label, None, "no band: no tier");
 }
 
 #[test]
