@@ -104,6 +104,13 @@ pub struct ReferralFact {
     pub at: DateTime<Utc>,
 }
 
+/// An amount of money in a currency (the registry's cost to serve).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cost {
+    pub currency_code: String,
+    pub amount_minor: i64,
+}
+
 /// Everything the engine knows of one customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerFacts {
@@ -120,12 +127,12 @@ pub struct CustomerFacts {
     pub public_figure: bool,
     /// Decision role inside an organization.
     pub decision_role: Option<DecisionRole>,
-    /// The registry flags high expectations (attribute `high_expectations = true`).
+    /// The registry flags high expectations.
     pub high_expectations: bool,
-    /// The registry flags a key account (attribute `key_account = true`).
+    /// The registry flags a key account.
     pub key_account: bool,
-    /// Cost to serve (attribute `cost_to_serve`, minor units).
-    pub cost_to_serve_minor: Option<i64>,
+    /// The registry's cost to serve.
+    pub cost_to_serve: Option<Cost>,
     /// Purchases, in (time, id) order.
     pub purchases: Vec<PurchaseFact>,
     pub surveys: Vec<SurveyFact>,
@@ -153,7 +160,7 @@ impl CustomerFacts {
             decision_role: None,
             high_expectations: false,
             key_account: false,
-            cost_to_serve_minor: None,
+            cost_to_serve: None,
             purchases: Vec::new(),
             surveys: Vec::new(),
             complaints: Vec::new(),
@@ -281,7 +288,13 @@ impl CustomerFacts {
             audience_reach: self.audience_reach,
             public_figure: self.public_figure,
             decision_role: self.decision_role,
-            cost_to_serve_minor: self.cost_to_serve_minor,
+            // Compared with revenue, so only in the policy's currency; another one
+            // is as good as unknown.
+            cost_to_serve_minor: self
+                .cost_to_serve
+                .as_ref()
+                .filter(|c| c.currency_code == policy.currency_code)
+                .map(|c| c.amount_minor),
         }
     }
 }
@@ -360,7 +373,7 @@ pub struct Features {
     pub public_figure: bool,
     /// Decision role.
     pub decision_role: Option<DecisionRole>,
-    /// Cost to serve.
+    /// Cost to serve, when in the policy's currency.
     pub cost_to_serve_minor: Option<i64>,
 }
 

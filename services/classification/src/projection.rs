@@ -12,7 +12,8 @@ use clientela_domain::taxonomy::{CustomerKind, DecisionRole};
 use uuid::Uuid;
 
 use crate::facts::{
-    ComplaintFact, CustomerFacts, PurchaseFact, ReferralFact, ReturnFact, Standing, SurveyFact,
+    ComplaintFact, Cost, CustomerFacts, PurchaseFact, ReferralFact, ReturnFact, Standing,
+    SurveyFact,
 };
 
 /// A customer's profile as the registry last described it.
@@ -31,12 +32,12 @@ pub struct Profile {
     pub public_figure: bool,
     /// Decision role.
     pub decision_role: Option<DecisionRole>,
-    /// Attribute `high_expectations = true`.
+    /// Flagged as expecting more than most.
     pub high_expectations: bool,
-    /// Attribute `key_account = true`.
+    /// Flagged as a key account.
     pub key_account: bool,
-    /// Attribute `cost_to_serve` (minor units).
-    pub cost_to_serve_minor: Option<i64>,
+    /// Cost to serve.
+    pub cost_to_serve: Option<Cost>,
     /// When the registry last changed it.
     pub updated_at: DateTime<Utc>,
 }
@@ -272,7 +273,7 @@ pub fn apply_to(f: &mut CustomerFacts, change: Change) {
             f.decision_role = p.decision_role;
             f.high_expectations = p.high_expectations;
             f.key_account = p.key_account;
-            f.cost_to_serve_minor = p.cost_to_serve_minor;
+            f.cost_to_serve.clone_from(&p.cost_to_serve);
         }
         Change::Merged { .. } => {
             tracing::error!(customer = %f.id, "a merge applied as a change of one customer");
@@ -381,7 +382,7 @@ mod tests {
             decision_role: None,
             high_expectations: false,
             key_account: false,
-            cost_to_serve_minor: None,
+            cost_to_serve: None,
             updated_at: day(at),
         })
     }

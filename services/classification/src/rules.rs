@@ -554,7 +554,25 @@ pub fn influence(f: &Features, cx: &Context<'_>) -> Decision<Influence> {
         };
         return decide!(cx, Some(Influence::MajorInfluencer), "influence.major", why: why());
     }
-    if let Some(role) = f.decision_role.filter(|r| *r != DecisionRole::None) {
+    if f.decision_role == Some(DecisionRole::Household) && cx.kind == CustomerKind::Person {
+        return decide!(
+            cx,
+            Some(Influence::Family),
+            "influence.family",
+            "a person who decides or sways their household's purchases",
+            "una persona que decide o influye en las compras de su hogar",
+            vec![Observation::new(
+                "org_decision_role",
+                "HOUSEHOLD",
+                "=",
+                "HOUSEHOLD"
+            )],
+        );
+    }
+    if let Some(role) = f
+        .decision_role
+        .filter(|r| !matches!(r, DecisionRole::None | DecisionRole::Household))
+    {
         use clientela_domain::Labeled;
         return decide!(
             cx,
@@ -570,22 +588,12 @@ pub fn influence(f: &Features, cx: &Context<'_>) -> Decision<Influence> {
             )],
         );
     }
-    if cx.kind == CustomerKind::Person {
-        return decide!(
-            cx,
-            Some(Influence::Family),
-            "influence.family",
-            "a person whose influence is their household",
-            "una persona cuya influencia es su familia",
-            vec![Observation::new("kind", "PERSON", "=", "PERSON")],
-        );
-    }
     decide!(
         cx,
         Some(Influence::None),
         "influence.none",
-        "an organization with no influence attributes",
-        "una organización sin atributos de influencia",
+        "no public reach and no decision role",
+        "sin alcance público ni rol de decisión",
         Vec::new(),
     )
 }

@@ -111,7 +111,38 @@ pub struct CustomerFields {
     pub language_code: String,
     /// The caller's id for the customer.
     pub external_id: Option<String>,
+    /// What serving the customer costs (seed 004: SMALL against TRANSACTIONAL). Events
+    /// stored before it was a field have none (see [`CustomerFields::lift_legacy`]).
+    #[serde(default)]
+    pub cost_to_serve: Option<CostToServe>,
+    /// Flagged as a key account (KEY tier, a Key Account Manager).
+    #[serde(default)]
+    pub key_account: bool,
+    /// Flagged as expecting more than most (DEMANDING trait).
+    #[serde(default)]
+    pub high_expectations: bool,
 }
+
+/// A cost to serve: an amount of a known currency, never negative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostToServe {
+    pub currency_code: String,
+    pub amount_minor: i64,
+}
+
+/// The field an attribute key once stood for.
+pub fn legacy_field(key: &str) -> Option<&'static str> {
+    match key {
+        "cost_to_serve" | "cost_to_serve_minor" => Some("cost_to_serve"),
+        "key_account" => Some("key_account"),
+        "high_expectations" => Some("high_expectations"),
+        _ => None,
+    }
+}
+
+/// The currency a legacy `cost_to_serve` attribute was read in: the default policy's
+/// (it was "minor units of the policy currency", and nobody had changed that).
+const LEGACY_COST_CURRENCY: &str = "CLP";
 
 impl Default for CustomerFields {
     fn default() -> Self {
@@ -131,6 +162,9 @@ impl Default for CustomerFields {
             consent: Consent::default(),
             language_code: "es".to_owned(),
             external_id: None,
+            cost_to_serve: None,
+            key_account: false,
+            high_expectations: false,
         }
     }
 }
@@ -168,6 +202,12 @@ pub enum FieldValue {
     LanguageCode(String),
     /// `external_id`
     ExternalId(Option<String>),
+    /// `cost_to_serve`
+    CostToServe(Option<CostToServe>),
+    /// `key_account`
+    KeyAccount(bool),
+    /// `high_expectations`
+    HighExpectations(bool),
 }
 
 impl CustomerFields {
@@ -189,6 +229,48 @@ impl CustomerFields {
             FieldValue::Consent(v) => self.consent = v,
             FieldValue::LanguageCode(v) => self.language_code = v,
             FieldValue::ExternalId(v) => self.external_id = v,
+            FieldValue::CostToServe(v) => self.cost_to_serve = v,
+            FieldValue::KeyAccount(v) => self.key_account = v,
+            FieldValue::HighExpectations(v) => self.high_expectations = v,
+        }
+    }
+
+    /// Moves the attributes that stood for the cost to serve and the two flags before
+    /// they were fields into the fields, where the fields are unset: applied to every
+    /// stored customer and event as it is read, so no label depends on a magic attribute
+    /// key and old events replay the same. A value that does not parse stays an
+    /// attribute.
+    pub fn lift_legacy(&mut self) {
+        if !self.attributes.keys().any(|k| legacy_field(k).is_some()) {
+            return;
+        }
+        let flag = |v: &str| match v.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        };
+        for (key, field) in [
+            ("key_account", &mut self.key_account),
+            ("high_expectations", &mut self.high_expectations),
+        ] {
+            if let Some(value) = self.attributes.get(key).and_then(|v| flag(v)) {
+                *field |= value;
+                self.attributes.remove(key);
+            }
+        }
+        for key in ["cost_to_serve", "cost_to_serve_minor"] {
+            let amount = self
+                .attributes
+                .get(key)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0);
+            if let Some(amount_minor) = amount {
+                self.attributes.remove(key);
+                self.cost_to_serve.get_or_insert(CostToServe {
+                    currency_code: LEGACY_COST_CURRENCY.to_owned(),
+                    amount_minor,
+                });
+            }
         }
     }
 
@@ -227,6 +309,11 @@ impl CustomerFields {
         if self.external_id.is_none() {
             self.external_id.clone_from(&other.external_id);
         }
+        if self.cost_to_serve.is_none() {
+            self.cost_to_serve.clone_from(&other.cost_to_serve);
+        }
+        self.key_account |= other.key_account;
+        self.high_expectations |= other.high_expectations;
         self.influence.audience_reach = self
             .influence
             .audience_reach
@@ -398,6 +485,13 @@ pub enum EventPayload {
 
 impl EventPayload {
     /// The customer the event is about.
+    /// [`CustomerFields::lift_legacy`] for the customer an event carries.
+    pub fn lift_legacy(&mut self) {
+        if let EventPayload::CustomerCreated(c) | EventPayload::CustomerUpdated(c) = self {
+            c.fields.lift_legacy();
+        }
+    }
+
     pub fn customer_id(&self) -> CustomerId {
         match self {
             EventPayload::CustomerCreated(c) | EventPayload::CustomerUpdated(c) => c.id,
@@ -493,5 +587,33 @@ mod tests {
         );
         let back: CustomerFields = serde_json::from_value(json).unwrap();
         assert_eq!(back, fields);
+    }
+
+    #[test]
+    fn fields_stored_before_the_account_fields_read_and_lift_their_attributes() {
+        // An event as stored before cost_to_serve, key_account and high_expectations
+        // were fields: the three were attributes, and none of the new keys exists.
+        let mut json = serde_json::to_value(CustomerFields::default()).unwrap();
+        for key in ["cost_to_serve", "key_account", "high_expectations"] {
+            json.as_object_mut().unwrap().remove(key);
+        }
+        json["attributes"] = serde_json::json!({
+            "key_account": "TRUE", "high_expectations": "yes", "cost_to_serve": "1500",
+            "crm_segment": "norte"
+        });
+        let mut old: CustomerFields = serde_json::from_value(json).unwrap();
+        old.lift_legacy();
+        assert!(old.key_account);
+        assert_eq!(
+            old.cost_to_serve,
+            Some(CostToServe {
+                currency_code: "CLP".into(),
+                amount_minor: 1500
+            })
+        );
+        // "yes" is not a flag: it stays an attribute, and the field stays unset.
+        assert!(!old.high_expectations);
+        let left: Vec<&str> = old.attributes.keys().map(String::as_str).collect();
+        assert_eq!(left, ["crm_segment", "high_expectations"]);
     }
 }

@@ -83,6 +83,7 @@ labeled!(
         Influencer => "INFLUENCER", "Influye en la decisión", "Influencer";
         DecisionMaker => "DECISION_MAKER", "Toma la decisión", "Decision maker";
         Buyer => "BUYER", "Comprador de la organización", "Purchasing agent";
+        Household => "HOUSEHOLD", "Decide en su hogar", "Household decision maker";
     }
 );
 

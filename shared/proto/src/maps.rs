@@ -45,7 +45,7 @@ enum_map!(
 );
 enum_map!(
     /// Role in an organization's purchase decisions.
-    DecisionRole: decision_role_from, decision_role_to { None, Influencer, DecisionMaker, Buyer }
+    DecisionRole: decision_role_from, decision_role_to { None, Influencer, DecisionMaker, Buyer, Household }
 );
 enum_map!(
     /// Where a purchase was made.

@@ -85,7 +85,7 @@ impl Base {
                 decision_role: None,
                 high_expectations: false,
                 key_account: false,
-                cost_to_serve_minor: None,
+                cost_to_serve: None,
                 updated_at: start,
             }));
             if pending.len() == batch {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::classification::Classification;
 use crate::classification::LabelChange;
-use crate::facts::{ComplaintFact, PurchaseFact, ReferralFact, Standing, SurveyFact};
+use crate::facts::{ComplaintFact, Cost, PurchaseFact, ReferralFact, Standing, SurveyFact};
 use crate::labels::{Decision, Dimension, Observation};
 use crate::policy::{PlaybookEntry, Policy, VolumeMode};
 use crate::projection::{Change, Profile};
@@ -46,10 +46,6 @@ fn time(
         .ok_or_else(|| corrupt(sequence, "missing or bad time"))
 }
 
-fn attribute<'a>(c: &'a registry::Customer, key: &str) -> Option<&'a str> {
-    c.attributes.get(key).map(|v| v.trim())
-}
-
 fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
     use registry::CustomerStatus as S;
     // Every field, so one added to the registry's Customer does not compile until the
@@ -60,9 +56,9 @@ fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
         status: _,
         address: _,
         influence: _,
-        attributes: _,
         update_time: _,
-        // Not read by any rule.
+        // Not read by any rule (no label depends on a free-form attribute).
+        attributes: _,
         display_name: _,
         legal_name: _,
         tax_id: _,
@@ -77,6 +73,9 @@ fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
         external_id: _,
         create_time: _,
         etag: _,
+        cost_to_serve: _,
+        key_account: _,
+        high_expectations: _,
     } = c;
     let standing = match S::try_from(c.status) {
         Ok(S::Prospect) => Standing::Prospect,
@@ -94,7 +93,6 @@ fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
     let decision_role = maps::decision_role_from(influence.decision_role)
         .ok()
         .flatten();
-    let flag = |key| attribute(c, key).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     Ok(Profile {
         id: customer_id(&c.name, sequence)?,
         standing,
@@ -107,9 +105,12 @@ fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
         audience_reach: influence.audience_reach,
         public_figure: influence.public_figure,
         decision_role,
-        high_expectations: flag("high_expectations"),
-        key_account: flag("key_account"),
-        cost_to_serve_minor: attribute(c, "cost_to_serve").and_then(|v| v.parse().ok()),
+        high_expectations: c.high_expectations,
+        key_account: c.key_account,
+        cost_to_serve: c.cost_to_serve.as_ref().map(|m| Cost {
+            currency_code: m.currency_code.clone(),
+            amount_minor: m.amount_minor,
+        }),
         updated_at: time(c.update_time.as_ref(), sequence)?,
     })
 }

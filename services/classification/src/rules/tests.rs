@@ -290,6 +290,9 @@ fn seed_001_grandes_influyentes_from_ten_thousand_reach() {
     assert_eq!(labels(&f).influence.label, Some(Influence::MajorInfluencer));
     assert!(labels(&f).trait_codes().contains(&"INFLUENTIAL"));
     f.audience_reach = 9_999;
+    // Being a person is not influence: FAMILY needs the HOUSEHOLD role.
+    assert_eq!(labels(&f).influence.label, Some(Influence::None));
+    f.decision_role = Some(DecisionRole::Household);
     assert_eq!(labels(&f).influence.label, Some(Influence::Family));
     f.decision_role = Some(DecisionRole::DecisionMaker);
     assert_eq!(labels(&f).influence.label, Some(Influence::Organizational));

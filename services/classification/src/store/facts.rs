@@ -6,7 +6,7 @@ use super::*;
 /// The first byte of a stored facts record: the encoding that follows (postcard, with
 /// timestamps in microseconds). A new layout gets a new number; the engine then rebuilds
 /// the facts from the feed.
-pub(super) const FACTS_FORMAT: u8 = 1;
+pub(super) const FACTS_FORMAT: u8 = 2;
 
 /// A record in a compact binary form: `format`, then the value in postcard.
 pub(super) fn encode_binary<T: Serialize>(

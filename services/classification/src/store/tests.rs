@@ -49,7 +49,10 @@ fn facts_round_trip_in_their_binary_form() {
         + chrono::Duration::microseconds(123_456);
     let mut facts = CustomerFacts::new(Uuid::from_u128(1), CustomerKind::Organization);
     facts.region = "Ñuble".into();
-    facts.cost_to_serve_minor = Some(-5);
+    facts.cost_to_serve = Some(crate::facts::Cost {
+        currency_code: "USD".into(),
+        amount_minor: 5,
+    });
     facts.profile_at = Some(at);
     facts.referred_by = vec![Uuid::from_u128(2)];
     facts.purchases.push(PurchaseFact {

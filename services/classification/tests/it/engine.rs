@@ -59,7 +59,7 @@ fn profile(id: Uuid) -> Change {
         decision_role: None,
         high_expectations: false,
         key_account: false,
-        cost_to_serve_minor: None,
+        cost_to_serve: None,
         updated_at: as_of() - Duration::days(800),
     })
 }

@@ -708,3 +708,102 @@ both_engines!(
         );
     }
 );
+
+both_engines!(
+    the_account_fields_of_the_registry_decide_key_small_and_demanding,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let mut customer = async |c: pb::Customer| {
+            registry
+                .create_customer(pb::CreateCustomerRequest {
+                    customer: Some(c),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .customer
+                .unwrap()
+        };
+        let named = |name: &str| pb::Customer {
+            kind: pb::CustomerKind::Person as i32,
+            display_name: name.into(),
+            ..Default::default()
+        };
+        let money = |currency_code: &str, amount_minor| {
+            Some(clientela_proto::clientela::common::v1::Money {
+                currency_code: currency_code.into(),
+                amount_minor,
+            })
+        };
+        // Big buyers make the small ones LOW volume.
+        let big = customer(named("Grande")).await;
+        let flagged = customer(pb::Customer {
+            key_account: true,
+            ..named("Cuenta clave")
+        })
+        .await;
+        let costly = customer(pb::Customer {
+            cost_to_serve: money("CLP", 5_000),
+            ..named("Caro de servir")
+        })
+        .await;
+        let cheap = customer(pb::Customer {
+            cost_to_serve: money("CLP", 100),
+            ..named("Barato de servir")
+        })
+        .await;
+        let foreign = customer(pb::Customer {
+            cost_to_serve: money("USD", 5_000),
+            ..named("Costo en USD")
+        })
+        .await;
+        let picky = customer(pb::Customer {
+            high_expectations: true,
+            ..named("Exigente")
+        })
+        .await;
+        let mut registry = app.registry.clone();
+        buy(&mut registry, &big, "G-1", 5, 1, 10_000_000, false).await;
+        for (c, order) in [
+            (&flagged, "F-1"),
+            (&costly, "C-1"),
+            (&cheap, "B-1"),
+            (&foreign, "U-1"),
+            (&picky, "P-1"),
+        ] {
+            buy(&mut registry, c, order, 5, 1, 1_000, false).await;
+        }
+        let tier = async |c: &pb::Customer, want: &str| {
+            let mut classifier = app.classifier.clone();
+            let got = classified(&mut classifier, c, |r| code(&r.account_tier) == want).await;
+            got.account_tier.unwrap()
+        };
+        tier(&flagged, "KEY").await;
+        let small = tier(&costly, "SMALL").await;
+        // Margin: 30 % of 1,000.
+        assert!(
+            small
+                .explanation_en
+                .contains("cost to serve 5000 > margin 300"),
+            "{small:?}"
+        );
+        let within = tier(&cheap, "TRANSACTIONAL").await;
+        assert!(
+            within
+                .explanation_en
+                .contains("cost to serve 100 <= margin 300"),
+            "{within:?}"
+        );
+        // Another currency than the policy's cannot be compared: as good as unknown.
+        let unknown = tier(&foreign, "TRANSACTIONAL").await;
+        assert!(
+            unknown.explanation_en.contains("cost to serve unknown"),
+            "{unknown:?}"
+        );
+        classified(&mut classifier, &picky, |r| {
+            traits(r).contains(&"DEMANDING") && code(&r.account_tier) == "TRANSACTIONAL"
+        })
+        .await;
+    }
+);

@@ -107,6 +107,9 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
     "consent",
     "language_code",
     "external_id",
+    "cost_to_serve",
+    "key_account",
+    "high_expectations",
 ];
 
 /// Whether a field of `c` holds something (for an update without a mask).
@@ -127,6 +130,9 @@ pub fn is_populated(c: &pb::Customer, field: &str) -> bool {
         "consent" => c.consent.is_some(),
         "language_code" => !c.language_code.is_empty(),
         "external_id" => !c.external_id.is_empty(),
+        "cost_to_serve" => c.cost_to_serve.is_some(),
+        "key_account" => c.key_account,
+        "high_expectations" => c.high_expectations,
         _ => false,
     }
 }
@@ -207,6 +213,15 @@ pub fn parse_field(
         }
         "language_code" => one(FieldValue::language_code(&c.language_code)),
         "external_id" => one(FieldValue::external_id(&c.external_id)),
+        "cost_to_serve" => match &c.cost_to_serve {
+            None => Ok(FieldValue::CostToServe(None)),
+            Some(m) => Money::new(&m.currency_code, m.amount_minor)
+                .map_err(|e| violation(&format!("{path}.currency_code"), e.to_string()))
+                .and_then(|m| FieldValue::cost_to_serve(Some(m)).map_err(|e| e.under(path)))
+                .map_err(|e| vec![e]),
+        },
+        "key_account" => Ok(FieldValue::KeyAccount(c.key_account)),
+        "high_expectations" => Ok(FieldValue::HighExpectations(c.high_expectations)),
         other => Err(vec![violation(path, format!("{other} cannot be written"))]),
     };
     v.check_all(value)
@@ -236,6 +251,9 @@ pub fn customer_fields(c: Option<&pb::Customer>, prefix: &str) -> Result<Custome
         consent: _,
         language_code: _,
         external_id: _,
+        cost_to_serve: _,
+        key_account: _,
+        high_expectations: _,
         name: _,
         status: _,
         merged_into: _,
@@ -296,6 +314,12 @@ pub fn customer_to(c: &Customer) -> pb::Customer {
         create_time: Some(timestamp(c.created_at)),
         update_time: Some(timestamp(c.updated_at)),
         etag: c.etag(),
+        cost_to_serve: f.cost_to_serve.as_ref().map(|m| common::Money {
+            currency_code: m.currency_code.clone(),
+            amount_minor: m.amount_minor,
+        }),
+        key_account: f.key_account,
+        high_expectations: f.high_expectations,
     }
 }
 

@@ -8,6 +8,7 @@ mod m20261122_000002_list_indexes;
 mod m20261122_000003_event_wire;
 mod m20261122_000004_key_probe_index;
 mod m20261202_000005_request_fingerprint;
+mod m20261202_000006_account_fields;
 
 /// Runs `statements` in order.
 async fn execute_all(m: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_event_wire::Migration),
             Box::new(m20261122_000004_key_probe_index::Migration),
             Box::new(m20261202_000005_request_fingerprint::Migration),
+            Box::new(m20261202_000006_account_fields::Migration),
         ]
     }
 

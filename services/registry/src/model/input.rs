@@ -12,7 +12,7 @@ use clientela_domain::{
     Address, Email, FieldViolation, Money, Phone, TaxId, TaxIdError, Violations,
 };
 
-use super::{FieldValue, Influence, PurchaseLine, ReturnLine};
+use super::{CostToServe, FieldValue, Influence, PurchaseLine, ReturnLine};
 
 /// Display and legal names, subjects.
 pub const NAME_MAX: usize = 200;
@@ -227,6 +227,12 @@ impl FieldValue {
                     format!("[{}]", quote(key)),
                     format!("keys are 1-{ATTRIBUTE_KEY_MAX} characters of a-z, 0-9, '_', '.', '-'"),
                 );
+            } else if let Some(field) = super::legacy_field(key) {
+                // Once read as these fields: stored, it would be read as the field again.
+                v.push(
+                    format!("[{}]", quote(key)),
+                    format!("a field of its own now: set customer.{field}"),
+                );
             } else if value.chars().count() > ATTRIBUTE_VALUE_MAX
                 || value.chars().any(char::is_control)
             {
@@ -252,6 +258,20 @@ impl FieldValue {
 
     pub fn external_id(s: &str) -> Result<Self, FieldViolation> {
         ident("", s, false).map(FieldValue::ExternalId)
+    }
+
+    /// A known currency and an amount of at least zero.
+    pub fn cost_to_serve(cost: Option<Money>) -> Result<Self, FieldViolation> {
+        match cost {
+            Some(m) if m.is_negative() => Err(FieldViolation::new(
+                "amount_minor",
+                "a cost to serve is not negative",
+            )),
+            cost => Ok(FieldValue::CostToServe(cost.map(|m| CostToServe {
+                currency_code: m.currency_code().to_owned(),
+                amount_minor: m.amount_minor(),
+            }))),
+        }
     }
 }
 

@@ -62,6 +62,9 @@ fn to_active(c: &Customer, request: Option<&RequestKey>) -> Result<customer::Act
         consent: Set(to_json(&f.consent)?),
         language_code: Set(f.language_code.clone()),
         external_id: Set(f.external_id.clone()),
+        cost_to_serve: Set(f.cost_to_serve.as_ref().map(to_json).transpose()?),
+        key_account: Set(f.key_account),
+        high_expectations: Set(f.high_expectations),
         status: Set(c.status.code().to_owned()),
         merged_into: Set(c.merged_into.map(|m| m.as_uuid())),
         search_text: Set(search_text(f)),
@@ -86,7 +89,7 @@ fn from_model(m: customer::Model) -> Result<Customer, Error> {
         }
         _ => None,
     };
-    Ok(Customer {
+    let mut customer = Customer {
         id: CustomerId::from_uuid(m.id),
         fields: CustomerFields {
             kind: from_code(&m.kind, "customer kind")?,
@@ -116,6 +119,13 @@ fn from_model(m: customer::Model) -> Result<Customer, Error> {
             consent: from_json(&m.consent, "consent")?,
             language_code: m.language_code,
             external_id: m.external_id,
+            cost_to_serve: m
+                .cost_to_serve
+                .as_deref()
+                .map(|c| from_json(c, "cost to serve"))
+                .transpose()?,
+            key_account: m.key_account,
+            high_expectations: m.high_expectations,
         },
         status: Status::from_code(&m.status)
             .ok_or_else(|| Error::Internal(format!("corrupt customer status {:?}", m.status)))?,
@@ -123,7 +133,10 @@ fn from_model(m: customer::Model) -> Result<Customer, Error> {
         created_at: m.created_at,
         updated_at: m.updated_at,
         version: m.version,
-    })
+    };
+    // Rows the migration to first-class fields could not lift stay as they were.
+    customer.fields.lift_legacy();
+    Ok(customer)
 }
 
 /// The lookup keys of a customer: normalized emails, phones and tags.

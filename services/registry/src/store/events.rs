@@ -57,12 +57,14 @@ impl OutboxRecord for StoredEvent {
 
     fn decode(row: &QueryResult) -> Result<Self, Error> {
         let m = event::Model::from_query_result(row, "")?;
+        let mut payload: EventPayload = from_json(&m.payload, "event payload")?;
+        payload.lift_legacy();
         Ok(Self {
             event: Event {
                 sequence: m.sequence,
                 id: EventId::from_uuid(m.event_id),
                 recorded_at: m.recorded_at,
-                payload: from_json(&m.payload, "event payload")?,
+                payload,
             },
             wire: m.wire,
         })

@@ -322,6 +322,88 @@ both_engines!(
 );
 
 both_engines!(
+    cost_to_serve_and_the_account_flags_are_validated_fields,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let created = create(
+            &mut client,
+            pb::Customer {
+                cost_to_serve: Some(money("CLP", 25_000)),
+                key_account: true,
+                ..person(1)
+            },
+        )
+        .await;
+        assert_eq!(created.cost_to_serve, Some(money("CLP", 25_000)));
+        assert!(created.key_account && !created.high_expectations);
+
+        // Each is a FieldMask path of its own.
+        let updated = client
+            .update_customer(pb::UpdateCustomerRequest {
+                customer: Some(pb::Customer {
+                    high_expectations: true,
+                    cost_to_serve: None,
+                    ..created.clone()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["high_expectations".into(), "cost_to_serve".into()],
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert!(updated.high_expectations && updated.key_account);
+        assert_eq!(updated.cost_to_serve, None, "cleared");
+        let got = client
+            .get_customer(pb::GetCustomerRequest {
+                name: created.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        assert_eq!(got, updated);
+
+        for (cost, field) in [
+            (money("XXY", 1), "customer.cost_to_serve.currency_code"),
+            (money("CLP", -1), "customer.cost_to_serve.amount_minor"),
+        ] {
+            let bad = client
+                .create_customer(pb::CreateCustomerRequest {
+                    customer: Some(pb::Customer {
+                        cost_to_serve: Some(cost),
+                        ..person(2)
+                    }),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap_err();
+            assert_invalid(&bad, field);
+        }
+        // The attributes these were read from before are refused, naming the field.
+        let legacy = client
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    attributes: [("key_account".to_owned(), "true".to_owned())].into(),
+                    ..person(3)
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_invalid(&legacy, "customer.attributes[\"key_account\"]");
+        assert!(
+            legacy.message().contains("set customer.key_account"),
+            "{}",
+            legacy.message()
+        );
+    }
+);
+
+both_engines!(
     archived_customers_are_read_only_until_restored,
     |app: TestApp| async move {
         let mut client = app.client.clone();
