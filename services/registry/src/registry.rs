@@ -140,6 +140,18 @@ impl Registry {
         &self.db
     }
 
+    /// The feed sequence at which a write that just returned is visible: for one that
+    /// appended its event, the last this process committed (at least its own); for one
+    /// that appended nothing (a replay, a dry run), the feed's head as stored, which may
+    /// be another replica's.
+    pub async fn visible_at(&self, appended: bool) -> Result<i64, Error> {
+        if appended {
+            Ok(self.events.committed())
+        } else {
+            self.events.last_sequence().await
+        }
+    }
+
     /// Wakes feed watchers when a write commits.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.events.subscribe()

@@ -44,7 +44,7 @@ impl FieldViolation {
 /// is named once: a part that failed to translate and then counts as missing to the rule
 /// that reads it gives one violation, the first.
 #[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations(Vec<FieldViolation>, std::collections::HashSet<String>);
 
 impl Violations {
     /// Keeps `Ok` values, records errors.
@@ -75,7 +75,9 @@ impl Violations {
     }
 
     fn add(&mut self, violation: FieldViolation) {
-        if !self.0.iter().any(|v| v.field == violation.field) {
+        // A set, not a scan: 5,000 bad lines make 20,000 violations, and a scan per one
+        // took seconds.
+        if self.1.insert(violation.field.clone()) {
             self.0.push(violation);
         }
     }

@@ -55,6 +55,10 @@ pub enum Error {
     /// A dependency (the database) is down or overloaded: retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// What the call waits for did not happen within its deadline (a feed consumer had
+    /// not caught up with the sequence asked for).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A bug or an unexpected failure. The detail is logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -116,6 +120,7 @@ impl Error {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -131,6 +136,7 @@ impl Error {
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",
             Self::Unavailable(_) => "UNAVAILABLE",
+            Self::DeadlineExceeded(_) => "NOT_YET_APPLIED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -358,6 +364,11 @@ mod tests {
                 Error::already_exists("TAX_ID_TAKEN", "taken"),
                 Code::AlreadyExists,
                 "TAX_ID_TAKEN",
+            ),
+            (
+                Error::DeadlineExceeded("not yet".into()),
+                Code::DeadlineExceeded,
+                "NOT_YET_APPLIED",
             ),
             (
                 Error::precondition("CUSTOMER_ARCHIVED", "archived"),

@@ -381,7 +381,10 @@ pub async fn classification_get(
             let name = names[(n.wrapping_mul(2_654_435_761) as usize) % names.len().max(1)].clone();
             async move {
                 ClassificationServiceClient::new(channel)
-                    .get_classification(cpb::GetClassificationRequest { customer: name })
+                    .get_classification(cpb::GetClassificationRequest {
+                        customer: name,
+                        min_event_sequence: 0,
+                    })
                     .await?;
                 Ok(1)
             }

@@ -73,6 +73,16 @@ impl ClassificationApi {
         }
     }
 
+    /// Waits until the engine has classified every registry event up to `min` (a
+    /// registry write's event_sequence; 0: no wait) within `budget`, and returns the
+    /// sequence the answer will reflect. Read before the data it vouches for.
+    async fn applied(&self, min: i64, budget: Duration) -> Result<i64, Error> {
+        if min < 0 {
+            return Err(Error::invalid("min_event_sequence", "must not be negative"));
+        }
+        feed::consistency::wait_for(min, budget, || self.engine.classified_through()).await
+    }
+
     /// `as_of` of a request, translated; the engine's policy checks it.
     async fn as_of(
         &self,
@@ -90,14 +100,20 @@ impl ClassificationService for ClassificationApi {
         &self,
         request: Request<pb::GetClassificationRequest>,
     ) -> GrpcResult<pb::GetClassificationResponse> {
+        let budget = feed::consistency::wait_budget(request.metadata());
         let req = request.into_inner();
         // Every field, so one added to the proto does not compile until it is read.
-        let pb::GetClassificationRequest { customer: _ } = &req;
+        let pb::GetClassificationRequest {
+            customer: _,
+            min_event_sequence: _,
+        } = &req;
         let id = names::parse_customer(&req.customer, "customer")?;
+        let event_sequence = self.applied(req.min_event_sequence, budget).await?;
         let c = self.engine.classification(id.as_uuid()).await?;
         let policy = self.engine.policy(c.policy_version).await?;
         Ok(Response::new(pb::GetClassificationResponse {
             classification: Some(classification_to(&c, &policy.policy)),
+            event_sequence,
         }))
     }
 
@@ -105,17 +121,20 @@ impl ClassificationService for ClassificationApi {
         &self,
         request: Request<pb::ListClassificationsRequest>,
     ) -> GrpcResult<pb::ListClassificationsResponse> {
+        let budget = feed::consistency::wait_budget(request.metadata());
         let req = request.into_inner();
         // Every field, so one added to the proto does not compile until it is read.
         let pb::ListClassificationsRequest {
             filter: _,
             page_size: _,
             page_token: _,
+            min_event_sequence: _,
         } = &req;
         let filter = Filter::parse(&req.filter, "filter")?;
         let limit = pagination::page_size(req.page_size, "page_size")?;
         let query = pagination::fingerprint(&filter);
         let after: Option<Uuid> = pagination::decode(&req.page_token, query, "page_token")?;
+        let event_sequence = self.applied(req.min_event_sequence, budget).await?;
         let page = self.engine.list(&filter, after, limit).await?;
         let next_page_token = match page.last() {
             Some(last) if page.len() as u64 == limit => pagination::encode(query, &last.customer),
@@ -129,6 +148,7 @@ impl ClassificationService for ClassificationApi {
         Ok(Response::new(pb::ListClassificationsResponse {
             classifications,
             next_page_token,
+            event_sequence,
         }))
     }
 
@@ -136,13 +156,16 @@ impl ClassificationService for ClassificationApi {
         &self,
         request: Request<pb::GetSegmentDistributionRequest>,
     ) -> GrpcResult<pb::GetSegmentDistributionResponse> {
+        let budget = feed::consistency::wait_budget(request.metadata());
         let req = request.into_inner();
         // Every field, so one added to the proto does not compile until it is read.
         let pb::GetSegmentDistributionRequest {
             dimension: _,
             by_region: _,
+            min_event_sequence: _,
         } = &req;
         let dimension = dimension_from(req.dimension, "dimension")?;
+        let event_sequence = self.applied(req.min_event_sequence, budget).await?;
         let currency = self
             .engine
             .current_policy()
@@ -176,6 +199,7 @@ impl ClassificationService for ClassificationApi {
                 })
                 .collect(),
             total_customers,
+            event_sequence,
         }))
     }
 
@@ -183,6 +207,7 @@ impl ClassificationService for ClassificationApi {
         &self,
         request: Request<pb::ListLabelTransitionsRequest>,
     ) -> GrpcResult<pb::ListLabelTransitionsResponse> {
+        let budget = feed::consistency::wait_budget(request.metadata());
         let req = request.into_inner();
         // Every field, so one added to the proto does not compile until it is read.
         let pb::ListLabelTransitionsRequest {
@@ -193,6 +218,7 @@ impl ClassificationService for ClassificationApi {
             end_time: _,
             page_size: _,
             page_token: _,
+            min_event_sequence: _,
         } = &req;
         let dimension = dimension_from(req.dimension, "dimension")?;
         let label = |code: &str, field: &str| -> Result<Option<String>, Error> {
@@ -228,6 +254,7 @@ impl ClassificationService for ClassificationApi {
         let fingerprint = pagination::fingerprint(&query);
         let after: i64 =
             pagination::decode(&req.page_token, fingerprint, "page_token")?.unwrap_or(0);
+        let event_sequence = self.applied(req.min_event_sequence, budget).await?;
         let page = self.engine.transitions(&query, after, limit).await?;
         let next_page_token = match page.last() {
             Some(last) if page.len() as u64 == limit => {
@@ -238,6 +265,7 @@ impl ClassificationService for ClassificationApi {
         Ok(Response::new(pb::ListLabelTransitionsResponse {
             changes: page.iter().map(change_to).collect(),
             next_page_token,
+            event_sequence,
         }))
     }
 

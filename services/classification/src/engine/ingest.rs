@@ -35,9 +35,13 @@ impl Engine {
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
             let ids = store::pending(conn, self.page).await?;
             let Some(last) = ids.last().copied() else {
-                // Ended here rather than by the drop, whose rollback (and the release of
-                // PostgreSQL's feed lock) runs later, on a task of the pool's.
-                tx.rollback().await?;
+                // Nothing pending under the feed lock: every event the facts hold is
+                // classified, which reads waiting for a sequence look for. Ended here
+                // rather than by the drop, whose end (and the release of PostgreSQL's
+                // feed lock) runs later, on a task of the pool's.
+                let cursor = store::feed_cursor(conn).await?;
+                store::mark_classified_through(conn, cursor).await?;
+                tx.commit().await?;
                 return Ok(done);
             };
             let facts = store::load_facts(conn, &ids).await?;

@@ -4,6 +4,12 @@
 use super::*;
 
 impl Engine {
+    /// The registry sequence up to which every event's customers are classified (as
+    /// stored, so any replica reads the same).
+    pub async fn classified_through(&self) -> Result<i64, Error> {
+        store::classified_through(self.db.conn()).await
+    }
+
     /// The current classification of `customer`; NOT_FOUND when the engine has none
     /// (unknown, archived or merged).
     pub async fn classification(&self, customer: Uuid) -> Result<Classification, Error> {

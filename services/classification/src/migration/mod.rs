@@ -9,6 +9,7 @@ mod m20261124_000003_inputs;
 mod m20261125_000004_write_counter;
 mod m20261202_000005_horizon;
 mod m20261202_000006_facts_v2;
+mod m20261202_000007_classified_through;
 
 /// The classification engine's migrator.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_write_counter::Migration),
             Box::new(m20261202_000005_horizon::Migration),
             Box::new(m20261202_000006_facts_v2::Migration),
+            Box::new(m20261202_000007_classified_through::Migration),
         ]
     }
 

@@ -58,6 +58,27 @@ pub async fn feed_cursor(conn: &impl ConnectionTrait) -> Result<i64, Error> {
     read_sequence(conn, crate::engine::REGISTRY_FEED.table).await
 }
 
+/// The registry sequence up to which every event's customers are classified.
+pub async fn classified_through(conn: &impl ConnectionTrait) -> Result<i64, Error> {
+    read_sequence(conn, "classified_through").await
+}
+
+/// Records that every event up to `cursor` is classified (nothing is pending), in the
+/// transaction that found it so.
+pub async fn mark_classified_through(
+    conn: &impl ConnectionTrait,
+    cursor: i64,
+) -> Result<(), Error> {
+    let update = Query::update()
+        .table(t("classified_through"))
+        .value(t("last_sequence"), cursor)
+        .and_where(col("id").eq(1))
+        .and_where(col("last_sequence").lt(cursor))
+        .to_owned();
+    conn.execute(&update).await?;
+    Ok(())
+}
+
 /// How many transactions have written classifications (see [`count_write`]).
 pub async fn classification_writes(conn: &impl ConnectionTrait) -> Result<i64, Error> {
     read_sequence(conn, "write_counter").await

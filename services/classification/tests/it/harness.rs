@@ -204,6 +204,7 @@ pub async fn classified(
         let got = classifier
             .get_classification(cpb::GetClassificationRequest {
                 customer: customer.name.clone(),
+                min_event_sequence: 0,
             })
             .await;
         match got {

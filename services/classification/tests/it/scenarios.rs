@@ -4,6 +4,8 @@
 use clientela_proto::clientela::classification::v1 as cpb;
 use clientela_proto::clientela::registry::v1 as pb;
 
+use std::time::Duration;
+
 use crate::both_engines;
 use crate::harness::*;
 
@@ -251,6 +253,7 @@ both_engines!(bad_requests_name_the_field, |app: TestApp| async move {
     let err = classifier
         .get_classification(cpb::GetClassificationRequest {
             customer: "clientes/1".into(),
+            min_event_sequence: 0,
         })
         .await
         .unwrap_err();
@@ -258,6 +261,7 @@ both_engines!(bad_requests_name_the_field, |app: TestApp| async move {
     let err = classifier
         .get_classification(cpb::GetClassificationRequest {
             customer: format!("customers/{}", uuid::Uuid::nil()),
+            min_event_sequence: 0,
         })
         .await
         .unwrap_err();
@@ -408,6 +412,7 @@ both_engines!(
                     filter: r#"lifecycle_stage = "FREQUENT""#.into(),
                     page_size: 2,
                     page_token: token,
+                    min_event_sequence: 0,
                 })
                 .await
                 .unwrap()
@@ -441,6 +446,7 @@ both_engines!(
             .get_segment_distribution(cpb::GetSegmentDistributionRequest {
                 dimension: cpb::Dimension::LifecycleStage as i32,
                 by_region: false,
+                min_event_sequence: 0,
             })
             .await
             .unwrap()
@@ -534,6 +540,7 @@ both_engines!(
         let unchanged = classifier
             .get_classification(cpb::GetClassificationRequest {
                 customer: frequent[0].name.clone(),
+                min_event_sequence: 0,
             })
             .await
             .unwrap()
@@ -805,5 +812,80 @@ both_engines!(
             traits(r).contains(&"DEMANDING") && code(&r.account_tier) == "TRANSACTIONAL"
         })
         .await;
+    }
+);
+
+both_engines!(
+    a_read_naming_a_writes_sequence_sees_that_write,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let ana = person(&mut registry, "Ana").await;
+        let bought = registry
+            .record_purchase(pb::RecordPurchaseRequest {
+                parent: ana.name.clone(),
+                purchase: Some(pb::Purchase {
+                    order_id: "A-1".into(),
+                    occur_time: Some(ts(60)),
+                    channel: pb::SalesChannel::Store as i32,
+                    lines: vec![pb::PurchaseLine {
+                        product_line: "lubricantes".into(),
+                        sku: "LUB-1".into(),
+                        quantity: 1,
+                        unit_price: Some(clientela_proto::clientela::common::v1::Money {
+                            currency_code: "CLP".into(),
+                            amount_minor: 1_000,
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let written = bought.event_sequence;
+        assert!(written >= 2, "the create and the purchase: {written}");
+        // No polling: the first read that names the sequence sees the purchase.
+        let read = classifier
+            .get_classification(cpb::GetClassificationRequest {
+                customer: ana.name.clone(),
+                min_event_sequence: written,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(read.event_sequence >= written);
+        let c = read.classification.unwrap();
+        assert_eq!(code(&c.lifecycle_stage), "BUYER", "{c:#?}");
+        let listed = classifier
+            .list_classifications(cpb::ListClassificationsRequest {
+                min_event_sequence: written,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.event_sequence >= written);
+        assert_eq!(listed.classifications.len(), 1);
+
+        // A sequence not written yet: DEADLINE_EXCEEDED within the caller's deadline.
+        let mut later = tonic::Request::new(cpb::GetClassificationRequest {
+            customer: ana.name.clone(),
+            min_event_sequence: written + 1_000,
+        });
+        later.set_timeout(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let late = classifier.get_classification(later).await.unwrap_err();
+        assert_eq!(late.code(), tonic::Code::DeadlineExceeded, "{late:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let negative = classifier
+            .get_segment_distribution(cpb::GetSegmentDistributionRequest {
+                dimension: cpb::Dimension::LifecycleStage as i32,
+                by_region: false,
+                min_event_sequence: -1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(negative.code(), tonic::Code::InvalidArgument);
     }
 );

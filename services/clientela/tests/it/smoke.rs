@@ -229,6 +229,8 @@ fn the_readme_examples_work_as_written() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("SERVING"), "{stdout}");
+    // The classification read named the purchase's sequence: it saw the purchase.
+    assert!(stdout.contains(r#""code": "BUYER""#), "{stdout}");
 }
 
 #[test]

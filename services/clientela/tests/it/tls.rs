@@ -145,6 +145,7 @@ async fn mutual_tls_guards_the_listener_and_carries_the_feed() {
         match classification
             .get_classification(class::GetClassificationRequest {
                 customer: customer.name.clone(),
+                min_event_sequence: 0,
             })
             .await
         {

@@ -104,7 +104,7 @@ pub(super) fn import_result(
 pub(super) fn import<Req, F, Fut>(
     mut incoming: Streaming<Req>,
     stopping: CancellationToken,
-    (db, tables): (clientela_runtime::Db, &'static [&'static str]),
+    (registry, tables): (Registry, &'static [&'static str]),
     handle_batch: F,
 ) -> BoxStream<Req::Response>
 where
@@ -155,17 +155,24 @@ where
                 break;
             }
             let mut results = Vec::new();
+            let mut appended = false;
             for outcome in handle_batch(rows).await {
+                appended |= outcome.as_ref().is_ok_and(|(_, created)| *created);
                 results.push(import_result(next_row, outcome));
                 next_row += 1;
             }
-            if tx.send(Ok(Req::respond(results))).await.is_err() {
+            let answer = registry
+                .visible_at(appended)
+                .await
+                .map(|sequence| Req::respond(results, sequence))
+                .map_err(Status::from);
+            if tx.send(answer).await.is_err() {
                 break;
             }
         }
         drop(tx);
         if next_row >= ANALYZE_AFTER_ROWS
-            && let Err(e) = db.refresh_statistics(tables).await
+            && let Err(e) = registry.db().refresh_statistics(tables).await
         {
             tracing::warn!(error = %e, "refreshing statistics after an import failed");
         }
@@ -186,7 +193,8 @@ pub(super) trait ImportBatch: Send + 'static {
     /// The response carrying a batch's outcomes.
     type Response: Send + 'static;
     fn into_rows(self) -> Vec<Self::Row>;
-    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response;
+    /// The answer to a batch: its outcomes, and the sequence they are visible at.
+    fn respond(results: Vec<pb::ImportRowResult>, event_sequence: i64) -> Self::Response;
 }
 
 impl ImportBatch for pb::ImportCustomersRequest {
@@ -196,8 +204,11 @@ impl ImportBatch for pb::ImportCustomersRequest {
         let pb::ImportCustomersRequest { rows } = self;
         rows
     }
-    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
-        pb::ImportCustomersResponse { results }
+    fn respond(results: Vec<pb::ImportRowResult>, event_sequence: i64) -> Self::Response {
+        pb::ImportCustomersResponse {
+            results,
+            event_sequence,
+        }
     }
 }
 
@@ -208,7 +219,10 @@ impl ImportBatch for pb::ImportPurchasesRequest {
         let pb::ImportPurchasesRequest { rows } = self;
         rows
     }
-    fn respond(results: Vec<pb::ImportRowResult>) -> Self::Response {
-        pb::ImportPurchasesResponse { results }
+    fn respond(results: Vec<pb::ImportRowResult>, event_sequence: i64) -> Self::Response {
+        pb::ImportPurchasesResponse {
+            results,
+            event_sequence,
+        }
     }
 }

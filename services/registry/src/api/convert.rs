@@ -365,6 +365,7 @@ pub fn new_purchase(p: Option<&pb::Purchase>) -> Result<NewPurchase, Error> {
         returned: _,    // output only
         create_time: _, // output only
     } = p;
+    input::line_count(lines.len()).map_err(|e| Error::from(e.under("purchase")))?;
     let mut v = Violations::default();
     let occurred_at = v
         .check(to_time(occur_time.as_ref(), "purchase.occur_time"))

@@ -106,6 +106,7 @@ impl RegistryApi {
         Ok(pb::CreateCustomerResponse {
             customer: Some(customer_to(&customer)),
             created,
+            event_sequence: self.registry.visible_at(created).await?,
         })
     }
 
@@ -118,6 +119,7 @@ impl RegistryApi {
         Ok(pb::RecordPurchaseResponse {
             purchase: Some(purchase_to(&purchase)),
             created,
+            event_sequence: self.registry.visible_at(created).await?,
         })
     }
 
@@ -318,6 +320,7 @@ impl CustomerRegistryService for RegistryApi {
             .await?;
         Ok(Response::new(pb::UpdateCustomerResponse {
             customer: Some(customer_to(&customer)),
+            event_sequence: self.registry.visible_at(true).await?,
         }))
     }
 
@@ -332,6 +335,7 @@ impl CustomerRegistryService for RegistryApi {
         let customer = self.registry.archive_customer(id, etag(&req.etag)).await?;
         Ok(Response::new(pb::ArchiveCustomerResponse {
             customer: Some(customer_to(&customer)),
+            event_sequence: self.registry.visible_at(true).await?,
         }))
     }
 
@@ -346,6 +350,7 @@ impl CustomerRegistryService for RegistryApi {
         let customer = self.registry.restore_customer(id, etag(&req.etag)).await?;
         Ok(Response::new(pb::RestoreCustomerResponse {
             customer: Some(customer_to(&customer)),
+            event_sequence: self.registry.visible_at(true).await?,
         }))
     }
 
@@ -399,6 +404,7 @@ impl CustomerRegistryService for RegistryApi {
             moved_complaints: out.moved.complaints as i64,
             moved_referrals: out.moved.referrals as i64,
             dry_run: req.dry_run,
+            event_sequence: self.registry.visible_at(!req.dry_run).await?,
         }))
     }
 
@@ -455,6 +461,7 @@ impl CustomerRegistryService for RegistryApi {
             r#return: Some(return_to(&ret)),
             purchase: Some(purchase_to(&purchase)),
             created,
+            event_sequence: self.registry.visible_at(created).await?,
         }))
     }
 
@@ -503,6 +510,7 @@ impl CustomerRegistryService for RegistryApi {
         Ok(Response::new(pb::RecordSurveyResponse {
             survey: Some(survey_to(&survey)),
             created,
+            event_sequence: self.registry.visible_at(created).await?,
         }))
     }
 
@@ -551,6 +559,7 @@ impl CustomerRegistryService for RegistryApi {
         Ok(Response::new(pb::OpenComplaintResponse {
             complaint: Some(complaint_to(&complaint)),
             created,
+            event_sequence: self.registry.visible_at(created).await?,
         }))
     }
 
@@ -578,6 +587,7 @@ impl CustomerRegistryService for RegistryApi {
             .await?;
         Ok(Response::new(pb::ResolveComplaintResponse {
             complaint: Some(complaint_to(&complaint)),
+            event_sequence: self.registry.visible_at(true).await?,
         }))
     }
 
@@ -643,6 +653,7 @@ impl CustomerRegistryService for RegistryApi {
         Ok(Response::new(pb::RecordReferralResponse {
             referral: Some(referral_to(&referral)),
             created,
+            event_sequence: self.registry.visible_at(created).await?,
         }))
     }
 
@@ -680,7 +691,7 @@ impl CustomerRegistryService for RegistryApi {
         let stream = import(
             request.into_inner(),
             self.stopping.clone(),
-            (self.registry.db().clone(), &["customers", "customer_keys"]),
+            (self.registry.clone(), &["customers", "customer_keys"]),
             move |rows: Vec<pb::CreateCustomerRequest>| {
                 let registry = api.registry.clone();
                 async move {
@@ -708,7 +719,7 @@ impl CustomerRegistryService for RegistryApi {
         let stream = import(
             request.into_inner(),
             self.stopping.clone(),
-            (self.registry.db().clone(), &["purchases", "customers"]),
+            (self.registry.clone(), &["purchases", "customers"]),
             move |rows: Vec<pb::RecordPurchaseRequest>| {
                 let registry = api.registry.clone();
                 async move {

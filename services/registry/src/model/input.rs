@@ -300,6 +300,18 @@ pub struct NewPurchase {
     pub total: Money,
 }
 
+/// A purchase has at most [`PURCHASE_LINES_MAX`] lines; checked before its lines are
+/// read, so a request with thousands is refused for its size, not for each line.
+pub fn line_count(count: usize) -> Result<(), FieldViolation> {
+    if count > PURCHASE_LINES_MAX {
+        return Err(FieldViolation::new(
+            "lines",
+            format!("at most {PURCHASE_LINES_MAX} lines (got {count})"),
+        ));
+    }
+    Ok(())
+}
+
 impl NewPurchase {
     /// `occurred_at` is `None` when the caller gave none (or one the api could not read).
     pub fn new(
@@ -315,9 +327,8 @@ impl NewPurchase {
         }
         if lines.is_empty() {
             v.push("lines", "at least one line");
-        } else if lines.len() > PURCHASE_LINES_MAX {
-            v.push("lines", format!("at most {PURCHASE_LINES_MAX} lines"));
         }
+        v.check(line_count(lines.len()));
         let mut total: Option<Money> = None;
         let mut out = Vec::with_capacity(lines.len());
         for (i, line) in lines.iter().enumerate() {

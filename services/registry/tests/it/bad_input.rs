@@ -625,6 +625,21 @@ both_engines!(
                 },
             ),
             case(
+                "5000 empty lines: refused for their number, not line by line",
+                c,
+                INVALID,
+                Some("purchase.lines"),
+                {
+                    let n = an.clone();
+                    |mut c| async move {
+                        c.record_purchase(purchase_req(&n, |p| {
+                            p.lines = vec![pb::PurchaseLine::default(); 5_000];
+                        }))
+                        .await
+                    }
+                },
+            ),
+            case(
                 "purchase at year -10000 (protobuf JSON cannot print it)",
                 c,
                 INVALID,

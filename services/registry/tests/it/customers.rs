@@ -79,6 +79,11 @@ both_engines!(
         assert!(first.created);
         assert!(!second.created);
         assert_eq!(first.customer, second.customer);
+        // The write is visible at its event's sequence; the replay, at the head then.
+        assert_eq!(first.event_sequence, 1);
+        assert_eq!(second.event_sequence, 1);
+        let events = drain_feed(&mut client, 0, 1).await;
+        assert_eq!(events.len(), 1);
         let all = client
             .list_customers(pb::ListCustomersRequest::default())
             .await

@@ -2,6 +2,7 @@
 //! its own transactions, the server that streams it (`Watch…(after_sequence)`), and the
 //! consumer that follows another service's feed into a projection.
 
+pub mod consistency;
 pub mod consumer;
 pub mod outbox;
 pub mod server;

@@ -166,6 +166,12 @@ impl<R: OutboxRecord> Outbox<R> {
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.committed.subscribe()
     }
+
+    /// The last sequence this process saw committed: at least that of every append it
+    /// committed itself (the watchers are woken at commit, before the writer returns).
+    pub fn committed(&self) -> i64 {
+        *self.committed.borrow()
+    }
 }
 
 /// Adds `count` to a sequence table's number in the caller's transaction and returns the
