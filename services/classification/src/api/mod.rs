@@ -80,6 +80,9 @@ impl ClassificationApi {
         if min < 0 {
             return Err(Error::invalid("min_event_sequence", "must not be negative"));
         }
+        if let Some(known) = self.engine.classified_through_cached(min) {
+            return Ok(known);
+        }
         feed::consistency::wait_for(min, budget, || self.engine.classified_through()).await
     }
 

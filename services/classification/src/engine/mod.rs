@@ -109,9 +109,17 @@ pub struct Engine {
     changes: store::Changes,
     policies: Arc<Mutex<HashMap<i64, Arc<PolicyVersion>>>>,
     populations: Arc<Mutex<HashMap<i64, Arc<Population>>>>,
+    /// The last `classified_through` read, and when: reads that ask for no sequence (or
+    /// one already reached) answer from it while it is fresh, instead of one more query
+    /// per call (docs/BENCHMARKS.md). It only grows, so a stale value is an
+    /// underestimate, which is what the answer promises ("at least this").
+    classified: Arc<Mutex<(i64, Instant)>>,
     /// Customers read, classified and written per transaction.
     page: u64,
 }
+
+/// How long a read `classified_through` answers reads that need no more.
+const CLASSIFIED_FRESH: Duration = Duration::from_millis(100);
 
 /// A task reading ahead panicked or was cancelled.
 fn joined(e: tokio::task::JoinError) -> Error {
@@ -141,6 +149,12 @@ impl Engine {
             changes,
             policies: Arc::default(),
             populations: Arc::default(),
+            classified: Arc::new(Mutex::new((
+                0,
+                Instant::now()
+                    .checked_sub(CLASSIFIED_FRESH)
+                    .unwrap_or_else(Instant::now),
+            ))),
             page: DEFAULT_PAGE,
         })
     }

@@ -7,7 +7,16 @@ impl Engine {
     /// The registry sequence up to which every event's customers are classified (as
     /// stored, so any replica reads the same).
     pub async fn classified_through(&self) -> Result<i64, Error> {
-        store::classified_through(self.db.conn()).await
+        let stored = store::classified_through(self.db.conn()).await?;
+        let mut known = self.classified.lock().map_err(poisoned)?;
+        *known = (known.0.max(stored), Instant::now());
+        Ok(known.0)
+    }
+
+    /// [`Engine::classified_through`] as last read, if that was recent and reached `min`.
+    pub fn classified_through_cached(&self, min: i64) -> Option<i64> {
+        let known = self.classified.lock().ok()?;
+        (known.0 >= min && known.1.elapsed() < CLASSIFIED_FRESH).then_some(known.0)
     }
 
     /// The current classification of `customer`; NOT_FOUND when the engine has none
