@@ -145,11 +145,15 @@ impl Tally {
             }
             before += i128::from(r.value);
         }
+        // The top share of buyers by revenue; a slot that falls on a buyer with no revenue
+        // in the window moves the cut-off up to the last one with revenue (it used to
+        // leave no KEY by rank at all).
         let key_count = (revenue.len() * policy.key_top_buyers_bp as usize).div_ceil(BP as usize);
-        population.key = key_count
-            .checked_sub(1)
-            .and_then(|last| revenue.get(last))
-            .filter(|r| r.value > 0)
+        population.key = revenue
+            .iter()
+            .take(key_count)
+            .rev()
+            .find(|r| r.value > 0)
             .copied();
         population.recency = quintiles(&sorted(self.recency));
         population.frequency = quintiles(&sorted(self.frequency));
@@ -237,6 +241,31 @@ mod tests {
             p.key,
             Some(rank(50, 1)),
             "top 5 % of 5 buyers, rounded up: one"
+        );
+    }
+
+    #[test]
+    fn key_goes_to_the_top_buyers_with_revenue_when_the_slots_reach_buyers_without() {
+        // 100 buyers, 5 KEY slots, only 3 with revenue in the window.
+        let features: Vec<(Uuid, Features)> = (1..=100u128)
+            .map(|id| {
+                let revenue = if id <= 3 { 1_000 * id as i64 } else { 0 };
+                (
+                    Uuid::from_u128(id),
+                    Features {
+                        purchases_total: 1,
+                        revenue_in_window: revenue,
+                        revenue_total: revenue.max(1),
+                        ..Features::default()
+                    },
+                )
+            })
+            .collect();
+        let p = Population::compute(features.iter().map(|(id, f)| (*id, f)), &Policy::default());
+        assert_eq!(
+            p.key,
+            Some(rank(1_000, 1)),
+            "the three with revenue are KEY"
         );
     }
 }

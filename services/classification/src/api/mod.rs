@@ -286,7 +286,12 @@ impl ClassificationService for ClassificationApi {
         } = &req;
         let filter = Filter::parse(&req.filter, "filter")?;
         let as_of = self.as_of(req.as_of.as_ref(), "as_of").await?;
-        self.engine.check_reclassify_at(as_of).await?;
+        // Without one it means now: never refused, and the engine takes the stored
+        // population's instant if a refresh stored a later one meanwhile.
+        let requested = req.as_of.is_some().then_some(as_of);
+        if let Some(at) = requested {
+            self.engine.check_reclassify_at(at).await?;
+        }
         let version = self.engine.current_policy().await?.version;
         let engine = self.engine.clone();
         let (tx, rx) = mpsc::channel(16);
@@ -304,7 +309,7 @@ impl ClassificationService for ClassificationApi {
                 let _ = tx.try_send(Ok(message(p, false)));
             };
             let only = (filter != Filter::default()).then_some(&filter);
-            let outcome = engine.reclassify(Some(as_of), only, progress).await;
+            let outcome = engine.reclassify(requested, only, progress).await;
             let last = outcome.map(|p| message(p, true)).map_err(Status::from);
             let _ = tx.send(last).await;
         });
