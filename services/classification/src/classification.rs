@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use crate::facts::{CustomerFacts, Features};
 use crate::labels::{Dimension, Labels};
-use crate::policy::{BP, Policy};
-use crate::population::Population;
+use crate::policy::Policy;
+use crate::population::PopulationSnapshot;
+use crate::revenue::share_bp;
 use crate::rules::{Context, classify};
 
 /// One customer's classification.
@@ -31,6 +32,24 @@ pub struct Classification {
     pub features: Features,
     /// Revenue in the window over the company's, basis points.
     pub share_of_sales_bp: i64,
+    /// The company's revenue in the window it was measured against (policy currency).
+    #[serde(default)]
+    pub company_revenue: i64,
+    /// The population its population-relative labels rest on (None: none was computed
+    /// yet, and those labels are unspecified).
+    #[serde(default)]
+    pub population: Option<PopulationRef>,
+}
+
+/// Which population a classification rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopulationRef {
+    /// Its number, from 1.
+    pub id: i64,
+    /// The instant it was computed at.
+    pub as_of: DateTime<Utc>,
+    /// The policy version it was computed under.
+    pub policy_version: i64,
 }
 
 /// Everything the rules read of one customer at an instant besides the policy and the
@@ -54,10 +73,12 @@ pub struct Run<'a> {
     pub policy: &'a Policy,
     /// Its version.
     pub policy_version: i64,
-    /// The population's cut-offs.
-    pub population: &'a Population,
+    /// The population's cut-offs (None: none computed yet).
+    pub population: Option<&'a PopulationSnapshot>,
     /// The stored population's id (0: none stored, or not stored).
     pub population_id: i64,
+    /// The company's revenue in the window at `as_of`, the denominator of the shares.
+    pub company_revenue: i64,
     pub as_of: DateTime<Utc>,
 }
 
@@ -93,7 +114,8 @@ impl Run<'_> {
             key_account: inputs.key_account,
             as_of: self.as_of,
             policy: self.policy,
-            population: self.population,
+            population: self.population.map(|p| &p.population),
+            company_revenue: self.company_revenue,
             explain,
         }
     }
@@ -102,12 +124,6 @@ impl Run<'_> {
     pub fn render(&self, customer: Uuid, region: &str, inputs: &Inputs) -> Classification {
         let features = &inputs.features;
         let labels = classify(features, &self.context(customer, inputs, true));
-        let total = self.population.revenue_in_window;
-        let share_of_sales_bp = if total > 0 {
-            (i128::from(features.revenue_in_window) * i128::from(BP) / i128::from(total)) as i64
-        } else {
-            0
-        };
         Classification {
             customer,
             policy_version: self.policy_version,
@@ -115,7 +131,13 @@ impl Run<'_> {
             region: region.to_owned(),
             labels,
             features: features.clone(),
-            share_of_sales_bp,
+            share_of_sales_bp: share_bp(features.revenue_in_window, self.company_revenue),
+            company_revenue: self.company_revenue,
+            population: self.population.map(|p| PopulationRef {
+                id: self.population_id,
+                as_of: p.as_of,
+                policy_version: p.policy_version,
+            }),
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use clientela_runtime::feed::consumer::{Projection, Settle};
 use clientela_runtime::time::now;
 use clientela_runtime::{Error, WriteTx};
@@ -18,9 +19,14 @@ use crate::projection::Change;
 /// How often the engine classifies and refreshes while it follows the feed.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
-    /// The population is recomputed (and everyone classified again) at most this often,
+    /// The population is recomputed (and everyone classified again) once it is this old,
     /// after a batch; zero: after every batch.
     pub population_refresh: Duration,
+    /// Once caught up, the population is also recomputed when the company revenue has
+    /// moved by more than this share (basis points) since it was computed...
+    pub population_drift_bp: i64,
+    /// ...and it is at least this old.
+    pub population_min_interval: Duration,
     /// While the consumer catches up (full batches), the customers the feed touched are
     /// classified at most this often (and at most a fifth of the time: see
     /// [`classify_due`]); once it is caught up, after every batch.
@@ -37,7 +43,6 @@ pub struct Following {
 
 #[derive(Debug)]
 struct Timing {
-    last_refresh: Option<Instant>,
     last_classified: Instant,
     /// How long the last pass over the marked customers took.
     last_pass: Duration,
@@ -50,7 +55,6 @@ impl Following {
             engine,
             schedule,
             timing: Mutex::new(Timing {
-                last_refresh: None,
                 last_classified: Instant::now(),
                 last_pass: Duration::ZERO,
             }),
@@ -68,13 +72,13 @@ impl Following {
     async fn settle_now(&self, state: Settle) -> Result<(), Error> {
         match state {
             Settle::Connected => {
-                self.refresh_if_due().await?;
+                self.refresh_if_due(false).await?;
                 // Customers a previous run marked and did not get to.
                 self.classify().await
             }
             Settle::CaughtUp => {
                 self.classify().await?;
-                self.refresh_if_due().await
+                self.refresh_if_due(true).await
             }
             Settle::Replaying => {
                 let interval = self.schedule.classify_interval;
@@ -83,7 +87,7 @@ impl Following {
                 {
                     self.classify().await?;
                 }
-                self.refresh_if_due().await
+                self.refresh_if_due(false).await
             }
         }
     }
@@ -97,18 +101,22 @@ impl Following {
         })
     }
 
-    async fn refresh_if_due(&self) -> Result<(), Error> {
-        let every = self.schedule.population_refresh;
-        if self.timing(|t| t.last_refresh.is_some_and(|at| at.elapsed() < every))? {
+    /// Refreshes the population when [`refresh_due`] says so; the stored population's
+    /// age is what is measured, so a restart or another replica taking over the feed
+    /// keeps the same schedule.
+    async fn refresh_if_due(&self, caught_up: bool) -> Result<(), Error> {
+        let standing = self.engine.population_standing().await?;
+        let Some(why) = refresh_due(standing, caught_up, &self.schedule, now()) else {
             return Ok(());
-        }
+        };
         let done = self.engine.reclassify(None, None, |_| {}).await?;
-        tracing::debug!(
+        tracing::info!(
+            why,
             classified = done.classified,
             changes = done.changes,
             "population refreshed"
         );
-        self.timing(|t| t.last_refresh = Some(Instant::now()))
+        Ok(())
     }
 }
 
@@ -128,6 +136,31 @@ impl Projection for Following {
     }
 }
 
+/// Why the population is to be recomputed now, if it is: `standing` is the stored
+/// population's instant and how far the company revenue has moved since, in basis
+/// points (None: no population yet). The first one waits for the initial replay to
+/// catch up (computed over half a feed, it would band everyone against the wrong cut-offs
+/// and then be recomputed at once); drift is looked at only once caught up, where every
+/// batch is a few events (a replay moves the revenue all the time).
+fn refresh_due(
+    standing: Option<(DateTime<Utc>, i64)>,
+    caught_up: bool,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    let Some((at, moved_bp)) = standing else {
+        return caught_up.then_some("first population");
+    };
+    let age = (now - at).to_std().unwrap_or(Duration::ZERO);
+    if age >= schedule.population_refresh {
+        return Some("schedule");
+    }
+    (caught_up
+        && moved_bp > schedule.population_drift_bp
+        && age >= schedule.population_min_interval)
+        .then_some("company revenue moved")
+}
+
 /// Whether a consumer still catching up classifies the customers it marked: once
 /// `interval` has passed since the last pass ended, and once four times as long as that
 /// pass took. A replay of a large base marks most customers in every interval; without
@@ -138,8 +171,55 @@ fn classify_due(since_last: Duration, last_pass: Duration, interval: Duration) -
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use chrono::TimeZone;
+
     use super::*;
+
+    #[test]
+    fn the_population_is_refreshed_first_when_caught_up_then_by_age_or_drift() {
+        let schedule = Schedule {
+            population_refresh: Duration::from_secs(600),
+            population_drift_bp: 200,
+            population_min_interval: Duration::from_secs(60),
+            classify_interval: Duration::from_secs(30),
+        };
+        let now = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
+        let ago = |secs| now - chrono::Duration::seconds(secs);
+        assert_eq!(
+            refresh_due(None, false, &schedule, now),
+            None,
+            "not while replaying"
+        );
+        assert_eq!(
+            refresh_due(None, true, &schedule, now),
+            Some("first population")
+        );
+        assert_eq!(
+            refresh_due(Some((ago(600), 0)), false, &schedule, now),
+            Some("schedule")
+        );
+        assert_eq!(
+            refresh_due(Some((ago(599), 200)), true, &schedule, now),
+            None,
+            "2 % is not more than 2 %"
+        );
+        assert_eq!(
+            refresh_due(Some((ago(60), 201)), true, &schedule, now),
+            Some("company revenue moved")
+        );
+        assert_eq!(
+            refresh_due(Some((ago(59), 5_000)), true, &schedule, now),
+            None,
+            "no storm"
+        );
+        assert_eq!(
+            refresh_due(Some((ago(60), 5_000)), false, &schedule, now),
+            None,
+            "replaying"
+        );
+    }
 
     #[test]
     fn classifying_while_catching_up_takes_at_most_a_fifth_of_the_time() {

@@ -15,6 +15,7 @@ pub mod migration;
 pub mod policy;
 pub mod population;
 pub mod projection;
+pub mod revenue;
 pub mod rules;
 pub mod service;
 pub mod store;

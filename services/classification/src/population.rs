@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -60,6 +61,30 @@ pub struct Population {
     pub frequency: QuintileBounds,
     /// Monetary (net revenue).
     pub monetary: QuintileBounds,
+}
+
+/// A population as stored: its cut-offs, when and under which policy version they were
+/// computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopulationSnapshot {
+    /// Policy version.
+    pub policy_version: i64,
+    pub as_of: DateTime<Utc>,
+    /// Cut-offs.
+    pub population: Population,
+    /// The company revenue ledger's total when it was stored, which the revenue moving
+    /// since is measured against (None: stored before the ledger was kept; its
+    /// `revenue_in_window` stands in).
+    #[serde(default)]
+    pub company_revenue: Option<i64>,
+}
+
+impl PopulationSnapshot {
+    /// The company revenue it was stored with.
+    pub fn baseline_revenue(&self) -> i64 {
+        self.company_revenue
+            .unwrap_or(self.population.revenue_in_window)
+    }
 }
 
 fn sorted(mut ranks: Vec<Rank>) -> Vec<Rank> {

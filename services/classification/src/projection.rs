@@ -141,6 +141,11 @@ impl Workspace {
         self.facts.get(&id)
     }
 
+    /// Every customer's facts it holds, loaded or created.
+    pub fn loaded(&self) -> impl Iterator<Item = &CustomerFacts> {
+        self.facts.values()
+    }
+
     /// The facts that changed, in id order.
     pub fn changed(&self) -> impl Iterator<Item = &CustomerFacts> {
         self.changed.iter().filter_map(|id| self.facts.get(id))

@@ -13,6 +13,7 @@ use crate::facts::Features;
 use crate::labels::{Decision, Labels, Observation, Rfm};
 use crate::policy::{BP, Policy, VolumeMode};
 use crate::population::{Population, Rank, quintile_score};
+use crate::revenue::share_bp;
 
 const DAY_SECS: i64 = 86_400;
 
@@ -38,8 +39,12 @@ pub struct Context<'a> {
     pub key_account: bool,
     pub as_of: DateTime<Utc>,
     pub policy: &'a Policy,
-    /// The population's cut-offs.
-    pub population: &'a Population,
+    /// The population's cut-offs (None: none computed yet: the labels that depend on
+    /// them are unspecified).
+    pub population: Option<&'a Population>,
+    /// The company's revenue in the window, kept current with the feed: the denominator
+    /// of the share of sales.
+    pub company_revenue: i64,
     /// Whether to say why: explanations and observations are built only then (a
     /// Reclassify needs the labels alone; formatting them was most of its rules' time).
     pub explain: bool,
@@ -422,6 +427,30 @@ pub fn satisfaction(f: &Features, cx: &Context<'_>) -> Decision<Satisfaction> {
     )
 }
 
+/// A label that needs the population, before the first one is computed: unspecified,
+/// saying so (TAXONOMY: population-relative labels are never guessed).
+fn no_population<L: Labeled>(
+    cx: &Context<'_>,
+    rule: &'static str,
+    needs_en: &str,
+    needs_es: &str,
+) -> Decision<L> {
+    decide!(
+        cx,
+        None,
+        rule,
+        format!(
+            "no population computed yet: {needs_en} are decided once the engine has caught up \
+             with the registry's feed"
+        ),
+        format!(
+            "aún no hay población calculada: {needs_es} se deciden cuando el motor se ponga al \
+             día con el feed del registro"
+        ),
+        vec![Observation::new("population", "none", "=", "none")],
+    )
+}
+
 /// Volume (seed 000): ABC over the population, or fixed amounts.
 pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
     use Volume::*;
@@ -467,11 +496,18 @@ pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
             )
         }
         VolumeMode::Abc => {
+            let Some(pop) = cx.population else {
+                return no_population(
+                    cx,
+                    "volume.no_population",
+                    "the volume bands",
+                    "las bandas de volumen",
+                );
+            };
             let rank = Rank {
                 value: revenue,
                 id: cx.id,
             };
-            let pop = cx.population;
             let inside =
                 |bound: Option<Rank>| revenue > 0 && bound.is_some_and(|b| rank.within(&b));
             let (label, rule, band_en, band_es, share) = if inside(pop.abc_high) {
@@ -508,14 +544,14 @@ pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
                     p.currency_code,
                     p.window_days,
                     pct(i64::from(share)),
-                    pop.revenue_in_window
+                    cx.company_revenue
                 ),
                 format!(
                     "ingresos {revenue} {} en {} días están en {band_es} {} de los ingresos de la empresa ({})",
                     p.currency_code,
                     p.window_days,
                     pct(i64::from(share)),
-                    pop.revenue_in_window
+                    cx.company_revenue
                 ),
                 vec![Observation::new(
                     "cumulative_revenue_share",
@@ -616,13 +652,17 @@ pub fn account_tier(
             vec![Observation::new("purchases_total", 0, "=", 0)],
         );
     }
-    let total = cx.population.revenue_in_window;
-    let revenue = f.revenue_in_window;
-    let share_bp = if total > 0 {
-        (i128::from(revenue) * i128::from(BP) / i128::from(total)) as i64
-    } else {
-        0
+    let Some(pop) = cx.population else {
+        return no_population(
+            cx,
+            "tier.no_population",
+            "the share of buyers that are KEY and the volume band",
+            "la proporción de compradores CLAVE y la banda de volumen",
+        );
     };
+    let total = cx.company_revenue;
+    let revenue = f.revenue_in_window;
+    let share_bp = share_bp(revenue, total);
     // Exact: revenue / total >= boss / 10000, without rounding the share.
     let boss = total > 0
         && i128::from(revenue) * i128::from(BP)
@@ -657,7 +697,7 @@ pub fn account_tier(
         value: revenue,
         id: cx.id,
     };
-    let top = revenue > 0 && cx.population.key.is_some_and(|b| rank.within(&b));
+    let top = revenue > 0 && pop.key.is_some_and(|b| rank.within(&b));
     if top || cx.key_account {
         let observations = || {
             vec![Observation::new(
@@ -819,8 +859,8 @@ pub fn account_tier(
             cx,
             None,
             "tier.no_volume",
-            "no volume band to compare (no population yet)",
-            "sin banda de volumen que comparar (aún sin población)",
+            "no volume band to compare",
+            "sin banda de volumen que comparar",
             vec![volume_obs("=", "UNSPECIFIED")],
         ),
     }
@@ -1027,7 +1067,19 @@ pub fn rfm(f: &Features, cx: &Context<'_>) -> Rfm {
             ),
         };
     };
-    let pop = cx.population;
+    let Some(pop) = cx.population else {
+        return Rfm {
+            recency: 0,
+            frequency: 0,
+            monetary: 0,
+            segment: no_population(
+                cx,
+                "rfm.no_population",
+                "the RFM quintiles",
+                "los quintiles RFM",
+            ),
+        };
+    };
     let score = |value: i64, bounds| quintile_score(&Rank { value, id: cx.id }, bounds);
     let r = score(last.timestamp(), &pop.recency);
     let fr = score(f.purchases_total, &pop.frequency);

@@ -41,6 +41,12 @@ pub struct ClassificationSettings {
     /// The population (ABC, KEY, RFM, share of sales) is recomputed and everyone
     /// classified again at most this often, in seconds (0: after every feed batch).
     pub population_refresh_secs: u64,
+    /// Once caught up with the feed, the population is also recomputed when the company
+    /// revenue has moved by more than this share since it was computed, in basis points
+    /// (TAXONOMY's `population_drift`, 200 = 2 %)...
+    pub population_drift_bp: i64,
+    /// ...and it is at least this many seconds old (so a busy feed is no storm).
+    pub population_min_interval_secs: u64,
     /// Customers classified per transaction (by Reclassify, the scheduled refresh and
     /// the consumer).
     pub classify_page: u64,
@@ -66,6 +72,8 @@ impl Default for ClassificationSettings {
             registry_tls: ClientTlsSettings::default(),
             policy_file: None,
             population_refresh_secs: 600,
+            population_drift_bp: 200,
+            population_min_interval_secs: 60,
             classify_page: crate::engine::DEFAULT_PAGE,
             feed_batch: 2000,
             feed_commit_events: 500_000,
@@ -168,6 +176,8 @@ impl Service for ClassificationService {
             engine.clone(),
             Schedule {
                 population_refresh: Duration::from_secs(settings.population_refresh_secs),
+                population_drift_bp: settings.population_drift_bp.max(0),
+                population_min_interval: Duration::from_secs(settings.population_min_interval_secs),
                 classify_interval: Duration::from_secs(settings.classify_interval_secs),
             },
         );

@@ -329,8 +329,14 @@ pub fn classification_to(c: &Classification, policy: &Policy) -> pb::Classificat
             share_of_sales_bp: c.share_of_sales_bp,
             revenue_growth_bp: f.revenue_growth_bp(),
             cost_to_serve_minor: f.cost_to_serve_minor,
+            company_revenue_in_window: Some(money(currency, c.company_revenue)),
         }),
         region: c.region.clone(),
+        population: c.population.map(|p| pb::Population {
+            version: p.id,
+            compute_time: Some(timestamp(p.as_of)),
+            policy_version: p.policy_version,
+        }),
     }
 }
 

@@ -45,8 +45,10 @@ impl Engine {
                 return Ok(done);
             };
             let facts = store::load_facts(conn, &ids).await?;
-            let run = Self::run_at(conn, policy, as_of).await?;
-            let recorded = classify_and_record(&tx, &self.changes, &run.borrow(), &facts).await?;
+            let run = self.run_at(conn, policy, as_of).await?;
+            let revenue = store::company_revenue(conn, &run.policy.policy, as_of).await?;
+            let recorded =
+                classify_and_record(&tx, &self.changes, &run.borrow(revenue), &facts).await?;
             store::clear_pending(conn, None, last).await?;
             tx.commit().await?;
             done.classified += recorded.stored as i64;
@@ -76,15 +78,17 @@ impl Projection for Engine {
             }
             let mut marked = 0;
             let mut run = Vec::new();
+            let mut revenue = RevenueDelta::default();
             for change in events {
                 if change.is_merge() {
-                    marked += apply_run(conn, std::mem::take(&mut run)).await?;
-                    marked += apply_merge(conn, change).await?;
+                    marked += apply_run(conn, std::mem::take(&mut run), &mut revenue).await?;
+                    marked += apply_merge(conn, change, &mut revenue).await?;
                 } else {
                     run.push(change);
                 }
             }
-            marked += apply_run(conn, run).await?;
+            marked += apply_run(conn, run, &mut revenue).await?;
+            store::add_company_revenue(conn, revenue).await?;
             Ok(marked)
         })
     }
@@ -94,8 +98,13 @@ impl Projection for Engine {
 pub(super) const PROJECTION_SLICE: usize = 5_000;
 
 /// Applies `changes` (no merge among them) a slice of customers at a time, in id order,
-/// each customer's changes in feed order; returns how many customers were marked.
-pub(super) async fn apply_run(conn: &impl Conn, changes: Vec<Change>) -> Result<usize, Error> {
+/// each customer's changes in feed order, adding what they move to `revenue`; returns
+/// how many customers were marked.
+pub(super) async fn apply_run(
+    conn: &impl Conn,
+    changes: Vec<Change>,
+    revenue: &mut RevenueDelta,
+) -> Result<usize, Error> {
     let mut keyed: Vec<(Uuid, usize)> = changes
         .iter()
         .enumerate()
@@ -131,6 +140,9 @@ pub(super) async fn apply_run(conn: &impl Conn, changes: Vec<Change>) -> Result<
             .into_iter()
             .map(|f| (f.id, f))
             .collect();
+        for f in facts.values() {
+            revenue.add(f, -1);
+        }
         for (id, i) in slice {
             // A referral names two customers: the one of them served first gets a copy.
             uses[*i] -= 1;
@@ -146,13 +158,21 @@ pub(super) async fn apply_run(conn: &impl Conn, changes: Vec<Change>) -> Result<
             apply_to(f, change);
         }
         let changed: Vec<&CustomerFacts> = ids.iter().filter_map(|id| facts.get(id)).collect();
+        for f in &changed {
+            revenue.add(f, 1);
+        }
         marked += save_and_mark(conn, changed).await?;
     }
     Ok(marked)
 }
 
-/// Applies a merge, with every customer it touches loaded first.
-pub(super) async fn apply_merge(conn: &impl Conn, change: Change) -> Result<usize, Error> {
+/// Applies a merge, with every customer it touches loaded first, adding what it moves to
+/// `revenue` (the tombstone's purchases leave with it; the survivor's arrive).
+pub(super) async fn apply_merge(
+    conn: &impl Conn,
+    change: Change,
+    revenue: &mut RevenueDelta,
+) -> Result<usize, Error> {
     let mut work = Workspace::default();
     for f in store::load_facts(conn, &change.customers()).await? {
         work.insert(f);
@@ -165,7 +185,13 @@ pub(super) async fn apply_merge(conn: &impl Conn, change: Change) -> Result<usiz
     for f in store::load_facts(conn, &needed).await? {
         work.insert(f);
     }
+    for f in work.loaded() {
+        revenue.add(f, -1);
+    }
     work.apply(change);
+    for f in work.loaded() {
+        revenue.add(f, 1);
+    }
     save_and_mark(conn, work.changed().collect()).await
 }
 

@@ -20,9 +20,10 @@ use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
 use crate::policy::{Policy, PolicyVersion};
-use crate::population::{Population, Tally};
+use crate::population::{PopulationSnapshot, Tally};
 use crate::projection::{Change, Workspace, apply_to};
-use crate::store::{self, Bucket, PopulationSnapshot, Record, Stamp, Stored};
+use crate::revenue::RevenueDelta;
+use crate::store::{self, Bucket, Record, Stamp, Stored};
 
 /// The transaction lock every transaction that writes facts or classifications waits
 /// for: feed batches, Reclassify pages and the passes over marked customers take turns.
@@ -54,18 +55,22 @@ pub struct Ingested {
 /// A policy version, a population and an instant, owned.
 struct OwnedRun {
     policy: Arc<PolicyVersion>,
-    population: Arc<Population>,
+    /// None: no population computed yet.
+    population: Option<Arc<PopulationSnapshot>>,
     population_id: i64,
     as_of: DateTime<Utc>,
 }
 
 impl OwnedRun {
-    fn borrow(&self) -> Run<'_> {
+    /// The run, measuring shares against `company_revenue` (read with the facts it
+    /// classifies).
+    fn borrow(&self, company_revenue: i64) -> Run<'_> {
         Run {
             policy: &self.policy.policy,
             policy_version: self.policy.version,
-            population: &self.population,
+            population: self.population.as_deref(),
             population_id: self.population_id,
+            company_revenue,
             as_of: self.as_of,
         }
     }
@@ -108,7 +113,7 @@ pub struct Engine {
     db: Db,
     changes: store::Changes,
     policies: Arc<Mutex<HashMap<i64, Arc<PolicyVersion>>>>,
-    populations: Arc<Mutex<HashMap<i64, Arc<Population>>>>,
+    populations: Arc<Mutex<HashMap<i64, Option<Arc<PopulationSnapshot>>>>>,
     /// The last `classified_through` read, and when: reads that ask for no sequence (or
     /// one already reached) answer from it while it is fresh, instead of one more query
     /// per call (docs/BENCHMARKS.md). It only grows, so a stale value is an
@@ -143,6 +148,7 @@ impl Engine {
                 outcome => break outcome?,
             }
         }
+        fill_company_revenue(&db).await?;
         let changes = store::changes_outbox(db.clone()).await?;
         Ok(Self {
             db,
@@ -249,6 +255,43 @@ impl Engine {
         tx.commit().await?;
         Ok(stored)
     }
+}
+
+/// Fills the company revenue ledger from the facts of an engine upgraded with facts
+/// already stored (the migration cannot read them), once, under the feed lock: a pass
+/// over the facts instead of replaying the whole feed.
+async fn fill_company_revenue(db: &Db) -> Result<(), Error> {
+    if store::company_revenue_complete(db.conn()).await? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let tx = db.begin_write().await?;
+    let conn = tx.conn();
+    clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
+    if store::company_revenue_complete(conn).await? {
+        return Ok(());
+    }
+    let mut revenue = RevenueDelta::default();
+    let mut after = None;
+    let mut customers = 0;
+    loop {
+        let page = store::facts_page(conn, after, DEFAULT_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        customers += page.len();
+        for f in &page {
+            revenue.add(f, 1);
+        }
+    }
+    store::add_company_revenue(conn, revenue).await?;
+    store::mark_company_revenue_complete(conn).await?;
+    tx.commit().await?;
+    tracing::info!(
+        customers,
+        took_ms = started.elapsed().as_millis() as u64,
+        "company revenue ledger filled from the facts"
+    );
+    Ok(())
 }
 
 /// Stores `initial` as the next policy version unless it is the current one.

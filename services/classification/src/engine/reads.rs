@@ -39,6 +39,7 @@ impl Engine {
                 customer,
                 policy_version,
                 population_id,
+                company_revenue,
                 as_of,
                 region,
                 inputs,
@@ -48,8 +49,14 @@ impl Engine {
                 let run = Run {
                     policy: &policy.policy,
                     policy_version,
-                    population: &population,
+                    population: population.as_deref(),
                     population_id,
+                    // Stored before the ledger was kept: measured against the population's.
+                    company_revenue: company_revenue.unwrap_or_else(|| {
+                        population
+                            .as_ref()
+                            .map_or(0, |p| p.population.revenue_in_window)
+                    }),
                     as_of,
                 };
                 Ok(run.render(customer, &region, &inputs))
@@ -58,17 +65,20 @@ impl Engine {
     }
 
     /// Population `id` (0, or one no longer stored: none).
-    pub(super) async fn population(&self, id: i64) -> Result<Arc<Population>, Error> {
+    pub(super) async fn population(
+        &self,
+        id: i64,
+    ) -> Result<Option<Arc<PopulationSnapshot>>, Error> {
         // Populations never change once stored, so a read one is kept.
         if let Some(p) = self.populations.lock().map_err(poisoned)?.get(&id) {
             return Ok(p.clone());
         }
-        let p = Arc::new(
-            store::population_by_id(self.db.conn(), id)
+        let p = match id {
+            0 => None,
+            id => store::population_by_id(self.db.conn(), id)
                 .await?
-                .map(|p| p.population)
-                .unwrap_or_default(),
-        );
+                .map(Arc::new),
+        };
         self.populations
             .lock()
             .map_err(poisoned)?

@@ -3,6 +3,7 @@
 //! the same pages with nothing written.
 
 use super::*;
+use crate::revenue::window_hours;
 
 /// `as_of` if it is not before the stored population's instant.
 fn not_before(as_of: DateTime<Utc>, stored: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, Error> {
@@ -21,19 +22,32 @@ fn not_before(as_of: DateTime<Utc>, stored: Option<DateTime<Utc>>) -> Result<Dat
 }
 
 impl Engine {
-    /// `policy` and the last population, for classifying at `as_of`.
+    /// The last population and the policy version it was computed under, for
+    /// classifying at `as_of`: a result never mixes a policy with cut-offs computed
+    /// under another (after a SetPolicy, until its refresh stores a population, the
+    /// previous version goes on). With no population yet, `current`.
     pub(super) async fn run_at(
+        &self,
         conn: &impl Conn,
-        policy: Arc<PolicyVersion>,
+        current: Arc<PolicyVersion>,
         as_of: DateTime<Utc>,
     ) -> Result<OwnedRun, Error> {
-        let (population_id, population) = match store::population(conn).await? {
-            Some((id, p)) => (id, p.population),
-            None => (0, Population::default()),
+        let Some((population_id, snapshot)) = store::population(conn).await? else {
+            return Ok(OwnedRun {
+                policy: current,
+                population: None,
+                population_id: 0,
+                as_of,
+            });
+        };
+        let policy = if snapshot.policy_version == current.version {
+            current
+        } else {
+            self.policy(snapshot.policy_version).await?
         };
         Ok(OwnedRun {
             policy,
-            population: Arc::new(population),
+            population: Some(Arc::new(snapshot)),
             population_id,
             as_of,
         })
@@ -44,6 +58,29 @@ impl Engine {
         Ok(store::population(self.db.conn())
             .await?
             .map(|(_, p)| p.as_of))
+    }
+
+    /// The stored population's instant and how far the company revenue (under the
+    /// current policy, now) has moved from the one it was stored with, in basis points
+    /// (from none to some: as far as it goes); None before the first population.
+    pub async fn population_standing(&self) -> Result<Option<(DateTime<Utc>, i64)>, Error> {
+        let Some((_, snapshot)) = store::population(self.db.conn()).await? else {
+            return Ok(None);
+        };
+        let policy = self.current_policy().await?;
+        let now = clientela_runtime::time::now();
+        let current = store::company_revenue(self.db.conn(), &policy.policy, now).await?;
+        let base = snapshot.baseline_revenue();
+        let moved = i128::from(current) - i128::from(base);
+        let moved_bp = match base {
+            0 if moved == 0 => 0,
+            0 => i64::MAX,
+            base => {
+                let bp = moved.abs() * i128::from(crate::policy::BP) / i128::from(base).abs();
+                i64::try_from(bp).unwrap_or(i64::MAX)
+            }
+        };
+        Ok(Some((snapshot.as_of, moved_bp)))
     }
 
     /// FAILED_PRECONDITION if a Reclassify at `as_of` would take labels back in time;
@@ -90,11 +127,14 @@ impl Engine {
         // Again inside the lock: another run may have stored a later one meanwhile.
         let stored = store::population(tx.conn()).await?.map(|(_, p)| p.as_of);
         not_before(as_of, stored)?;
+        let mut population = population;
+        population.company_revenue =
+            Some(store::company_revenue(tx.conn(), &policy.policy, as_of).await?);
         let population_id = store::save_population(tx.conn(), &population).await?;
         tx.commit().await?;
         let owned = Arc::new(OwnedRun {
             policy,
-            population: Arc::new(population.population),
+            population: Some(Arc::new(population)),
             population_id,
             as_of,
         });
@@ -117,14 +157,13 @@ impl Engine {
             };
             waited += waiting.elapsed();
             next = ahead(Some(page.last));
-            let run = owned.borrow();
             let tx = self.db.begin_write().await?;
             let conn = tx.conn();
             // Serialized with feed batches and other reclassifications (other replicas,
             // Reclassify calls): what each page replaces is read inside the lock, or read
             // ahead and found unchanged inside it, so a change is never recorded twice.
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
-            let (classified, whole) = if store::feed_cursor(conn).await? == page.cursor {
+            let (classified, whole, revenue) = if store::feed_cursor(conn).await? == page.cursor {
                 // Everyone in the page's range is classified now, on current facts.
                 // A whole page of a full Reclassify: the results it keeps are stamped by
                 // range, with the comparison read ahead if nobody else wrote since.
@@ -148,7 +187,7 @@ impl Engine {
                     }
                     Some(_) => None,
                 };
-                (page.classified, whole)
+                (page.classified, whole, page.company_revenue)
             } else {
                 // The feed moved on since the page was read: its facts are read again
                 // inside the lock (customers the feed added meanwhile stay marked, and are
@@ -156,8 +195,14 @@ impl Engine {
                 let ids: Vec<Uuid> = page.classified.iter().map(|c| c.id).collect();
                 let mut facts = store::load_facts(conn, &ids).await?;
                 facts.sort_unstable_by_key(|f| f.id);
-                (classify_all(conn, &run, &facts).await?, None)
+                let revenue = store::company_revenue(conn, &owned.policy.policy, as_of).await?;
+                (
+                    classify_all(conn, &owned.borrow(revenue), &facts).await?,
+                    None,
+                    revenue,
+                )
             };
+            let run = owned.borrow(revenue);
             after = Some(page.last);
             let recorded = record(&tx, &self.changes, &run, classified, only, whole).await?;
             tx.commit().await?;
@@ -196,6 +241,7 @@ impl Engine {
             policy_version,
             as_of,
             population: tally.finish(policy),
+            company_revenue: None,
         })
     }
 
@@ -212,18 +258,22 @@ impl Engine {
             .compute_population(&current.policy, current.version, as_of)
             .await?;
         let cand_pop = self.compute_population(candidate, 0, as_of).await?;
+        // A past instant: the company revenue is the tally's, exact at `as_of` (the
+        // ledger knows every return made since).
         let now_run = Run {
             policy: &current.policy,
             policy_version: current.version,
-            population: &now_pop.population,
+            population: Some(&now_pop),
             population_id: 0,
+            company_revenue: now_pop.population.revenue_in_window,
             as_of,
         };
         let cand_run = Run {
             policy: candidate,
             policy_version: 0,
-            population: &cand_pop.population,
+            population: Some(&cand_pop),
             population_id: 0,
+            company_revenue: cand_pop.population.revenue_in_window,
             as_of,
         };
         let mut impacts: BTreeMap<Dimension, Impact> = BTreeMap::new();
@@ -301,6 +351,9 @@ pub(super) struct Prepared {
     /// The feed cursor read before the facts (or with them): when it has not moved by the
     /// time the page is written, the facts were current.
     pub(super) cursor: i64,
+    /// The company revenue read with the facts (after the cursor), which their shares
+    /// are measured against.
+    pub(super) company_revenue: i64,
     /// The page's last customer.
     pub(super) last: Uuid,
     /// Its customers, classified.
@@ -327,20 +380,29 @@ pub(super) async fn prepare(
     size: u64,
 ) -> Result<Option<Prepared>, Error> {
     let conn = db.conn();
-    let (cursor, page, stored) = match store::read_page_with_results(&db, after, size).await {
-        Some(page) => {
-            let page = page?;
-            (page.cursor, page.facts, Some((page.writes, page.stored)))
-        }
-        None => {
-            let cursor = store::feed_cursor(conn).await?;
-            (cursor, store::facts_page(conn, after, size).await?, None)
-        }
-    };
+    let policy = &run.policy.policy;
+    let window = (
+        policy.currency_code.clone(),
+        window_hours(policy, run.as_of),
+    );
+    let (cursor, revenue, page, stored) =
+        match store::read_page_with_results(&db, after, size, window).await {
+            Some(page) => {
+                let page = page?;
+                let stored = Some((page.writes, page.stored));
+                (page.cursor, page.company_revenue, page.facts, stored)
+            }
+            None => {
+                let cursor = store::feed_cursor(conn).await?;
+                let revenue = store::company_revenue(conn, policy, run.as_of).await?;
+                let facts = store::facts_page(conn, after, size).await?;
+                (cursor, revenue, facts, None)
+            }
+        };
     let Some(last) = page.last().map(|f| f.id) else {
         return Ok(None);
     };
-    let classified = classify_all(conn, &run.borrow(), &page).await?;
+    let classified = classify_all(conn, &run.borrow(revenue), &page).await?;
     let compared = stored.map(|(writes, stored)| Compared {
         writes,
         replaced: classified
@@ -352,6 +414,7 @@ pub(super) async fn prepare(
     });
     Ok(Some(Prepared {
         cursor,
+        company_revenue: revenue,
         last,
         classified,
         compared,

@@ -177,6 +177,7 @@ pub(super) async fn record(
     let stamp = Stamp {
         policy_version: run.policy_version,
         population_id: run.population_id,
+        company_revenue: run.company_revenue,
         as_of: run.as_of,
     };
     if let Some((after, last)) = range {

@@ -10,6 +10,7 @@ mod m20261125_000004_write_counter;
 mod m20261202_000005_horizon;
 mod m20261202_000006_facts_v2;
 mod m20261202_000007_classified_through;
+mod m20261203_000008_company_revenue;
 
 /// The classification engine's migrator.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_horizon::Migration),
             Box::new(m20261202_000006_facts_v2::Migration),
             Box::new(m20261202_000007_classified_through::Migration),
+            Box::new(m20261203_000008_company_revenue::Migration),
         ]
     }
 

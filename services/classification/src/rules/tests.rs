@@ -42,7 +42,8 @@ fn with<'a>(policy: &'a Policy, population: &'a Population) -> Context<'a> {
         key_account: false,
         as_of: as_of(),
         policy,
-        population,
+        population: Some(population),
+        company_revenue: population.revenue_in_window,
         explain: true,
     }
 }
@@ -607,4 +608,66 @@ fn without_explanations_the_rules_decide_the_same_labels_by_the_same_rules() {
     }
     // The sample reaches most rules, so the comparison covers them.
     assert!(seen.len() >= 30, "{seen:?}");
+}
+
+// ---- TAXONOMY: population-relative labels before the first population ----
+
+#[test]
+fn before_the_first_population_the_labels_that_need_it_are_unspecified_and_say_why() {
+    let policy = Policy::default();
+    let population = Population::default();
+    let cx = Context {
+        population: None,
+        company_revenue: 50_000,
+        ..with(&policy, &population)
+    };
+    let mut f = buyer(3, 10, 10);
+    f.revenue_in_window = 40_000;
+    let labels = classify(&f, &cx);
+    for (rule, explanation) in [
+        (&labels.volume.rule, &labels.volume.explanation_en),
+        (
+            &labels.account_tier.rule,
+            &labels.account_tier.explanation_en,
+        ),
+        (&labels.rfm.segment.rule, &labels.rfm.segment.explanation_en),
+    ] {
+        assert!(rule.ends_with(".no_population"), "{rule}");
+        assert!(
+            explanation.starts_with("UNSPECIFIED: no population computed yet"),
+            "{explanation}"
+        );
+    }
+    assert_eq!(labels.volume.label, None);
+    assert_eq!(
+        labels.account_tier.label, None,
+        "not BOSS on 80 % of sales either"
+    );
+    assert_eq!((labels.rfm.recency, labels.rfm.segment.label), (0, None));
+    assert!(
+        labels
+            .account_tier
+            .explanation_es
+            .contains("aún no hay población")
+    );
+    // What does not depend on the population is decided as ever.
+    assert!(labels.lifecycle_stage.label.is_some());
+    assert!(labels.activity.label.is_some());
+    let fixed = Policy {
+        volume_mode: VolumeMode::Fixed,
+        ..Policy::default()
+    };
+    let cx = Context {
+        policy: &fixed,
+        ..cx
+    };
+    assert!(
+        volume(&f, &cx).label.is_some(),
+        "FIXED volume needs no population"
+    );
+    // A prospect is a prospect with or without one.
+    assert_eq!(
+        account_tier(&Features::default(), &cx, None).label,
+        Some(AccountTier::Prospect)
+    );
 }

@@ -16,6 +16,9 @@ pub enum Stored {
         policy_version: i64,
         /// The population (0: none).
         population_id: i64,
+        /// The company revenue its shares were measured against (None: stored before
+        /// it was kept).
+        company_revenue: Option<i64>,
         as_of: DateTime<Utc>,
         region: String,
         inputs: Box<Inputs>,
@@ -30,6 +33,7 @@ pub(crate) struct StoredRow {
     pub(super) customer: Uuid,
     pub(super) policy_version: i64,
     pub(super) population_id: Option<i64>,
+    pub(super) company_revenue: Option<i64>,
     pub(super) as_of: DateTime<Utc>,
     pub(super) region: String,
     pub(super) inputs: Option<Vec<u8>>,
@@ -43,6 +47,7 @@ impl StoredRow {
             customer: row.try_get("", "customer_id")?,
             policy_version: row.try_get("", "policy_version")?,
             population_id: row.try_get("", "population_id")?,
+            company_revenue: row.try_get("", "company_revenue")?,
             as_of: row.try_get("", "as_of")?,
             region: row.try_get("", "region")?,
             inputs: row.try_get("", "inputs")?,
@@ -62,6 +67,7 @@ impl StoredRow {
                 customer: self.customer,
                 policy_version: self.policy_version,
                 population_id: self.population_id.unwrap_or(0),
+                company_revenue: self.company_revenue,
                 as_of: self.as_of,
                 region: self.region,
                 inputs,
@@ -87,7 +93,7 @@ pub(super) fn encode_inputs(inputs: &Inputs) -> Result<Vec<u8>, Error> {
 }
 
 /// The columns a stored classification is read from.
-pub(super) const STORED_COLUMNS: [&str; 8] = [
+pub(super) const STORED_COLUMNS: [&str; 9] = [
     "customer_id",
     "policy_version",
     "population_id",
@@ -96,6 +102,7 @@ pub(super) const STORED_COLUMNS: [&str; 8] = [
     "inputs",
     "data",
     "body",
+    "company_revenue",
 ];
 
 /// The current classifications of `ids` (customers not classified are left out).
@@ -238,6 +245,8 @@ pub struct Stamp {
     pub policy_version: i64,
     /// The population (0: none).
     pub population_id: i64,
+    /// The company revenue the shares were measured against.
+    pub company_revenue: i64,
     pub as_of: DateTime<Utc>,
 }
 
@@ -250,11 +259,11 @@ pub async fn save_classifications(
     let mut columns = vec!["customer_id", "policy_version", "population_id", "as_of"];
     columns.extend(["region", "revenue_in_window", "body", "data", "inputs"]);
     columns.extend(LABEL_COLUMNS);
-    columns.extend(["traits", "codes"]);
-    let columns: [&str; 18] = columns
+    columns.extend(["traits", "codes", "company_revenue"]);
+    let columns: [&str; 19] = columns
         .try_into()
         .map_err(|_| Error::Internal("classification columns".into()))?;
-    let row = |r: &Record| -> Result<[SimpleExpr; 18], Error> {
+    let row = |r: &Record| -> Result<[SimpleExpr; 19], Error> {
         let [a, b, c, d, e, f, g] = r
             .codes
             .labels
@@ -286,6 +295,7 @@ pub async fn save_classifications(
             g,
             traits.into(),
             r.codes_text.clone().into(),
+            stamp.company_revenue.into(),
         ])
     };
     let (changed, same): (Vec<&Record>, Vec<&Record>) =

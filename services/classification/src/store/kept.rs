@@ -91,6 +91,8 @@ pub(super) async fn update_kept(
             .param(stamp.policy_version)
             .text(", population_id = ")
             .param(stamp.population_id)
+            .text(", company_revenue = ")
+            .param(stamp.company_revenue)
             .text(", as_of = ")
             .param(stamp.as_of)
             .text(
@@ -202,6 +204,7 @@ pub async fn stamp_range(
         .values([
             (t("policy_version"), stamp.policy_version.into()),
             (t("population_id"), stamp.population_id.into()),
+            (t("company_revenue"), stamp.company_revenue.into()),
             (t("as_of"), stamp.as_of.into()),
         ])
         .and_where(col("customer_id").lte(last));

@@ -23,7 +23,6 @@ use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;
 use crate::policy::{Policy, PolicyVersion};
-use crate::population::Population;
 
 /// Values in one `IN (...)` list (well inside both engines' parameter limits).
 const MAX_IN_LIST: usize = 1_000;
@@ -117,6 +116,7 @@ mod pending;
 mod policies;
 mod population;
 mod queries;
+mod revenue;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -130,4 +130,5 @@ pub use pending::*;
 pub use policies::*;
 pub use population::*;
 pub use queries::*;
+pub use revenue::*;
 pub(crate) use sqlite::*;

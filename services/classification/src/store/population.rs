@@ -3,15 +3,7 @@
 
 use super::*;
 
-/// The population's cut-offs as last computed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct PopulationSnapshot {
-    /// Policy version.
-    pub policy_version: i64,
-    pub as_of: DateTime<Utc>,
-    /// Cut-offs.
-    pub population: Population,
-}
+pub use crate::population::PopulationSnapshot;
 
 /// The last population computed, with its id, if any.
 pub async fn population(

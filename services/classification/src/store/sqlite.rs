@@ -45,6 +45,8 @@ pub(crate) fn sqlite_facts_page(
 pub(crate) struct SqlitePage {
     /// The feed cursor.
     pub cursor: i64,
+    /// The company revenue in the window asked for.
+    pub company_revenue: i64,
     /// [`classification_writes`].
     pub writes: i64,
     /// The facts, in id order.
@@ -66,6 +68,7 @@ pub(crate) fn sqlite_page(
     conn: &rusqlite::Connection,
     after: Option<Uuid>,
     limit: u64,
+    (currency, (first, last)): (String, (i64, i64)),
 ) -> rusqlite::Result<Result<SqlitePage, Error>> {
     let snapshot = conn.unchecked_transaction()?;
     let count = |table: &str| {
@@ -76,6 +79,12 @@ pub(crate) fn sqlite_page(
         )
     };
     let (cursor, writes) = (count("feed_cursor")?, count("write_counter")?);
+    let company_revenue = snapshot
+        .prepare_cached(
+            "SELECT COALESCE(SUM(amount_minor), 0) FROM company_revenue \
+             WHERE currency_code = ?1 AND hour >= ?2 AND hour <= ?3",
+        )?
+        .query_row(rusqlite::params![currency, first, last], |row| row.get(0))?;
     let facts = match sqlite_facts_page(&snapshot, after, limit)? {
         Ok(facts) => facts,
         Err(e) => return Ok(Err(e)),
@@ -100,6 +109,7 @@ pub(crate) fn sqlite_page(
     }
     Ok(Ok(SqlitePage {
         cursor,
+        company_revenue,
         writes,
         facts,
         stored,
@@ -145,6 +155,7 @@ impl StoredRow {
             inputs: row.get(5)?,
             data: row.get(6)?,
             body: row.get(7)?,
+            company_revenue: row.get(8)?,
         })
     }
 }
@@ -189,8 +200,12 @@ pub(crate) async fn read_page_with_results(
     db: &Db,
     after: Option<Uuid>,
     limit: u64,
+    revenue_window: (String, (i64, i64)),
 ) -> Option<Result<SqlitePage, Error>> {
-    on_blocking_thread(db, move |conn| sqlite_page(conn, after, limit)).await
+    on_blocking_thread(db, move |conn| {
+        sqlite_page(conn, after, limit, revenue_window)
+    })
+    .await
 }
 
 /// The current classification of `customer`, if any: read on the calling thread from a

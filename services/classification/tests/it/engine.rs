@@ -623,3 +623,221 @@ async fn stamps_every_result_it_keeps(engine: Engine) {
         }
     }
 }
+
+fn archived(id: Uuid) -> Change {
+    let Change::Profile(mut p) = profile(id) else {
+        unreachable!()
+    };
+    p.standing = Standing::Archived;
+    p.updated_at = as_of() - Duration::days(1);
+    Change::Profile(p)
+}
+
+/// TAXONOMY "Population-relative labels must never be false": the company revenue a
+/// share is measured against moves with every event (purchases, returns, archives,
+/// merges), so a customer who buys after the population was computed is not above
+/// 100 %; before the first population the labels that need it are unspecified and the
+/// result names none; after it, every result names the one it rests on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_are_of_the_revenue_the_facts_hold_and_results_name_their_population() {
+    let (engine, _dir) = engine().await;
+    shares_and_populations(engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_are_of_the_revenue_the_facts_hold_and_results_name_their_population_on_postgres() {
+    let Some(engine) = postgres_engine().await else {
+        return;
+    };
+    shares_and_populations(engine).await;
+}
+
+async fn shares_and_populations(engine: Engine) {
+    use clientela_classification::store;
+    use clientela_domain::taxonomy::AccountTier;
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let pa = Uuid::now_v7();
+    let ledger = |engine: &Engine| {
+        let engine = engine.clone();
+        async move {
+            store::company_revenue(engine.db().conn(), &Policy::default(), as_of())
+                .await
+                .unwrap()
+        }
+    };
+    let base = vec![
+        profile(a),
+        purchase(a, pa, 10, 1_000),
+        profile(b),
+        purchase(b, Uuid::now_v7(), 10, 3_000),
+    ];
+    engine.ingest(0, 4, base).await.unwrap();
+    engine.classify_pending(as_of()).await.unwrap();
+    let before = engine.classification(b).await.unwrap();
+    assert_eq!(before.population, None);
+    assert_eq!(before.labels.volume.label, None);
+    assert_eq!(before.labels.volume.rule, "volume.no_population");
+    assert_eq!(before.labels.account_tier.rule, "tier.no_population");
+    assert!(
+        before
+            .labels
+            .account_tier
+            .explanation_en
+            .contains("no population computed yet"),
+        "{}",
+        before.labels.account_tier.explanation_en
+    );
+    // The share itself is known: it needs no cut-off.
+    assert_eq!(
+        (before.company_revenue, before.share_of_sales_bp),
+        (4_000, 7_500)
+    );
+    assert!(engine.population_standing().await.unwrap().is_none());
+
+    engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
+    let b1 = engine.classification(b).await.unwrap();
+    let population = b1.population.expect("names its population");
+    assert_eq!((population.id, population.as_of), (1, as_of()));
+    assert_eq!(population.policy_version, 1);
+    assert_eq!(b1.labels.account_tier.label, Some(AccountTier::Boss));
+    assert_eq!(engine.population_standing().await.unwrap().unwrap().1, 0);
+
+    // C buys 6,000 after the population: 60 % of the 10,000 the facts hold, not 150 % of
+    // the population's 4,000; banded against that population at once.
+    let c_events = vec![profile(c), purchase(c, Uuid::now_v7(), 5, 6_000)];
+    engine.ingest(4, 6, c_events).await.unwrap();
+    engine.classify_pending(as_of()).await.unwrap();
+    let c1 = engine.classification(c).await.unwrap();
+    assert_eq!((c1.company_revenue, c1.share_of_sales_bp), (10_000, 6_000));
+    assert_eq!(c1.population.map(|p| p.id), Some(1));
+    assert_eq!(c1.labels.account_tier.label, Some(AccountTier::Boss));
+    let moved = engine.population_standing().await.unwrap().unwrap().1;
+    assert_eq!(moved, 15_000, "from 4,000 to 10,000");
+
+    // A returns everything and B is archived: both leave the company revenue.
+    let a_return = Change::Return {
+        customer: a,
+        purchase: pa,
+        id: Uuid::now_v7(),
+        at: as_of() - Duration::days(2),
+        amount_minor: 1_000,
+    };
+    engine
+        .ingest(6, 8, vec![a_return, archived(b)])
+        .await
+        .unwrap();
+    assert_eq!(ledger(&engine).await, 6_000);
+    // A merge moves revenue between customers and leaves the company's as it was.
+    let merge = Change::Merged {
+        survivor: a,
+        merged: c,
+    };
+    engine.ingest(8, 9, vec![merge]).await.unwrap();
+    assert_eq!(ledger(&engine).await, 6_000);
+    engine.classify_pending(as_of()).await.unwrap();
+    let survivor = engine.classification(a).await.unwrap();
+    assert_eq!(
+        (survivor.company_revenue, survivor.share_of_sales_bp),
+        (6_000, 10_000)
+    );
+
+    // A refresh starts from the same revenue the ledger holds.
+    engine.reclassify(None, None, |_| {}).await.unwrap();
+    let (_, moved) = engine.population_standing().await.unwrap().unwrap();
+    assert_eq!(moved, 0);
+    let refreshed = engine.classification(a).await.unwrap();
+    assert_eq!(refreshed.population.map(|p| p.id), Some(2));
+}
+
+/// Between a SetPolicy and the refresh it starts, the feed's classifications go on under
+/// the policy the stored population was computed with: a result never mixes one policy's
+/// rules with cut-offs computed under another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_classifies_under_the_policy_of_the_population_until_it_is_refreshed() {
+    let (engine, _dir) = engine().await;
+    let c = Uuid::now_v7();
+    engine
+        .ingest(
+            0,
+            2,
+            vec![profile(c), purchase(c, Uuid::now_v7(), 3, 1_000)],
+        )
+        .await
+        .unwrap();
+    engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
+    let candidate = Policy {
+        description: "a shorter window".into(),
+        window_days: 200,
+        ..Policy::default()
+    };
+    assert_eq!(
+        engine.set_policy(&candidate, None).await.unwrap().version,
+        2
+    );
+    engine
+        .ingest(2, 3, vec![purchase(c, Uuid::now_v7(), 2, 500)])
+        .await
+        .unwrap();
+    engine.classify_pending(as_of()).await.unwrap();
+    let got = engine.classification(c).await.unwrap();
+    assert_eq!(got.policy_version, 1);
+    assert_eq!(got.population.map(|p| p.policy_version), Some(1));
+    engine.reclassify(None, None, |_| {}).await.unwrap();
+    let got = engine.classification(c).await.unwrap();
+    assert_eq!(got.policy_version, 2);
+    assert_eq!(
+        got.population.map(|p| (p.id, p.policy_version)),
+        Some((2, 2))
+    );
+}
+
+/// An engine upgraded with facts stored before the company revenue was kept fills the
+/// ledger from them once at start-up, instead of replaying the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_engine_fills_the_company_revenue_from_its_facts() {
+    use sea_orm::ConnectionTrait;
+    let (engine, _dir) = engine().await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let events = vec![
+        profile(a),
+        purchase(a, Uuid::now_v7(), 3, 1_000),
+        profile(b),
+        purchase(b, Uuid::now_v7(), 30, 2_500),
+        purchase(b, Uuid::now_v7(), 400, 9_000),
+    ];
+    engine.ingest(0, 5, events).await.unwrap();
+    let policy = Policy::default();
+    let conn = engine.db().conn();
+    let kept = clientela_classification::store::company_revenue(conn, &policy, as_of())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept, 3_500,
+        "the purchase 400 days ago is outside the window"
+    );
+    for sql in [
+        "DELETE FROM company_revenue",
+        "UPDATE company_revenue_ledger SET complete = FALSE",
+    ] {
+        conn.execute_unprepared(sql).await.unwrap();
+    }
+    let again = Engine::new(engine.db().clone(), &policy, as_of())
+        .await
+        .unwrap();
+    let conn = again.db().conn();
+    let filled = clientela_classification::store::company_revenue(conn, &policy, as_of())
+        .await
+        .unwrap();
+    assert_eq!(filled, kept);
+    assert!(
+        clientela_classification::store::company_revenue_complete(conn)
+            .await
+            .unwrap()
+    );
+}

@@ -49,6 +49,17 @@ pub async fn spawn_replaying_app(engine: Engine) -> Option<TestApp> {
     .await
 }
 
+/// As [`spawn_app`], with the population refreshed on its schedule only after an hour,
+/// but whenever the company revenue moves more than 2 %, however recent.
+pub async fn spawn_drift_app(engine: Engine) -> Option<TestApp> {
+    spawn_app_with(engine, |c| {
+        c.population_refresh_secs = 3_600;
+        c.population_drift_bp = 200;
+        c.population_min_interval_secs = 0;
+    })
+    .await
+}
+
 async fn spawn_app_with(
     engine: Engine,
     tweak: impl FnOnce(&mut ClassificationSettings),

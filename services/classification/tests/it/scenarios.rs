@@ -889,3 +889,55 @@ both_engines!(
         assert_eq!(negative.code(), tonic::Code::InvalidArgument);
     }
 );
+
+// TAXONOMY: between refreshes the company revenue is current, and a move of more than
+// `population_drift` recomputes the population at once (here the schedule alone would
+// wait an hour); a smaller one leaves it.
+clientela_testkit::both_engines!(
+    crate::harness::spawn_drift_app,
+    the_population_is_recomputed_when_the_company_revenue_moves_more_than_the_drift,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let population = |c: &cpb::Classification| c.population.as_ref().map_or(0, |p| p.version);
+        let company = |c: &cpb::Classification| {
+            let f = c.features.as_ref().unwrap();
+            (
+                f.company_revenue_in_window.as_ref().unwrap().amount_minor,
+                f.share_of_sales_bp,
+            )
+        };
+        let ana = person(&mut registry, "Ana Grande").await;
+        buy(&mut registry, &ana, "D-1", 1, 1, 10_000, false).await;
+        let a = classified(&mut classifier, &ana, |c| {
+            population(c) > 0 && code(&c.volume) == "HIGH"
+        })
+        .await;
+        let first = population(&a);
+        let p = a.population.as_ref().unwrap();
+        assert_eq!(p.policy_version, 1);
+        assert!(p.compute_time.is_some());
+        assert_eq!(company(&a), (10_000, 10_000));
+
+        // 100 more is 1 % of the company revenue: the population stays.
+        let beto = person(&mut registry, "Beto Chico").await;
+        buy(&mut registry, &beto, "D-2", 1, 1, 100, false).await;
+        let b = classified(&mut classifier, &beto, |c| {
+            code(&c.lifecycle_stage) == "BUYER"
+        })
+        .await;
+        assert_eq!(company(&b), (10_100, 99));
+        assert_eq!(
+            population(&b),
+            first,
+            "below the drift: banded against the same one"
+        );
+
+        // 5,000 more is 49 %: recomputed without waiting for the hour.
+        let carla = person(&mut registry, "Carla Media").await;
+        buy(&mut registry, &carla, "D-3", 1, 1, 5_000, false).await;
+        let a = classified(&mut classifier, &ana, |c| population(c) > first).await;
+        assert_eq!(company(&a), (15_100, 6_622));
+        let c = classified(&mut classifier, &carla, |c| population(c) > first).await;
+        assert_eq!(company(&c).0, 15_100);
+    }
+);
