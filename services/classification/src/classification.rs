@@ -66,6 +66,40 @@ pub struct Inputs {
     pub key_account: bool,
     /// The features at the instant.
     pub features: Features,
+    /// Purchases in the window in other currencies than the policy's, left out of
+    /// revenue (the explanations name them).
+    pub left_out: Vec<LeftOut>,
+}
+
+/// Purchases in the window in one currency other than the policy's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub currency_code: String,
+    /// How many.
+    pub purchases: i64,
+    /// Their net amount, minor units of that currency.
+    pub amount_minor: i64,
+}
+
+/// [`Inputs`] as format 1 stored them, before `left_out`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputsV1 {
+    pub kind: CustomerKind,
+    pub high_expectations: bool,
+    pub key_account: bool,
+    pub features: Features,
+}
+
+impl From<InputsV1> for Inputs {
+    fn from(v1: InputsV1) -> Self {
+        Self {
+            kind: v1.kind,
+            high_expectations: v1.high_expectations,
+            key_account: v1.key_account,
+            features: v1.features,
+            left_out: Vec::new(),
+        }
+    }
 }
 
 /// The policy, its version, the population and the instant of a classification run.
@@ -101,12 +135,13 @@ impl Run<'_> {
             features: facts.features(self.as_of, self.policy, &|id| {
                 first_purchases.get(&id).copied()
             }),
+            left_out: facts.left_out(self.as_of, self.policy),
         };
         let labels = classify(&inputs.features, &self.context(facts.id, &inputs, false));
         Some((Codes::of(&labels), inputs))
     }
 
-    fn context(&self, customer: Uuid, inputs: &Inputs, explain: bool) -> Context<'_> {
+    fn context<'b>(&'b self, customer: Uuid, inputs: &'b Inputs, explain: bool) -> Context<'b> {
         Context {
             id: customer,
             kind: inputs.kind,
@@ -116,6 +151,7 @@ impl Run<'_> {
             policy: self.policy,
             population: self.population.map(|p| &p.population),
             company_revenue: self.company_revenue,
+            left_out: &inputs.left_out,
             explain,
         }
     }

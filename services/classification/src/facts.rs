@@ -10,6 +10,7 @@ use clientela_domain::taxonomy::{CustomerKind, DecisionRole, SurveyKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::classification::LeftOut;
 use crate::policy::{BP, Policy};
 
 /// Where the customer stands in the registry.
@@ -194,6 +195,36 @@ impl CustomerFacts {
             .map(|p| p.at)
     }
 
+    /// The counted purchases in `policy`'s window at `as_of` in other currencies than
+    /// its own, per currency (in code order): what its revenue leaves out.
+    pub fn left_out(&self, as_of: DateTime<Utc>, policy: &Policy) -> Vec<LeftOut> {
+        let start = as_of
+            .checked_sub_signed(Duration::days(i64::from(policy.window_days)))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut out: Vec<LeftOut> = Vec::new();
+        for p in self.purchases.iter().filter(|p| {
+            p.currency_code != policy.currency_code && p.at > start && p.counts_at(as_of)
+        }) {
+            let at = out.partition_point(|l| l.currency_code < p.currency_code);
+            if out
+                .get(at)
+                .is_none_or(|l| l.currency_code != p.currency_code)
+            {
+                out.insert(
+                    at,
+                    LeftOut {
+                        currency_code: p.currency_code.clone(),
+                        purchases: 0,
+                        amount_minor: 0,
+                    },
+                );
+            }
+            out[at].purchases += 1;
+            out[at].amount_minor += p.net_at(as_of);
+        }
+        out
+    }
+
     /// The features at `as_of` under `policy`. `first_purchase_of` tells when another
     /// customer first bought (for converted referrals).
     pub fn features(
@@ -249,14 +280,16 @@ impl CustomerFacts {
             .iter()
             .filter(|c| c.opened_at <= as_of && c.resolved_at.is_none_or(|r| r > as_of))
             .count() as i64;
-        let referrals_converted = self
-            .referrals
-            .iter()
-            .filter(|r| r.at <= as_of)
-            .map(|r| r.referred)
-            .collect::<std::collections::BTreeSet<_>>()
+        // Referred customers who went on to buy: a first purchase at or after the
+        // (earliest) referral, by `as_of`; one who had bought before is no conversion.
+        let mut referred: std::collections::BTreeMap<Uuid, DateTime<Utc>> = Default::default();
+        for r in self.referrals.iter().filter(|r| r.at <= as_of) {
+            let at = referred.entry(r.referred).or_insert(r.at);
+            *at = (*at).min(r.at);
+        }
+        let referrals_converted = referred
             .into_iter()
-            .filter(|id| first_purchase_of(*id).is_some_and(|t| t <= as_of))
+            .filter(|(id, at)| first_purchase_of(*id).is_some_and(|t| t >= *at && t <= as_of))
             .count() as i64;
         let discounted = counted.iter().filter(|p| p.discounted).count() as i64;
         Features {
@@ -527,6 +560,34 @@ mod tests {
             (1, 500),
             "a fully returned purchase no longer counts"
         );
+    }
+
+    #[test]
+    fn a_referral_converts_when_the_referred_customer_first_buys_after_it() {
+        let mut f = CustomerFacts::new(Uuid::from_u128(1), CustomerKind::Person);
+        let refer = |n: u128, d: i64| ReferralFact {
+            id: Uuid::from_u128(100 + n),
+            referred: Uuid::from_u128(n),
+            at: day(d),
+        };
+        // 2 first bought on day 15, after the referral on day 10; 3 had bought on day 5;
+        // 4 buys on day 40, after as_of; 5 was referred twice, first on day 1.
+        f.referrals = vec![
+            refer(2, 10),
+            refer(3, 10),
+            refer(4, 10),
+            refer(5, 20),
+            refer(5, 1),
+        ];
+        let firsts = |id: Uuid| match id.as_u128() {
+            2 => Some(day(15)),
+            3 => Some(day(5)),
+            4 => Some(day(40)),
+            5 => Some(day(3)),
+            _ => None,
+        };
+        let features = f.features(day(30), &Policy::default(), &firsts);
+        assert_eq!(features.referrals_converted, 2, "2 and 5");
     }
 
     #[test]

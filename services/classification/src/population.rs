@@ -55,6 +55,12 @@ pub struct Population {
     pub abc_medium: Option<Rank>,
     /// Last of the top buyers that are KEY accounts.
     pub key: Option<Rank>,
+    /// The ABC ranking in steps of 1 % of revenue: for each percent the revenue ranked
+    /// before a buyer first reaches, that buyer and the exact share (basis points). A
+    /// buyer's running share lies between the checkpoints around it, which is what its
+    /// volume explanation says without ranking everyone again.
+    #[serde(default)]
+    pub abc_curve: Vec<(Rank, i64)>,
     /// Recency (time of the last purchase, seconds).
     pub recency: QuintileBounds,
     /// Frequency (purchases).
@@ -161,6 +167,14 @@ impl Tally {
         let total = i128::from(population.revenue_in_window);
         let mut before: i128 = 0;
         for r in revenue.iter().filter(|r| r.value > 0) {
+            let before_bp = (before * i128::from(BP) / total.max(1)) as i64;
+            if population
+                .abc_curve
+                .last()
+                .is_none_or(|(_, last)| before_bp / 100 > last / 100)
+            {
+                population.abc_curve.push((*r, before_bp));
+            }
             // Inside a band while the revenue ranked before it is below the band's share.
             if before * i128::from(BP) < total * i128::from(policy.abc_high_cumulative_bp) {
                 population.abc_high = Some(*r);
@@ -188,6 +202,24 @@ impl Tally {
 }
 
 impl Population {
+    /// Where the revenue ranked before `rank` lies, in basis points of the population's
+    /// revenue: at least the first, below the second (the ABC curve's checkpoints around
+    /// it, both the same when `rank` is one; 10 000 past the last buyer).
+    pub fn running_share_bp(&self, rank: &Rank) -> (i64, i64) {
+        let at = self.abc_curve.partition_point(|(r, _)| r.within(rank));
+        let Some((before, low)) = at.checked_sub(1).map(|i| self.abc_curve[i]) else {
+            return (0, 0);
+        };
+        if before == *rank {
+            return (low, low);
+        }
+        // The checkpoint ranks above it, so its revenue is before it too.
+        let own =
+            i128::from(before.value) * i128::from(BP) / i128::from(self.revenue_in_window.max(1));
+        let high = self.abc_curve.get(at).map_or(BP, |(_, bp)| *bp);
+        ((low + own as i64).min(high), high)
+    }
+
     /// The cut-offs over every live customer's features.
     pub fn compute<'a>(
         customers: impl IntoIterator<Item = (Uuid, &'a Features)>,
@@ -260,6 +292,28 @@ mod tests {
             .collect();
         let p = Population::compute(features.iter().map(|(id, f)| (*id, f)), &Policy::default());
         assert_eq!(p.revenue_in_window, 100);
+        assert_eq!(
+            p.abc_curve,
+            vec![
+                (rank(50, 1), 0),
+                (rank(30, 2), 5_000),
+                (rank(10, 3), 8_000),
+                (rank(5, 4), 9_000),
+                (rank(5, 5), 9_500)
+            ]
+        );
+        assert_eq!(
+            p.running_share_bp(&rank(10, 3)),
+            (8_000, 8_000),
+            "exact at a checkpoint"
+        );
+        assert_eq!(
+            p.running_share_bp(&rank(20, 9)),
+            (8_000, 8_000),
+            "between two: 50 + 30 above"
+        );
+        assert_eq!(p.running_share_bp(&rank(5, 9)), (BP, BP), "after the last");
+        assert_eq!(p.running_share_bp(&rank(90, 9)), (0, 0), "above everyone");
         assert_eq!(p.abc_high, Some(rank(30, 2)));
         assert_eq!(p.abc_medium, Some(rank(5, 4)));
         assert_eq!(

@@ -9,6 +9,7 @@ use clientela_domain::taxonomy::{
 };
 use uuid::Uuid;
 
+use crate::classification::LeftOut;
 use crate::facts::Features;
 use crate::labels::{Decision, Labels, Observation, Rfm};
 use crate::policy::{BP, Policy, VolumeMode};
@@ -45,6 +46,8 @@ pub struct Context<'a> {
     /// The company's revenue in the window, kept current with the feed: the denominator
     /// of the share of sales.
     pub company_revenue: i64,
+    /// Purchases in the window in other currencies, left out of revenue.
+    pub left_out: &'a [LeftOut],
     /// Whether to say why: explanations and observations are built only then (a
     /// Reclassify needs the labels alone; formatting them was most of its rules' time).
     pub explain: bool,
@@ -451,8 +454,45 @@ fn no_population<L: Labeled>(
     )
 }
 
-/// Volume (seed 000): ABC over the population, or fixed amounts.
+/// Volume (seed 000): ABC over the population, or fixed amounts; the explanation names
+/// the purchases in other currencies that revenue leaves out.
 pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
+    let mut decision = volume_band(f, cx);
+    if cx.explain && !cx.left_out.is_empty() {
+        let list = |word: &str| {
+            cx.left_out
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {word} {} ({} {})",
+                        l.purchases, l.currency_code, l.amount_minor, l.currency_code
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        decision.explanation_en += &format!(
+            "; left out of revenue (not in {}): {}",
+            cx.policy.currency_code,
+            list("in")
+        );
+        decision.explanation_es += &format!(
+            "; fuera de los ingresos (no en {}): {}",
+            cx.policy.currency_code,
+            list("en")
+        );
+        let purchases: i64 = cx.left_out.iter().map(|l| l.purchases).sum();
+        decision.observations.push(Observation::new(
+            "purchases_in_other_currencies",
+            purchases,
+            "not in",
+            &cx.policy.currency_code,
+        ));
+    }
+    decision
+}
+
+fn volume_band(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
     use Volume::*;
     let p = cx.policy;
     if f.purchases_total == 0 {
@@ -510,56 +550,80 @@ pub fn volume(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
             };
             let inside =
                 |bound: Option<Rank>| revenue > 0 && bound.is_some_and(|b| rank.within(&b));
-            let (label, rule, band_en, band_es, share) = if inside(pop.abc_high) {
-                (
-                    High,
-                    "volume.abc_high",
-                    "the first",
-                    "el primer",
-                    p.abc_high_cumulative_bp,
-                )
+            let (high, medium) = (
+                i64::from(p.abc_high_cumulative_bp),
+                i64::from(p.abc_medium_cumulative_bp),
+            );
+            // The band's part of the running share: where the revenue ranked before the
+            // customer lies (the curve's 1 % steps, narrowed to the band).
+            let (label, rule, from, below) = if inside(pop.abc_high) {
+                (High, "volume.abc_high", 0, high)
             } else if inside(pop.abc_medium) {
-                (
-                    Medium,
-                    "volume.abc_medium",
-                    "up to",
-                    "hasta el",
-                    p.abc_medium_cumulative_bp,
-                )
+                (Medium, "volume.abc_medium", high, medium)
             } else {
+                (Low, "volume.abc_low", medium, BP + 1)
+            };
+            let why = || {
+                let share = pct(share_bp(revenue, cx.company_revenue));
+                let (en, es, observed) = if revenue <= 0 {
+                    (
+                        "no revenue in the window ranks last".to_owned(),
+                        "sin ingresos en la ventana queda al final".to_owned(),
+                        pct(BP),
+                    )
+                } else {
+                    let (low, high) = pop.running_share_bp(&rank);
+                    let (low, high) = (low.max(from), high.min(below).min(BP));
+                    let range = if low >= high {
+                        pct(low)
+                    } else {
+                        format!("{}-{}", pct(low), pct(high))
+                    };
+                    (
+                        format!("the buyers ranked above it make {range} of revenue"),
+                        format!("los compradores por encima suman {range} de los ingresos"),
+                        range,
+                    )
+                };
+                let (band_en, band_es) = match label {
+                    High => (
+                        format!("below {}", pct(high)),
+                        format!("bajo {}", pct(high)),
+                    ),
+                    Medium => (
+                        format!("from {} to below {}", pct(high), pct(medium)),
+                        format!("desde {} y bajo {}", pct(high), pct(medium)),
+                    ),
+                    Low => (
+                        format!("{} or more", pct(medium)),
+                        format!("{} o más", pct(medium)),
+                    ),
+                };
+                let bar = match label {
+                    High => format!("< {}", pct(high)),
+                    Medium => format!("{} - {}", pct(high), pct(medium)),
+                    Low => format!(">= {}", pct(medium)),
+                };
                 (
-                    Low,
-                    "volume.abc_low",
-                    "beyond",
-                    "más allá del",
-                    p.abc_medium_cumulative_bp,
+                    format!(
+                        "revenue {revenue} {} in {} days ({share} of company revenue {}); {en}: \
+                         {band_en}",
+                        p.currency_code, p.window_days, cx.company_revenue
+                    ),
+                    format!(
+                        "ingresos {revenue} {} en {} días ({share} de los ingresos de la empresa \
+                         {}); {es}: {band_es}",
+                        p.currency_code, p.window_days, cx.company_revenue
+                    ),
+                    vec![Observation::new(
+                        "revenue_ranked_above",
+                        observed,
+                        "in",
+                        bar,
+                    )],
                 )
             };
-            decide!(
-                cx,
-                Some(label),
-                rule,
-                format!(
-                    "revenue {revenue} {} in {} days ranks in {band_en} {} of company revenue ({})",
-                    p.currency_code,
-                    p.window_days,
-                    pct(i64::from(share)),
-                    cx.company_revenue
-                ),
-                format!(
-                    "ingresos {revenue} {} en {} días están en {band_es} {} de los ingresos de la empresa ({})",
-                    p.currency_code,
-                    p.window_days,
-                    pct(i64::from(share)),
-                    cx.company_revenue
-                ),
-                vec![Observation::new(
-                    "cumulative_revenue_share",
-                    band_en,
-                    "",
-                    pct(i64::from(share)),
-                )],
-            )
+            decide!(cx, Some(label), rule, why: why())
         }
     }
 }

@@ -44,6 +44,7 @@ fn with<'a>(policy: &'a Policy, population: &'a Population) -> Context<'a> {
         policy,
         population: Some(population),
         company_revenue: population.revenue_in_window,
+        left_out: &[],
         explain: true,
     }
 }
@@ -669,5 +670,81 @@ fn before_the_first_population_the_labels_that_need_it_are_unspecified_and_say_w
     assert_eq!(
         account_tier(&Features::default(), &cx, None).label,
         Some(AccountTier::Prospect)
+    );
+}
+
+#[test]
+fn the_volume_explanation_gives_the_running_share_and_the_purchases_left_out() {
+    // Revenues 50, 30, 10, 5, 5 of 100 (docs/CLASSIFICATION.md's example).
+    let policy = Policy::default();
+    let features: Vec<(Uuid, Features)> = [(1, 50), (2, 30), (3, 10), (4, 5), (5, 5)]
+        .into_iter()
+        .map(|(n, revenue)| {
+            let mut f = buyer(1, 0, 10);
+            f.revenue_in_window = revenue;
+            (id(n), f)
+        })
+        .collect();
+    let population = Population::compute(features.iter().map(|(id, f)| (*id, f)), &policy);
+    let explain = |n: u128, left_out: &[crate::classification::LeftOut]| {
+        let cx = Context {
+            id: id(n),
+            left_out,
+            ..with(&policy, &population)
+        };
+        volume(&features[n as usize - 1].1, &cx)
+    };
+    let medium = explain(3, &[]);
+    assert_eq!(medium.label, Some(Volume::Medium));
+    assert_eq!(
+        medium.explanation_en,
+        "MEDIUM: revenue 10 CLP in 365 days (10.00 % of company revenue 100); the buyers \
+         ranked above it make 80.00 % of revenue: from 80.00 % to below 95.00 %"
+    );
+    let low = explain(5, &[]);
+    assert!(
+        low.explanation_en
+            .ends_with("the buyers ranked above it make 95.00 % of revenue: 95.00 % or more"),
+        "{}",
+        low.explanation_en
+    );
+    // Placed between two checkpoints, narrowed to its band.
+    let cx = Context {
+        id: id(9),
+        ..with(&policy, &population)
+    };
+    let mut newcomer = buyer(1, 0, 10);
+    newcomer.revenue_in_window = 40;
+    let high = volume(&newcomer, &cx);
+    assert_eq!(high.label, Some(Volume::High));
+    assert!(
+        high.explanation_en
+            .contains("the buyers ranked above it make 50.00 % of revenue: below 80.00 %"),
+        "{}",
+        high.explanation_en
+    );
+    assert!(
+        high.explanation_es
+            .contains("los compradores por encima suman")
+    );
+    let usd = [crate::classification::LeftOut {
+        currency_code: "USD".into(),
+        purchases: 2,
+        amount_minor: 3_500,
+    }];
+    let with_usd = explain(3, &usd);
+    assert!(
+        with_usd
+            .explanation_en
+            .ends_with("; left out of revenue (not in CLP): 2 in USD (3500 USD)"),
+        "{}",
+        with_usd.explanation_en
+    );
+    assert!(with_usd.explanation_es.ends_with("2 en USD (3500 USD)"));
+    assert!(
+        with_usd
+            .observations
+            .iter()
+            .any(|o| o.feature == "purchases_in_other_currencies" && o.observed == "2")
     );
 }

@@ -4,7 +4,8 @@
 use super::*;
 
 /// The first byte of `classifications.inputs`: the encoding that follows (postcard).
-pub(super) const INPUTS_FORMAT: u8 = 1;
+/// Format 2 added `left_out`; format 1 still reads.
+pub(super) const INPUTS_FORMAT: u8 = 2;
 
 /// A classification as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +63,10 @@ impl StoredRow {
             Error::Internal(format!("corrupt classification in the database: {e}"))
         };
         if let Some(data) = self.inputs {
-            let inputs = Box::new(decode_binary(INPUTS_FORMAT, &data, "classification")?);
+            let inputs = Box::new(match data.first() {
+                Some(1) => decode_binary::<InputsV1>(1, &data, "classification")?.into(),
+                _ => decode_binary(INPUTS_FORMAT, &data, "classification")?,
+            });
             return Ok(Stored::Inputs {
                 customer: self.customer,
                 policy_version: self.policy_version,

@@ -18,7 +18,9 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::classification::{Classification, Codes, Inputs, LabelChange, TransitionQuery};
+use crate::classification::{
+    Classification, Codes, Inputs, InputsV1, LabelChange, TransitionQuery,
+};
 use crate::facts::CustomerFacts;
 use crate::filter::Filter;
 use crate::labels::Dimension;

@@ -37,10 +37,46 @@ fn inputs_round_trip_with_the_gaps_the_rules_read() {
             latest_nps: Some((9, Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap())),
             ..Default::default()
         },
+        left_out: vec![crate::classification::LeftOut {
+            currency_code: "USD".into(),
+            purchases: 2,
+            amount_minor: 3_500,
+        }],
     };
     let data = encode_inputs(&inputs).unwrap();
     assert_eq!(data[0], INPUTS_FORMAT);
     assert_eq!(postcard::from_bytes::<Inputs>(&data[1..]).unwrap(), inputs);
+}
+
+#[test]
+fn inputs_of_format_1_still_read() {
+    let features = crate::facts::Features {
+        purchases_total: 2,
+        revenue_in_window: 700,
+        ..Default::default()
+    };
+    let v1 = InputsV1 {
+        kind: CustomerKind::Person,
+        high_expectations: false,
+        key_account: true,
+        features: features.clone(),
+    };
+    let row = StoredRow {
+        customer: Uuid::from_u128(1),
+        policy_version: 1,
+        population_id: Some(1),
+        company_revenue: None,
+        as_of: Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(),
+        region: String::new(),
+        inputs: Some(encode_binary(1, &v1, "v1").unwrap()),
+        data: None,
+        body: String::new(),
+    };
+    let Stored::Inputs { inputs, .. } = row.decode().unwrap() else {
+        panic!("not inputs")
+    };
+    assert_eq!(inputs.features, features);
+    assert!(inputs.key_account && inputs.left_out.is_empty());
 }
 
 #[test]

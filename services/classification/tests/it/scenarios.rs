@@ -941,3 +941,53 @@ clientela_testkit::both_engines!(
         assert_eq!(company(&c).0, 15_100);
     }
 );
+
+both_engines!(
+    a_purchase_in_another_currency_is_named_as_left_out_of_revenue,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let eva = person(&mut registry, "Eva Viajera").await;
+        buy(&mut registry, &eva, "CUR-1", 2, 1, 8_000, false).await;
+        registry
+            .record_purchase(pb::RecordPurchaseRequest {
+                parent: eva.name.clone(),
+                purchase: Some(pb::Purchase {
+                    order_id: "CUR-2".into(),
+                    occur_time: Some(ts(DAY)),
+                    channel: pb::SalesChannel::Online as i32,
+                    lines: vec![pb::PurchaseLine {
+                        product_line: "lubricantes".into(),
+                        sku: "LUB-1".into(),
+                        quantity: 1,
+                        unit_price: Some(clientela_proto::clientela::common::v1::Money {
+                            currency_code: "USD".into(),
+                            amount_minor: 1_250,
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        let c = classified(&mut classifier, &eva, |c| {
+            c.features.as_ref().unwrap().purchases_total == 2 && c.population.is_some()
+        })
+        .await;
+        let f = c.features.as_ref().unwrap();
+        assert_eq!(f.revenue_in_window.as_ref().unwrap().amount_minor, 8_000);
+        let volume = c.volume.as_ref().unwrap();
+        assert!(
+            volume
+                .explanation_en
+                .ends_with("; left out of revenue (not in CLP): 1 in USD (1250 USD)"),
+            "{}",
+            volume.explanation_en
+        );
+        assert!(
+            volume
+                .explanation_es
+                .contains("fuera de los ingresos (no en CLP)")
+        );
+    }
+);
