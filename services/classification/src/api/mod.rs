@@ -138,11 +138,11 @@ impl ClassificationService for ClassificationApi {
         let query = pagination::fingerprint(&filter);
         let after: Option<Uuid> = pagination::decode(&req.page_token, query, "page_token")?;
         let event_sequence = self.applied(req.min_event_sequence, budget).await?;
-        let page = self.engine.list(&filter, after, limit).await?;
-        let next_page_token = match page.last() {
-            Some(last) if page.len() as u64 == limit => pagination::encode(query, &last.customer),
-            _ => String::new(),
-        };
+        let listed = self.engine.list(&filter, after, limit).await?;
+        let next_page_token = listed
+            .resume_after
+            .map_or_else(String::new, |last| pagination::encode(query, &last));
+        let page = listed.classifications;
         let mut classifications = Vec::with_capacity(page.len());
         for c in &page {
             let policy = self.engine.policy(c.policy_version).await?;

@@ -314,4 +314,6 @@ mod reads;
 mod reclassify;
 mod record;
 
+pub use reads::{FILTER_SCAN_MAX, Listed};
+
 use record::*;

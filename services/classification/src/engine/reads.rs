@@ -2,6 +2,22 @@
 //! listings, distributions, transitions and the change feed.
 
 use super::*;
+use crate::classification::Codes;
+use crate::filter::Subject;
+
+/// Results a listing reads per call, at most, when its filter names features the
+/// database does not hold (each is decoded and evaluated).
+pub const FILTER_SCAN_MAX: u64 = 10_000;
+/// Of those, read per query.
+const FILTER_SCAN_PAGE: u64 = 1_000;
+
+/// A page of [`Engine::list`].
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub classifications: Vec<Classification>,
+    /// Where the next page starts (None: no more).
+    pub resume_after: Option<Uuid>,
+}
 
 impl Engine {
     /// The registry sequence up to which every event's customers are classified (as
@@ -86,18 +102,61 @@ impl Engine {
         Ok(p)
     }
 
-    /// A page of classifications passing `filter`, after customer `after`.
+    /// Up to `limit` classifications passing `filter`, after customer `after`. A filter
+    /// the database applies whole reads one page; one on features it does not hold reads
+    /// on, evaluating each result, until the page is full or [`FILTER_SCAN_MAX`] results
+    /// were read (the listing then resumes after the last read, AIP-158: a page may be
+    /// short and still have a next one).
     pub async fn list(
         &self,
         filter: &Filter,
         after: Option<Uuid>,
         limit: u64,
-    ) -> Result<Vec<Classification>, Error> {
-        let mut out = Vec::new();
-        for stored in store::list_classifications(self.db.conn(), filter, after, limit).await? {
-            out.push(self.render(stored).await?);
+    ) -> Result<Listed, Error> {
+        let conn = self.db.conn();
+        let mut listed = Listed::default();
+        if filter.is_exact() {
+            for stored in store::list_classifications(conn, filter, after, limit).await? {
+                listed.classifications.push(self.render(stored).await?);
+            }
+            if listed.classifications.len() as u64 == limit {
+                listed.resume_after = listed.classifications.last().map(|c| c.customer);
+            }
+            return Ok(listed);
         }
-        Ok(out)
+        let (mut cursor, mut scanned) = (after, 0);
+        loop {
+            let read = FILTER_SCAN_PAGE.min(FILTER_SCAN_MAX - scanned);
+            let page = store::list_classifications(conn, filter, cursor, read).await?;
+            scanned += page.len() as u64;
+            let full = page.len() as u64 == read;
+            for stored in page {
+                let c = self.render(stored).await?;
+                cursor = Some(c.customer);
+                let codes = Codes::of(&c.labels);
+                let subject = Subject {
+                    region: &c.region,
+                    codes: &codes,
+                    features: &c.features,
+                    share_of_sales_bp: c.share_of_sales_bp,
+                    company_revenue: c.company_revenue,
+                };
+                if filter.matches(&subject) {
+                    listed.classifications.push(c);
+                    if listed.classifications.len() as u64 == limit {
+                        listed.resume_after = cursor;
+                        return Ok(listed);
+                    }
+                }
+            }
+            if !full {
+                return Ok(listed);
+            }
+            if scanned >= FILTER_SCAN_MAX {
+                listed.resume_after = cursor;
+                return Ok(listed);
+            }
+        }
     }
 
     /// Customers and revenue per label of `dimension`.

@@ -2,6 +2,8 @@
 //! new results replace, the label changes they make, in the caller's transaction.
 
 use super::*;
+use crate::filter::Subject;
+use crate::revenue::share_bp;
 
 /// When the customers `facts` referred first bought (by `as_of`), from `known` or the
 /// store.
@@ -116,9 +118,14 @@ pub(super) async fn record(
         }) => (Some((after, last)), replaced),
         None => (None, None),
     };
+    // A filter is evaluated on what is stored: the features it may compare, too.
+    let mut inputs: HashMap<Uuid, Stored> = HashMap::new();
     let replaced: HashMap<Uuid, store::Replaced> = match (only, ahead) {
         (Some(_), _) => {
             let ids: Vec<Uuid> = classified.iter().map(|c| c.id).collect();
+            for s in store::load_classifications(conn, &ids).await? {
+                inputs.insert(s.customer(), s);
+            }
             let mut found = store::load_current(conn, &ids).await?;
             classified
                 .iter()
@@ -144,8 +151,19 @@ pub(super) async fn record(
         let previous = replaced.get(&id);
         let stored = previous.and_then(|p| p.stored.as_ref());
         if let Some(only) = only {
-            let Some(current) = stored else { continue };
-            if !only.matches(&current.region, &current.codes()?) {
+            let (Some(current), Some(held)) = (stored, inputs.get(&id)) else {
+                continue;
+            };
+            let codes = current.codes()?;
+            let (features, company_revenue) = held.features();
+            let subject = Subject {
+                region: &current.region,
+                codes: &codes,
+                features,
+                share_of_sales_bp: share_bp(features.revenue_in_window, company_revenue),
+                company_revenue,
+            };
+            if !only.matches(&subject) {
                 continue;
             }
         }

@@ -29,6 +29,29 @@ pub enum Stored {
     Rendered(Box<Classification>),
 }
 
+impl Stored {
+    /// Whose it is.
+    pub fn customer(&self) -> Uuid {
+        match self {
+            Stored::Inputs { customer, .. } => *customer,
+            Stored::Rendered(c) => c.customer,
+        }
+    }
+
+    /// Its features and the company revenue its share was measured against (0 when
+    /// stored before that was kept).
+    pub fn features(&self) -> (&crate::facts::Features, i64) {
+        match self {
+            Stored::Inputs {
+                inputs,
+                company_revenue,
+                ..
+            } => (&inputs.features, company_revenue.unwrap_or(0)),
+            Stored::Rendered(c) => (&c.features, c.company_revenue),
+        }
+    }
+}
+
 /// The columns of a stored classification ([`STORED_COLUMNS`]), as read.
 pub(crate) struct StoredRow {
     pub(super) customer: Uuid,

@@ -1,6 +1,7 @@
 //! Queries over the classifications: filtered listings, distributions, transitions.
 
 use super::*;
+use crate::filter::{Expr as FilterExpr, Numeric};
 
 pub(super) fn label_column(dimension: Dimension) -> Option<&'static str> {
     match dimension {
@@ -24,8 +25,104 @@ pub(super) fn has_label(dimension: Dimension, code: &str) -> SimpleExpr {
     }
 }
 
-/// Up to `limit` classifications passing `filter` after customer `after`, in customer
-/// id order.
+/// What the database can apply of a filter expression.
+enum Approx {
+    /// No condition.
+    All,
+    /// No row.
+    Nobody,
+    Sql(SimpleExpr),
+}
+
+impl Approx {
+    fn not(self) -> Self {
+        match self {
+            Approx::All => Approx::Nobody,
+            Approx::Nobody => Approx::All,
+            Approx::Sql(c) => Approx::Sql(c.not()),
+        }
+    }
+}
+
+/// A condition every row `expr` accepts meets (`over`), or one only rows it accepts meet
+/// (not `over`): exact for labels, region, revenue and share of sales; for a feature the
+/// database does not hold, no condition (`over`) or no row. So `over` is exact for a
+/// filter of columns, and otherwise narrows the rows [`crate::filter::Filter::matches`]
+/// is evaluated on.
+fn approx(expr: &FilterExpr, over: bool) -> Approx {
+    match expr {
+        FilterExpr::Not(e) => approx(e, !over).not(),
+        FilterExpr::And(all) => {
+            let mut parts = Vec::new();
+            for e in all {
+                match approx(e, over) {
+                    Approx::All => {}
+                    Approx::Nobody => return Approx::Nobody,
+                    Approx::Sql(c) => parts.push(c),
+                }
+            }
+            parts
+                .into_iter()
+                .reduce(|a, b| a.and(b))
+                .map_or(Approx::All, Approx::Sql)
+        }
+        FilterExpr::Or(any) => {
+            let mut parts = Vec::new();
+            for e in any {
+                match approx(e, over) {
+                    Approx::All => return Approx::All,
+                    Approx::Nobody => {}
+                    Approx::Sql(c) => parts.push(c),
+                }
+            }
+            parts
+                .into_iter()
+                .reduce(|a, b| a.or(b))
+                .map_or(Approx::Nobody, Approx::Sql)
+        }
+        FilterExpr::Label {
+            dimension,
+            code,
+            equal,
+        } => {
+            let has = has_label(*dimension, code);
+            Approx::Sql(if *equal { has } else { has.not() })
+        }
+        FilterExpr::Region { region, equal } => {
+            let value = region.as_str();
+            Approx::Sql(if *equal {
+                col("region").eq(value)
+            } else {
+                col("region").ne(value)
+            })
+        }
+        FilterExpr::Number { field, op, value } => match number_column(*field) {
+            // The value is a parsed i64, so written into the statement as it is.
+            Some(column) => Approx::Sql(Expr::cust(format!("({column}) {} {value}", op.sql()))),
+            None if over => Approx::All,
+            None => Approx::Nobody,
+        },
+    }
+}
+
+/// The SQL of a numeric feature the classifications table holds, as the API shows it:
+/// the share of sales as [`crate::revenue::share_bp`] computes it (a result stored before
+/// the company revenue was kept counts 0 until the next refresh stamps it).
+fn number_column(field: Numeric) -> Option<&'static str> {
+    match field {
+        Numeric::RevenueInWindow => Some("revenue_in_window"),
+        Numeric::CompanyRevenueInWindow => Some("COALESCE(company_revenue, 0)"),
+        Numeric::ShareOfSalesBp => Some(
+            "CASE WHEN COALESCE(company_revenue, 0) <= 0 OR revenue_in_window <= 0 THEN 0 \
+             WHEN revenue_in_window >= company_revenue THEN 10000 \
+             ELSE revenue_in_window * 10000 / company_revenue END",
+        ),
+        _ => None,
+    }
+}
+
+/// Up to `limit` classifications passing what the database can apply of `filter` (all
+/// of it when [`Filter::is_exact`]) after customer `after`, in customer id order.
 pub async fn list_classifications(
     conn: &impl ConnectionTrait,
     filter: &Filter,
@@ -38,11 +135,12 @@ pub async fn list_classifications(
         .order_by(t("customer_id"), Order::Asc)
         .limit(limit)
         .to_owned();
-    for (dimension, code) in &filter.labels {
-        select.and_where(has_label(*dimension, code));
-    }
-    if let Some(region) = &filter.region {
-        select.and_where(col("region").eq(region.as_str()));
+    match filter.expr.as_ref().map(|e| approx(e, true)) {
+        None | Some(Approx::All) => {}
+        Some(Approx::Nobody) => return Ok(Vec::new()),
+        Some(Approx::Sql(condition)) => {
+            select.and_where(condition);
+        }
     }
     if let Some(after) = after {
         select.and_where(col("customer_id").gt(after));

@@ -302,8 +302,8 @@ async fn a_point_read_gives_what_the_pool_reads() {
         .await
         .unwrap();
     let listed = engine.list(&Filter::default(), None, 100).await.unwrap();
-    assert_eq!(listed.len(), customers.len());
-    for expected in listed {
+    assert_eq!(listed.classifications.len(), customers.len());
+    for expected in listed.classifications {
         assert_eq!(
             engine.classification(expected.customer).await.unwrap(),
             expected
@@ -840,4 +840,45 @@ async fn an_upgraded_engine_fills_the_company_revenue_from_its_facts() {
             .await
             .unwrap()
     );
+}
+
+/// A filter on a feature the database does not hold is evaluated on each stored result,
+/// at most FILTER_SCAN_MAX per call: a listing past that many non-matching results
+/// returns a short (here empty) page that says where to resume, and the next finds the
+/// matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_on_stored_features_reads_a_bounded_number_of_results_per_call() {
+    use clientela_classification::engine::FILTER_SCAN_MAX;
+    let (engine, _dir) = engine().await;
+    let mut customers: Vec<Uuid> = (0..FILTER_SCAN_MAX + 3).map(|_| Uuid::now_v7()).collect();
+    customers.sort();
+    let mut events = Vec::new();
+    for (n, c) in customers.iter().enumerate() {
+        events.push(profile(*c));
+        events.push(purchase(*c, Uuid::now_v7(), 20, 1_000));
+        if n as u64 >= FILTER_SCAN_MAX {
+            events.push(purchase(*c, Uuid::now_v7(), 10, 1_000));
+        }
+    }
+    engine.ingest(0, events.len() as i64, events).await.unwrap();
+    engine
+        .reclassify(Some(as_of()), None, |_| {})
+        .await
+        .unwrap();
+    let filter = Filter::parse("purchases_total >= 2", "filter").unwrap();
+    assert!(!filter.is_exact());
+    let first = engine.list(&filter, None, 50).await.unwrap();
+    assert!(first.classifications.is_empty());
+    let resume = first.resume_after.expect("a next page");
+    assert_eq!(resume, customers[FILTER_SCAN_MAX as usize - 1]);
+    let second = engine.list(&filter, Some(resume), 50).await.unwrap();
+    let found: Vec<Uuid> = second.classifications.iter().map(|c| c.customer).collect();
+    assert_eq!(found, customers[FILTER_SCAN_MAX as usize..].to_vec());
+    assert_eq!(second.resume_after, None);
+    // A Reclassify filtered on the same feature classifies only those three again.
+    let done = engine
+        .reclassify(Some(as_of()), Some(&filter), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.classified, 3);
 }

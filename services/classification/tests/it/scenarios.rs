@@ -426,9 +426,63 @@ both_engines!(
         let mut want: Vec<String> = frequent.iter().map(|c| c.name.clone()).collect();
         want.sort();
         assert_eq!(names, want);
+
+        // AIP-160: OR, NOT, parentheses, numeric features (applied by the database, or
+        // evaluated on the stored inputs), page by page.
+        let mut classifier2 = classifier.clone();
+        let mut list_all = async move |filter: &str| {
+            let mut names = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = classifier2
+                    .list_classifications(cpb::ListClassificationsRequest {
+                        filter: filter.into(),
+                        page_size: 2,
+                        page_token: token,
+                        min_event_sequence: 0,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                names.extend(page.classifications.into_iter().map(|c| c.customer));
+                token = page.next_page_token;
+                if token.is_empty() {
+                    return names;
+                }
+            }
+        };
+        let sorted = |cs: &[&pb::Customer]| {
+            let mut names: Vec<String> = cs.iter().map(|c| c.name.clone()).collect();
+            names.sort();
+            names
+        };
+        let buyers: Vec<&pb::Customer> = frequent.iter().chain(&once).collect();
+        assert_eq!(
+            list_all(r#"lifecycle_stage = "FREQUENT" or lifecycle_stage = "BUYER""#).await,
+            sorted(&buyers)
+        );
+        let once_refs: Vec<&pb::Customer> = once.iter().collect();
+        assert_eq!(
+            list_all(r#"NOT lifecycle_stage = "PROSPECT" AND purchases_total <= 1"#).await,
+            sorted(&once_refs),
+            "purchases_total is evaluated on the stored inputs"
+        );
+        assert_eq!(
+            list_all(r#"(revenue_in_window > 5000 OR trait = "PROSPECT") AND -lifecycle_stage = "PROSPECT""#).await,
+            want
+        );
+        assert_eq!(
+            list_all(r#"share_of_sales_bp > 0 AND share_of_sales_bp < 10000"#).await,
+            sorted(&buyers)
+        );
         for (filter, needle) in [
             (r#"stage = "FREQUENT""#, "\"stage\""),
-            (r#"lifecycle_stage = "BOSS""#, "\"BOSS\""),
+            (
+                r#"lifecycle_stage = "BOSS""#,
+                "\"BOSS\" is not a label of lifecycle_stage; use one of PROSPECT",
+            ),
+            (r#"purchases_total >= "3""#, "compares with a number"),
+            (r#"(volume = "HIGH""#, "not closed"),
         ] {
             let err = classifier
                 .list_classifications(cpb::ListClassificationsRequest {
@@ -989,5 +1043,314 @@ both_engines!(
                 .explanation_es
                 .contains("fuera de los ingresos (no en CLP)")
         );
+    }
+);
+
+// One customer built to match each category of the seed documents (TAXONOMY.md),
+// written through the registry and classified by the engine from its feed, in one
+// population (company revenue 940,500 CLP in the window): every label below is what
+// the seeds call that customer. Categories other scenarios build in detail (UNCONDITIONAL,
+// INACTIVE_LAPSED, KEY, SMALL, an open complaint over a good score) are there.
+both_engines!(
+    every_seed_category_has_a_customer_who_gets_its_label,
+    |app: TestApp| async move {
+        use cpb::Classification;
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        struct Case {
+            name: &'static str,
+            organization: bool,
+            influence: Option<pb::Influence>,
+            /// (days ago, CLP, discounted)
+            purchases: Vec<(i64, i64, bool)>,
+            surveys: Vec<(pb::SurveyKind, i32)>,
+            complaints: usize,
+            labels: Vec<(&'static str, &'static str)>,
+            traits: Vec<&'static str>,
+        }
+        let role = |r: pb::DecisionRole| {
+            Some(pb::Influence {
+                decision_role: r as i32,
+                ..Default::default()
+            })
+        };
+        let cases = vec![
+            Case {
+                // 004 "Clientes Jefes": 60 % of sales; 000 "alto volumen", a wholesaler.
+                name: "Mayorista Jefe SpA",
+                organization: true,
+                influence: None,
+                purchases: vec![
+                    (10, 150_000, false),
+                    (60, 150_000, false),
+                    (110, 150_000, false),
+                    (160, 150_000, false),
+                ],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![
+                    ("account_tier", "BOSS"),
+                    ("volume", "HIGH"),
+                    ("lifecycle_stage", "FREQUENT"),
+                    ("activity", "ACTIVE_FREQUENT"),
+                ],
+                traits: vec![],
+            },
+            Case {
+                // HIGH volume, 9 % of sales, no growth to measure: a sound REGULAR account.
+                name: "Regina Regular",
+                organization: false,
+                influence: None,
+                purchases: vec![(30, 90_000, false)],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![
+                    ("account_tier", "REGULAR"),
+                    ("volume", "HIGH"),
+                    ("lifecycle_stage", "BUYER"),
+                    ("activity", "ACTIVE_NEW"),
+                ],
+                traits: vec![],
+            },
+            Case {
+                // 004 "Clientes estratégicos": revenue ×4 over the previous window, 8 %.
+                name: "Estrella Creciente",
+                organization: false,
+                influence: None,
+                purchases: vec![(400, 20_000, false), (20, 80_000, false)],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![
+                    ("account_tier", "STRATEGIC"),
+                    ("lifecycle_stage", "SPORADIC"),
+                    ("activity", "ACTIVE_HABITUAL"),
+                ],
+                traits: vec![],
+            },
+            Case {
+                // 001 "Clientes leales": frequent for over a year; NPS 7 is SATISFIED.
+                name: "Fidel Leal",
+                organization: false,
+                influence: None,
+                purchases: vec![
+                    (400, 5_000, false),
+                    (20, 15_000, false),
+                    (80, 15_000, false),
+                    (140, 15_000, false),
+                    (200, 15_000, false),
+                ],
+                surveys: vec![(pb::SurveyKind::Nps, 7)],
+                complaints: 0,
+                labels: vec![
+                    ("lifecycle_stage", "FREQUENT"),
+                    ("satisfaction", "SATISFIED"),
+                ],
+                traits: vec!["LOYAL"],
+            },
+            Case {
+                // 001 "Clientes ocasionales": gaps of 80 and 10 days; 000 "volumen medio";
+                // CSAT 5 is VERY_SATISFIED.
+                name: "Olga Ocasional",
+                organization: false,
+                influence: None,
+                purchases: vec![
+                    (100, 20_000, false),
+                    (90, 20_000, false),
+                    (10, 10_000, false),
+                ],
+                surveys: vec![(pb::SurveyKind::Csat, 5)],
+                complaints: 0,
+                labels: vec![
+                    ("volume", "MEDIUM"),
+                    ("satisfaction", "VERY_SATISFIED"),
+                    ("lifecycle_stage", "SPORADIC"),
+                ],
+                traits: vec!["OCCASIONAL"],
+            },
+            Case {
+                // 001 "Clientes sensibles al precio": every purchase discounted.
+                name: "Pedro Precio",
+                organization: false,
+                influence: None,
+                purchases: vec![(15, 10_000, true), (45, 10_000, true), (75, 10_000, true)],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![],
+                traits: vec!["PRICE_SENSITIVE"],
+            },
+            Case {
+                // 000 "compra una única vez" long ago.
+                name: "Una Vez Antigua",
+                organization: false,
+                influence: None,
+                purchases: vec![(200, 10_000, false)],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![
+                    ("lifecycle_stage", "BUYER"),
+                    ("activity", "INACTIVE_ONE_TIME"),
+                ],
+                traits: vec![],
+            },
+            Case {
+                // 000/001 "grandes influyentes": 20,000 followers.
+                name: "Ines Influyente",
+                organization: false,
+                influence: Some(pb::Influence {
+                    audience_reach: 20_000,
+                    ..Default::default()
+                }),
+                purchases: vec![(5, 15_000, false)],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![("influence", "MAJOR_INFLUENCER")],
+                traits: vec!["INFLUENTIAL"],
+            },
+            Case {
+                // 000 "influencia familiar".
+                name: "Fabiola Familia",
+                organization: false,
+                influence: role(pb::DecisionRole::Household),
+                purchases: vec![(5, 3_000, false)],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![("influence", "FAMILY")],
+                traits: vec![],
+            },
+            Case {
+                // 000 "influencia organizativa": decides an organization's purchases.
+                name: "Orlando Organizacion",
+                organization: false,
+                influence: role(pb::DecisionRole::DecisionMaker),
+                purchases: vec![(5, 1_500, false)],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![("influence", "ORGANIZATIONAL")],
+                traits: vec![],
+            },
+            Case {
+                // 004 "transaccionales": the smallest buyer, cost to serve unknown; 001
+                // "exigentes": two complaints in the window, still open: DISSATISFIED.
+                name: "Tomas Transaccional",
+                organization: false,
+                influence: None,
+                purchases: vec![(5, 1_000, false)],
+                surveys: vec![],
+                complaints: 2,
+                labels: vec![
+                    ("account_tier", "TRANSACTIONAL"),
+                    ("volume", "LOW"),
+                    ("satisfaction", "DISSATISFIED"),
+                ],
+                traits: vec!["DEMANDING", "DISSATISFIED"],
+            },
+            Case {
+                // 003 "cliente potencial".
+                name: "Paula Potencial",
+                organization: false,
+                influence: None,
+                purchases: vec![],
+                surveys: vec![],
+                complaints: 0,
+                labels: vec![
+                    ("lifecycle_stage", "PROSPECT"),
+                    ("account_tier", "PROSPECT"),
+                ],
+                traits: vec!["PROSPECT"],
+            },
+        ];
+        let mut created = Vec::new();
+        for (n, case) in cases.iter().enumerate() {
+            let kind = if case.organization {
+                pb::CustomerKind::Organization
+            } else {
+                pb::CustomerKind::Person
+            };
+            let customer = registry
+                .create_customer(pb::CreateCustomerRequest {
+                    customer: Some(pb::Customer {
+                        kind: kind as i32,
+                        display_name: case.name.into(),
+                        influence: case.influence,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .customer
+                .unwrap();
+            for (i, (days, amount, discounted)) in case.purchases.iter().enumerate() {
+                let order = format!("SEED-{n}-{i}");
+                buy(
+                    &mut registry,
+                    &customer,
+                    &order,
+                    *days,
+                    1,
+                    *amount,
+                    *discounted,
+                )
+                .await;
+            }
+            for (kind, score) in &case.surveys {
+                survey(&mut registry, &customer, *kind, *score, 3).await;
+            }
+            for i in 0..case.complaints {
+                registry
+                    .open_complaint(pb::OpenComplaintRequest {
+                        parent: customer.name.clone(),
+                        complaint: Some(pb::Complaint {
+                            subject: format!("Reclamo {i}"),
+                            ..Default::default()
+                        }),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .unwrap();
+            }
+            created.push(customer);
+        }
+        let label = |c: &Classification, dimension: &str| -> String {
+            let result = match dimension {
+                "lifecycle_stage" => &c.lifecycle_stage,
+                "activity" => &c.activity,
+                "satisfaction" => &c.satisfaction,
+                "volume" => &c.volume,
+                "influence" => &c.influence,
+                "account_tier" => &c.account_tier,
+                other => panic!("no dimension {other}"),
+            };
+            code(result).to_owned()
+        };
+        for (case, customer) in cases.iter().zip(&created) {
+            let purchases = case.purchases.len() as i64;
+            let c = classified(&mut classifier, customer, |c| {
+                let f = c.features.as_ref().unwrap();
+                f.purchases_total == purchases
+                    && f.company_revenue_in_window.as_ref().map(|m| m.amount_minor) == Some(940_500)
+                    && c.population.is_some()
+                    && case.labels.iter().all(|(d, want)| label(c, d) == *want)
+                    && case.traits.iter().all(|t| traits(c).contains(t))
+            })
+            .await;
+            // Every label that holds says why, in both languages.
+            for (dimension, _) in &case.labels {
+                let result = match *dimension {
+                    "lifecycle_stage" => &c.lifecycle_stage,
+                    "activity" => &c.activity,
+                    "satisfaction" => &c.satisfaction,
+                    "volume" => &c.volume,
+                    "influence" => &c.influence,
+                    _ => &c.account_tier,
+                };
+                let r = result.as_ref().unwrap();
+                assert!(
+                    !r.explanation_en.is_empty() && !r.explanation_es.is_empty(),
+                    "{}: {r:?}",
+                    case.name
+                );
+            }
+        }
     }
 );
