@@ -13,7 +13,7 @@ use clientela_runtime::{Error, WriteTx};
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Standing};
 use crate::projection::Change;
 
 /// How often the engine classifies and refreshes while it follows the feed.
@@ -136,28 +136,33 @@ impl Projection for Following {
     }
 }
 
-/// Why the population is to be recomputed now, if it is: `standing` is the stored
-/// population's instant and how far the company revenue has moved since, in basis
-/// points (None: no population yet). The first one waits for the initial replay to
-/// catch up (computed over half a feed, it would band everyone against the wrong cut-offs
-/// and then be recomputed at once); drift is looked at only once caught up, where every
-/// batch is a few events (a replay moves the revenue all the time).
+/// Why the population is to be recomputed now, if it is, from where the stored one
+/// stands (None: no population yet). The first one waits for the initial replay to catch
+/// up (computed over half a feed, it would band everyone against the wrong cut-offs and
+/// then be recomputed at once); drift is looked at only once caught up, where every batch
+/// is a few events (a replay moves the revenue all the time). A population stored with no
+/// revenue ranks nobody who has some, so the first revenue refreshes it without waiting
+/// for the minimum interval (a fresh install's first buyer read LOW for a minute).
 fn refresh_due(
-    standing: Option<(DateTime<Utc>, i64)>,
+    standing: Option<Standing>,
     caught_up: bool,
     schedule: &Schedule,
     now: DateTime<Utc>,
 ) -> Option<&'static str> {
-    let Some((at, moved_bp)) = standing else {
+    let Some(standing) = standing else {
         return caught_up.then_some("first population");
     };
-    let age = (now - at).to_std().unwrap_or(Duration::ZERO);
+    let age = (now - standing.as_of).to_std().unwrap_or(Duration::ZERO);
     if age >= schedule.population_refresh {
         return Some("schedule");
     }
-    (caught_up
-        && moved_bp > schedule.population_drift_bp
-        && age >= schedule.population_min_interval)
+    if !caught_up {
+        return None;
+    }
+    if standing.from_zero {
+        return Some("first company revenue");
+    }
+    (standing.moved_bp > schedule.population_drift_bp && age >= schedule.population_min_interval)
         .then_some("company revenue moved")
 }
 
@@ -187,6 +192,7 @@ mod tests {
         };
         let now = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
         let ago = |secs| now - chrono::Duration::seconds(secs);
+        let standing = |secs, baseline, current| Some(Standing::new(ago(secs), baseline, current));
         assert_eq!(
             refresh_due(None, false, &schedule, now),
             None,
@@ -197,28 +203,39 @@ mod tests {
             Some("first population")
         );
         assert_eq!(
-            refresh_due(Some((ago(600), 0)), false, &schedule, now),
+            refresh_due(standing(600, 100, 100), false, &schedule, now),
             Some("schedule")
         );
         assert_eq!(
-            refresh_due(Some((ago(599), 200)), true, &schedule, now),
+            refresh_due(standing(599, 10_000, 10_200), true, &schedule, now),
             None,
             "2 % is not more than 2 %"
         );
         assert_eq!(
-            refresh_due(Some((ago(60), 201)), true, &schedule, now),
+            refresh_due(standing(60, 10_000, 9_799), true, &schedule, now),
             Some("company revenue moved")
         );
         assert_eq!(
-            refresh_due(Some((ago(59), 5_000)), true, &schedule, now),
+            refresh_due(standing(59, 10_000, 15_000), true, &schedule, now),
             None,
             "no storm"
         );
         assert_eq!(
-            refresh_due(Some((ago(60), 5_000)), false, &schedule, now),
+            refresh_due(standing(60, 10_000, 15_000), false, &schedule, now),
             None,
             "replaying"
         );
+        // Computed before anyone bought: the first revenue does not wait a minute.
+        assert_eq!(
+            refresh_due(standing(1, 0, 1), true, &schedule, now),
+            Some("first company revenue")
+        );
+        assert_eq!(
+            refresh_due(standing(1, 0, 1), false, &schedule, now),
+            None,
+            "replaying"
+        );
+        assert_eq!(refresh_due(standing(1, 0, 0), true, &schedule, now), None);
     }
 
     #[test]

@@ -202,22 +202,32 @@ impl Tally {
 }
 
 impl Population {
+    /// Whether it ranks any buyer with revenue in the window: one computed before anyone
+    /// bought cannot place a buyer who has (it would read LOW, not a KEY account).
+    pub fn ranks_revenue(&self) -> bool {
+        self.abc_high.is_some()
+    }
+
     /// Where the revenue ranked before `rank` lies, in basis points of the population's
     /// revenue: at least the first, below the second (the ABC curve's checkpoints around
-    /// it, both the same when `rank` is one; 10 000 past the last buyer).
-    pub fn running_share_bp(&self, rank: &Rank) -> (i64, i64) {
+    /// it, both the same when `rank` is one; 10 000 past the last buyer). None when it
+    /// keeps no curve (no buyer with revenue, or stored before the curve was kept).
+    pub fn running_share_bp(&self, rank: &Rank) -> Option<(i64, i64)> {
+        if self.abc_curve.is_empty() {
+            return None;
+        }
         let at = self.abc_curve.partition_point(|(r, _)| r.within(rank));
         let Some((before, low)) = at.checked_sub(1).map(|i| self.abc_curve[i]) else {
-            return (0, 0);
+            return Some((0, 0));
         };
         if before == *rank {
-            return (low, low);
+            return Some((low, low));
         }
         // The checkpoint ranks above it, so its revenue is before it too.
         let own =
             i128::from(before.value) * i128::from(BP) / i128::from(self.revenue_in_window.max(1));
         let high = self.abc_curve.get(at).map_or(BP, |(_, bp)| *bp);
-        ((low + own as i64).min(high), high)
+        Some(((low + own as i64).min(high), high))
     }
 
     /// The cut-offs over every live customer's features.
@@ -304,16 +314,29 @@ mod tests {
         );
         assert_eq!(
             p.running_share_bp(&rank(10, 3)),
-            (8_000, 8_000),
+            Some((8_000, 8_000)),
             "exact at a checkpoint"
         );
         assert_eq!(
             p.running_share_bp(&rank(20, 9)),
-            (8_000, 8_000),
+            Some((8_000, 8_000)),
             "between two: 50 + 30 above"
         );
-        assert_eq!(p.running_share_bp(&rank(5, 9)), (BP, BP), "after the last");
-        assert_eq!(p.running_share_bp(&rank(90, 9)), (0, 0), "above everyone");
+        assert_eq!(
+            p.running_share_bp(&rank(5, 9)),
+            Some((BP, BP)),
+            "after the last"
+        );
+        assert_eq!(
+            p.running_share_bp(&rank(90, 9)),
+            Some((0, 0)),
+            "above everyone"
+        );
+        assert_eq!(
+            Population::default().running_share_bp(&rank(5, 9)),
+            None,
+            "no curve"
+        );
         assert_eq!(p.abc_high, Some(rank(30, 2)));
         assert_eq!(p.abc_medium, Some(rank(5, 4)));
         assert_eq!(

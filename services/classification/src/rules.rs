@@ -430,28 +430,55 @@ pub fn satisfaction(f: &Features, cx: &Context<'_>) -> Decision<Satisfaction> {
     )
 }
 
-/// A label that needs the population, before the first one is computed: unspecified,
-/// saying so (TAXONOMY: population-relative labels are never guessed).
-fn no_population<L: Labeled>(
+/// Why a label that needs the population is unspecified (TAXONOMY: population-relative
+/// labels are never guessed).
+#[derive(Debug, Clone, Copy)]
+enum Unplaced {
+    /// None is computed yet.
+    NoPopulation,
+    /// The one in use was computed before any buyer had revenue in the window, so it
+    /// ranks no one like this customer (the first company revenue refreshes it at once).
+    Unranked,
+}
+
+fn unplaced<L: Labeled>(
     cx: &Context<'_>,
+    why: Unplaced,
     rule: &'static str,
     needs_en: &str,
     needs_es: &str,
 ) -> Decision<L> {
-    decide!(
-        cx,
-        None,
-        rule,
-        format!(
-            "no population computed yet: {needs_en} are decided once the engine has caught up \
-             with the registry's feed"
+    let why = || match why {
+        Unplaced::NoPopulation => (
+            format!(
+                "no population computed yet: {needs_en} are decided once the engine has caught \
+                 up with the registry's feed"
+            ),
+            format!(
+                "aún no hay población calculada: {needs_es} se deciden cuando el motor se ponga \
+                 al día con el feed del registro"
+            ),
+            vec![Observation::new("population", "none", "=", "none")],
         ),
-        format!(
-            "aún no hay población calculada: {needs_es} se deciden cuando el motor se ponga al \
-             día con el feed del registro"
+        Unplaced::Unranked => (
+            format!(
+                "the population in use was computed before any buyer had revenue in the window, \
+                 so it cannot rank this one: {needs_en} are decided against the next population"
+            ),
+            format!(
+                "la población en uso se calculó antes de que algún comprador tuviera ingresos en \
+                 la ventana y no puede ordenar a este: {needs_es} se deciden con la próxima \
+                 población"
+            ),
+            vec![Observation::new(
+                "population_buyers_with_revenue",
+                0,
+                ">",
+                0,
+            )],
         ),
-        vec![Observation::new("population", "none", "=", "none")],
-    )
+    };
+    decide!(cx, None, rule, why: why())
 }
 
 /// Volume (seed 000): ABC over the population, or fixed amounts; the explanation names
@@ -537,13 +564,23 @@ fn volume_band(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
         }
         VolumeMode::Abc => {
             let Some(pop) = cx.population else {
-                return no_population(
+                return unplaced(
                     cx,
+                    Unplaced::NoPopulation,
                     "volume.no_population",
                     "the volume bands",
                     "las bandas de volumen",
                 );
             };
+            if revenue > 0 && !pop.ranks_revenue() {
+                return unplaced(
+                    cx,
+                    Unplaced::Unranked,
+                    "volume.unranked",
+                    "the volume bands",
+                    "las bandas de volumen",
+                );
+            }
             let rank = Rank {
                 value: revenue,
                 id: cx.id,
@@ -571,9 +608,15 @@ fn volume_band(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
                         "sin ingresos en la ventana queda al final".to_owned(),
                         pct(BP),
                     )
-                } else {
-                    let (low, high) = pop.running_share_bp(&rank);
-                    let (low, high) = (low.max(from), high.min(below).min(BP));
+                } else if let Some(range) = pop.running_share_bp(&rank) {
+                    // Narrowed to the band where the two meet; the curve's own range
+                    // where they do not.
+                    let (low, high) = match range {
+                        (low, high) if low < below && high >= from => {
+                            (low.max(from), high.min(below).min(BP))
+                        }
+                        range => range,
+                    };
                     let range = if low >= high {
                         pct(low)
                     } else {
@@ -583,6 +626,16 @@ fn volume_band(f: &Features, cx: &Context<'_>) -> Decision<Volume> {
                         format!("the buyers ranked above it make {range} of revenue"),
                         format!("los compradores por encima suman {range} de los ingresos"),
                         range,
+                    )
+                } else {
+                    (
+                        "ranked against the population in use, stored before it kept running \
+                         shares (the next one gives it)"
+                            .to_owned(),
+                        "ordenado con la población en uso, guardada antes de que guardara \
+                         participaciones acumuladas (la próxima la da)"
+                            .to_owned(),
+                        "unknown".to_owned(),
                     )
                 };
                 let (band_en, band_es) = match label {
@@ -717,8 +770,9 @@ pub fn account_tier(
         );
     }
     let Some(pop) = cx.population else {
-        return no_population(
+        return unplaced(
             cx,
+            Unplaced::NoPopulation,
             "tier.no_population",
             "the share of buyers that are KEY and the volume band",
             "la proporción de compradores CLAVE y la banda de volumen",
@@ -762,6 +816,15 @@ pub fn account_tier(
         id: cx.id,
     };
     let top = revenue > 0 && pop.key.is_some_and(|b| rank.within(&b));
+    if !top && !cx.key_account && revenue > 0 && !pop.ranks_revenue() {
+        return unplaced(
+            cx,
+            Unplaced::Unranked,
+            "tier.unranked",
+            "the share of buyers that are KEY and the volume band",
+            "la proporción de compradores CLAVE y la banda de volumen",
+        );
+    }
     if top || cx.key_account {
         let observations = || {
             vec![Observation::new(
@@ -1131,18 +1194,25 @@ pub fn rfm(f: &Features, cx: &Context<'_>) -> Rfm {
             ),
         };
     };
-    let Some(pop) = cx.population else {
-        return Rfm {
-            recency: 0,
-            frequency: 0,
-            monetary: 0,
-            segment: no_population(
-                cx,
-                "rfm.no_population",
-                "the RFM quintiles",
-                "los quintiles RFM",
-            ),
-        };
+    let pop = match cx.population {
+        None => Err(Unplaced::NoPopulation),
+        Some(pop) if pop.buyers == 0 => Err(Unplaced::Unranked),
+        Some(pop) => Ok(pop),
+    };
+    let pop = match pop {
+        Ok(pop) => pop,
+        Err(why) => {
+            let rule = match why {
+                Unplaced::NoPopulation => "rfm.no_population",
+                Unplaced::Unranked => "rfm.unranked",
+            };
+            return Rfm {
+                recency: 0,
+                frequency: 0,
+                monetary: 0,
+                segment: unplaced(cx, why, rule, "the RFM quintiles", "los quintiles RFM"),
+            };
+        }
     };
     let score = |value: i64, bounds| quintile_score(&Rank { value, id: cx.id }, bounds);
     let r = score(last.timestamp(), &pop.recency);

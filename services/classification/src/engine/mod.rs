@@ -315,5 +315,6 @@ mod reclassify;
 mod record;
 
 pub use reads::{FILTER_SCAN_MAX, Listed};
+pub use reclassify::Standing;
 
 use record::*;

@@ -21,6 +21,37 @@ fn not_before(as_of: DateTime<Utc>, stored: Option<DateTime<Utc>>) -> Result<Dat
     }
 }
 
+/// The stored population's instant and how far the company revenue has moved from the
+/// one it was stored with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub as_of: DateTime<Utc>,
+    /// Basis points of the revenue it was stored with (from none to some: `i64::MAX`).
+    pub moved_bp: i64,
+    /// It was stored with no company revenue and there is some now: it ranks no buyer
+    /// with revenue, so a buyer's volume band and tier wait for the next one.
+    pub from_zero: bool,
+}
+
+impl Standing {
+    pub fn new(as_of: DateTime<Utc>, baseline: i64, current: i64) -> Self {
+        let moved = i128::from(current) - i128::from(baseline);
+        let moved_bp = match baseline {
+            0 if moved == 0 => 0,
+            0 => i64::MAX,
+            base => {
+                let bp = moved.abs() * i128::from(crate::policy::BP) / i128::from(base).abs();
+                i64::try_from(bp).unwrap_or(i64::MAX)
+            }
+        };
+        Standing {
+            as_of,
+            moved_bp,
+            from_zero: baseline == 0 && current != 0,
+        }
+    }
+}
+
 impl Engine {
     /// The last population and the policy version it was computed under, for
     /// classifying at `as_of`: a result never mixes a policy with cut-offs computed
@@ -60,27 +91,20 @@ impl Engine {
             .map(|(_, p)| p.as_of))
     }
 
-    /// The stored population's instant and how far the company revenue (under the
-    /// current policy, now) has moved from the one it was stored with, in basis points
-    /// (from none to some: as far as it goes); None before the first population.
-    pub async fn population_standing(&self) -> Result<Option<(DateTime<Utc>, i64)>, Error> {
+    /// Where the stored population stands against the company revenue now (under the
+    /// current policy); None before the first population.
+    pub async fn population_standing(&self) -> Result<Option<Standing>, Error> {
         let Some((_, snapshot)) = store::population(self.db.conn()).await? else {
             return Ok(None);
         };
         let policy = self.current_policy().await?;
         let now = clientela_runtime::time::now();
         let current = store::company_revenue(self.db.conn(), &policy.policy, now).await?;
-        let base = snapshot.baseline_revenue();
-        let moved = i128::from(current) - i128::from(base);
-        let moved_bp = match base {
-            0 if moved == 0 => 0,
-            0 => i64::MAX,
-            base => {
-                let bp = moved.abs() * i128::from(crate::policy::BP) / i128::from(base).abs();
-                i64::try_from(bp).unwrap_or(i64::MAX)
-            }
-        };
-        Ok(Some((snapshot.as_of, moved_bp)))
+        Ok(Some(Standing::new(
+            snapshot.as_of,
+            snapshot.baseline_revenue(),
+            current,
+        )))
     }
 
     /// FAILED_PRECONDITION if a Reclassify at `as_of` would take labels back in time;

@@ -49,6 +49,20 @@ fn with<'a>(policy: &'a Policy, population: &'a Population) -> Context<'a> {
     }
 }
 
+/// A population whose top buyer holds all of `revenue`.
+fn ranked(revenue: i64) -> Population {
+    Population {
+        customers: 1,
+        buyers: 1,
+        revenue_in_window: revenue,
+        abc_high: Some(Rank {
+            value: revenue,
+            id: id(0),
+        }),
+        ..Population::default()
+    }
+}
+
 fn labels(f: &Features) -> Labels {
     classify(f, &with(&Policy::default(), &Population::default()))
 }
@@ -374,10 +388,7 @@ fn seed_004_cliente_clave_is_a_top_buyer_or_flagged() {
 #[test]
 fn seed_004_cliente_estrategico_grows_twenty_percent() {
     let policy = Policy::default();
-    let population = Population {
-        revenue_in_window: 1_000_000,
-        ..Population::default()
-    };
+    let population = ranked(1_000_000);
     let cx = with(&policy, &population);
     let mut f = buyer(3, 30, 10);
     f.revenue_prev_window = 10_000;
@@ -396,10 +407,7 @@ fn seed_004_cliente_estrategico_grows_twenty_percent() {
 #[test]
 fn medium_and_high_buyers_below_the_top_are_regular_never_transactional() {
     let policy = Policy::default();
-    let population = Population {
-        revenue_in_window: 1_000_000,
-        ..Population::default()
-    };
+    let population = ranked(1_000_000);
     let cx = with(&policy, &population);
     let mut f = buyer(3, 30, 10);
     f.revenue_in_window = 50_000;
@@ -436,10 +444,7 @@ fn medium_and_high_buyers_below_the_top_are_regular_never_transactional() {
 #[test]
 fn seed_004_cliente_pequeno_costs_more_than_its_margin() {
     let policy = Policy::default();
-    let population = Population {
-        revenue_in_window: 1_000_000,
-        ..Population::default()
-    };
+    let population = ranked(1_000_000);
     let cx = with(&policy, &population);
     let mut f = buyer(2, 30, 10);
     f.revenue_in_window = 1_000;
@@ -671,6 +676,112 @@ fn before_the_first_population_the_labels_that_need_it_are_unspecified_and_say_w
         account_tier(&Features::default(), &cx, None).label,
         Some(AccountTier::Prospect)
     );
+}
+
+/// A fresh install's first population is computed over prospects alone; until the
+/// first revenue refreshes it, a buyer is not ranked against it (it read LOW, "the buyers
+/// ranked above it make 95.00 % of revenue", holding all of it).
+#[test]
+fn a_population_computed_before_anyone_bought_ranks_no_buyer() {
+    let policy = Policy::default();
+    let mut tally = crate::population::Tally::default();
+    tally.add(id(1), &Features::default());
+    let population = tally.finish(&policy);
+    assert!(!population.ranks_revenue());
+    let cx = Context {
+        company_revenue: 40_000,
+        ..with(&policy, &population)
+    };
+    let mut f = buyer(1, 0, 10);
+    f.revenue_in_window = 2_000;
+    let labels = classify(&f, &cx);
+    for (decision_rule, rule, explanation) in [
+        (
+            &labels.volume.rule,
+            "volume.unranked",
+            &labels.volume.explanation_en,
+        ),
+        (
+            &labels.account_tier.rule,
+            "tier.unranked",
+            &labels.account_tier.explanation_en,
+        ),
+        (
+            &labels.rfm.segment.rule,
+            "rfm.unranked",
+            &labels.rfm.segment.explanation_en,
+        ),
+    ] {
+        assert_eq!(decision_rule, rule);
+        assert!(
+            explanation.starts_with(
+                "UNSPECIFIED: the population in use was computed before any buyer had revenue"
+            ),
+            "{explanation}"
+        );
+    }
+    assert_eq!(labels.volume.label, None, "not LOW");
+    assert_eq!(labels.account_tier.label, None);
+    assert_eq!((labels.rfm.recency, labels.rfm.segment.label), (0, None));
+    assert!(
+        labels
+            .volume
+            .explanation_es
+            .contains("no puede ordenar a este")
+    );
+    // What the current company revenue decides alone is decided: a tenth of it is BOSS...
+    f.revenue_in_window = 4_000;
+    assert_eq!(
+        classify(&f, &cx).account_tier.label,
+        Some(AccountTier::Boss)
+    );
+    // ...and a key account flagged in the registry is KEY.
+    f.revenue_in_window = 1_000;
+    let flagged = Context {
+        key_account: true,
+        ..cx
+    };
+    assert_eq!(
+        classify(&f, &flagged).account_tier.label,
+        Some(AccountTier::Key)
+    );
+    // A buyer with no revenue in the window ranks last against any population.
+    f.revenue_in_window = 0;
+    assert_eq!(volume(&f, &cx).label, Some(Volume::Low));
+}
+
+/// A population stored before it kept the ABC curve bands as ever, and its explanation
+/// says it cannot give the running share instead of making one up.
+#[test]
+fn without_the_abc_curve_the_volume_explanation_gives_no_running_share() {
+    let policy = Policy::default();
+    let population = Population {
+        customers: 3,
+        buyers: 3,
+        revenue_in_window: 100,
+        abc_high: Some(Rank {
+            value: 60,
+            id: id(1),
+        }),
+        abc_medium: Some(Rank {
+            value: 30,
+            id: id(2),
+        }),
+        ..Population::default()
+    };
+    let cx = with(&policy, &population);
+    let mut f = buyer(1, 0, 10);
+    f.revenue_in_window = 10;
+    let decision = volume(&f, &cx);
+    assert_eq!(decision.label, Some(Volume::Low));
+    assert!(
+        decision
+            .explanation_en
+            .contains("ranked against the population in use, stored before it kept running shares"),
+        "{}",
+        decision.explanation_en
+    );
+    assert!(!decision.explanation_en.contains("95.00 % of revenue"));
 }
 
 #[test]

@@ -665,6 +665,13 @@ async fn shares_and_populations(engine: Engine) {
                 .unwrap()
         }
     };
+    let moved_bp = |engine: &Engine| {
+        let engine = engine.clone();
+        async move {
+            let standing = engine.population_standing().await.unwrap();
+            standing.expect("a population").moved_bp
+        }
+    };
     let base = vec![
         profile(a),
         purchase(a, pa, 10, 1_000),
@@ -703,7 +710,7 @@ async fn shares_and_populations(engine: Engine) {
     assert_eq!((population.id, population.as_of), (1, as_of()));
     assert_eq!(population.policy_version, 1);
     assert_eq!(b1.labels.account_tier.label, Some(AccountTier::Boss));
-    assert_eq!(engine.population_standing().await.unwrap().unwrap().1, 0);
+    assert_eq!(moved_bp(&engine).await, 0);
 
     // C buys 6,000 after the population: 60 % of the 10,000 the facts hold, not 150 % of
     // the population's 4,000; banded against that population at once.
@@ -714,7 +721,7 @@ async fn shares_and_populations(engine: Engine) {
     assert_eq!((c1.company_revenue, c1.share_of_sales_bp), (10_000, 6_000));
     assert_eq!(c1.population.map(|p| p.id), Some(1));
     assert_eq!(c1.labels.account_tier.label, Some(AccountTier::Boss));
-    let moved = engine.population_standing().await.unwrap().unwrap().1;
+    let moved = moved_bp(&engine).await;
     assert_eq!(moved, 15_000, "from 4,000 to 10,000");
 
     // A returns everything and B is archived: both leave the company revenue.
@@ -746,7 +753,7 @@ async fn shares_and_populations(engine: Engine) {
 
     // A refresh starts from the same revenue the ledger holds.
     engine.reclassify(None, None, |_| {}).await.unwrap();
-    let (_, moved) = engine.population_standing().await.unwrap().unwrap();
+    let moved = moved_bp(&engine).await;
     assert_eq!(moved, 0);
     let refreshed = engine.classification(a).await.unwrap();
     assert_eq!(refreshed.population.map(|p| p.id), Some(2));

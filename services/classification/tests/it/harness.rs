@@ -60,6 +60,16 @@ pub async fn spawn_drift_app(engine: Engine) -> Option<TestApp> {
     .await
 }
 
+/// As [`spawn_app`], with the population refreshed only after an hour, by schedule or by
+/// drift: what a fresh install's first purchase meets when nothing else refreshes it.
+pub async fn spawn_slow_refresh_app(engine: Engine) -> Option<TestApp> {
+    spawn_app_with(engine, |c| {
+        c.population_refresh_secs = 3_600;
+        c.population_min_interval_secs = 3_600;
+    })
+    .await
+}
+
 async fn spawn_app_with(
     engine: Engine,
     tweak: impl FnOnce(&mut ClassificationSettings),

@@ -996,6 +996,65 @@ clientela_testkit::both_engines!(
     }
 );
 
+// A fresh install: the first population is computed over a prospect alone. The first
+// purchase is never banded against it (it read LOW, "the buyers ranked above it make
+// 95.00 % of revenue", for the minimum interval): it waits UNSPECIFIED, saying why, and
+// the first company revenue refreshes the population at once, however recent.
+clientela_testkit::both_engines!(
+    crate::harness::spawn_slow_refresh_app,
+    a_fresh_install_ranks_its_first_buyer_at_once,
+    |app: TestApp| async move {
+        let (mut registry, mut classifier) = (app.registry.clone(), app.classifier.clone());
+        let population = |c: &cpb::Classification| c.population.as_ref().map_or(0, |p| p.version);
+        let pia = person(&mut registry, "Pía Prospecto").await;
+        let p = classified(&mut classifier, &pia, |c| population(c) > 0).await;
+        assert_eq!(code(&p.account_tier), "PROSPECT");
+        let first = population(&p);
+
+        let ana = person(&mut registry, "Ana Primera").await;
+        buy(&mut registry, &ana, "F-1", 1, 1, 10_000, false).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let c = classifier
+                .get_classification(cpb::GetClassificationRequest {
+                    customer: ana.name.clone(),
+                    min_event_sequence: 0,
+                })
+                .await
+                .map(|r| r.into_inner().classification.unwrap());
+            if let Ok(c) = c {
+                let volume = c.volume.as_ref().unwrap();
+                match code(&c.volume) {
+                    // Before the purchase is seen, and then before the refresh.
+                    "" if volume.rule == "volume.no_purchase" => {}
+                    "" if population(&c) == first => {
+                        assert_eq!(volume.rule, "volume.unranked", "{c:#?}");
+                        assert!(volume.explanation_en.contains("computed before any buyer"));
+                    }
+                    "HIGH" => {
+                        assert!(population(&c) > first, "{c:#?}");
+                        assert_eq!(code(&c.account_tier), "BOSS");
+                        assert!(
+                            volume
+                                .explanation_en
+                                .contains("100.00 % of company revenue"),
+                            "{}",
+                            volume.explanation_en
+                        );
+                        break;
+                    }
+                    _ => panic!("the first buyer holds all revenue: {c:#?}"),
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the first revenue did not refresh the population in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+);
+
 both_engines!(
     a_purchase_in_another_currency_is_named_as_left_out_of_revenue,
     |app: TestApp| async move {
