@@ -69,6 +69,7 @@ impl Engine {
                 population: None,
                 population_id: 0,
                 as_of,
+                revenue: Mutex::default(),
             });
         };
         let policy = if snapshot.policy_version == current.version {
@@ -81,6 +82,7 @@ impl Engine {
             population: Some(Arc::new(snapshot)),
             population_id,
             as_of,
+            revenue: Mutex::default(),
         })
     }
 
@@ -152,8 +154,9 @@ impl Engine {
         let stored = store::population(tx.conn()).await?.map(|(_, p)| p.as_of);
         not_before(as_of, stored)?;
         let mut population = population;
-        population.company_revenue =
-            Some(store::company_revenue(tx.conn(), &policy.policy, as_of).await?);
+        let revenue = store::company_revenue(tx.conn(), &policy.policy, as_of).await?;
+        let cursor = store::feed_cursor(tx.conn()).await?;
+        population.company_revenue = Some(revenue);
         let population_id = store::save_population(tx.conn(), &population).await?;
         tx.commit().await?;
         let owned = Arc::new(OwnedRun {
@@ -161,6 +164,7 @@ impl Engine {
             population: Some(Arc::new(population)),
             population_id,
             as_of,
+            revenue: Mutex::new(Some((cursor, revenue))),
         });
         // Each page is read and classified on another thread while the page before it is
         // written: the two halves of the work take about as long, so two cores do a
@@ -187,7 +191,8 @@ impl Engine {
             // Reclassify calls): what each page replaces is read inside the lock, or read
             // ahead and found unchanged inside it, so a change is never recorded twice.
             clientela_runtime::db::transaction_lock(conn, FEED_LOCK).await?;
-            let (classified, whole, revenue) = if store::feed_cursor(conn).await? == page.cursor {
+            let cursor = store::feed_cursor(conn).await?;
+            let (classified, whole, revenue) = if cursor == page.cursor {
                 // Everyone in the page's range is classified now, on current facts.
                 // A whole page of a full Reclassify: the results it keeps are stamped by
                 // range, with the comparison read ahead if nobody else wrote since.
@@ -219,7 +224,7 @@ impl Engine {
                 let ids: Vec<Uuid> = page.classified.iter().map(|c| c.id).collect();
                 let mut facts = store::load_facts(conn, &ids).await?;
                 facts.sort_unstable_by_key(|f| f.id);
-                let revenue = store::company_revenue(conn, &owned.policy.policy, as_of).await?;
+                let revenue = owned.company_revenue(conn, cursor).await?;
                 (
                     classify_all(conn, &owned.borrow(revenue), &facts).await?,
                     None,
@@ -409,16 +414,18 @@ pub(super) async fn prepare(
         policy.currency_code.clone(),
         window_hours(policy, run.as_of),
     );
+    let known = *run.revenue.lock().map_err(poisoned)?;
     let (cursor, revenue, page, stored) =
-        match store::read_page_with_results(&db, after, size, window).await {
+        match store::read_page_with_results(&db, after, size, window, known).await {
             Some(page) => {
                 let page = page?;
+                run.remember_revenue(page.cursor, page.company_revenue);
                 let stored = Some((page.writes, page.stored));
                 (page.cursor, page.company_revenue, page.facts, stored)
             }
             None => {
                 let cursor = store::feed_cursor(conn).await?;
-                let revenue = store::company_revenue(conn, policy, run.as_of).await?;
+                let revenue = run.company_revenue(conn, cursor).await?;
                 let facts = store::facts_page(conn, after, size).await?;
                 (cursor, revenue, facts, None)
             }

@@ -63,12 +63,15 @@ pub(crate) struct StoredResult {
     pub(super) inputs: Option<Vec<u8>>,
 }
 
-/// Up to `limit` customers after `after` read from a SQLite file (see [`SqlitePage`]).
+/// Up to `limit` customers after `after` read from a SQLite file (see [`SqlitePage`]);
+/// `known` is the company revenue in the window read at a feed cursor, taken as it is
+/// when the cursor has not moved.
 pub(crate) fn sqlite_page(
     conn: &rusqlite::Connection,
     after: Option<Uuid>,
     limit: u64,
     (currency, (first, last)): (String, (i64, i64)),
+    known: Option<(i64, i64)>,
 ) -> rusqlite::Result<Result<SqlitePage, Error>> {
     let snapshot = conn.unchecked_transaction()?;
     let count = |table: &str| {
@@ -79,12 +82,15 @@ pub(crate) fn sqlite_page(
         )
     };
     let (cursor, writes) = (count("feed_cursor")?, count("write_counter")?);
-    let company_revenue = snapshot
-        .prepare_cached(
-            "SELECT COALESCE(SUM(amount_minor), 0) FROM company_revenue \
-             WHERE currency_code = ?1 AND hour >= ?2 AND hour <= ?3",
-        )?
-        .query_row(rusqlite::params![currency, first, last], |row| row.get(0))?;
+    let company_revenue = match known {
+        Some((at, revenue)) if at == cursor => revenue,
+        _ => snapshot
+            .prepare_cached(
+                "SELECT COALESCE(SUM(amount_minor), 0) FROM company_revenue \
+                 WHERE currency_code = ?1 AND hour >= ?2 AND hour <= ?3",
+            )?
+            .query_row(rusqlite::params![currency, first, last], |row| row.get(0))?,
+    };
     let facts = match sqlite_facts_page(&snapshot, after, limit)? {
         Ok(facts) => facts,
         Err(e) => return Ok(Err(e)),
@@ -201,9 +207,10 @@ pub(crate) async fn read_page_with_results(
     after: Option<Uuid>,
     limit: u64,
     revenue_window: (String, (i64, i64)),
+    known: Option<(i64, i64)>,
 ) -> Option<Result<SqlitePage, Error>> {
     on_blocking_thread(db, move |conn| {
-        sqlite_page(conn, after, limit, revenue_window)
+        sqlite_page(conn, after, limit, revenue_window, known)
     })
     .await
 }
