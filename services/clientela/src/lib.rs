@@ -4,6 +4,7 @@
 use clientela_classification::ClassificationSettings;
 use clientela_registry::RegistrySettings;
 use clientela_runtime::{App, CommonSettings, ServeError};
+use clientela_territory::TerritorySettings;
 use serde::Deserialize;
 
 /// A service the binary can run.
@@ -13,10 +14,16 @@ pub enum Service {
     Registry,
     /// The classification engine (follows the registry's feed).
     Classification,
+    /// Territory models and their territories.
+    Territory,
 }
 
 /// Every service, in start order.
-pub const ALL_SERVICES: &[Service] = &[Service::Registry, Service::Classification];
+pub const ALL_SERVICES: &[Service] = &[
+    Service::Registry,
+    Service::Classification,
+    Service::Territory,
+];
 
 /// All settings: the shared sections and one section per service.
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +36,8 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// `[classification]`.
     pub classification: ClassificationSettings,
+    /// `[territory]`.
+    pub territory: TerritorySettings,
 }
 
 /// The services named, or all of them when none is.
@@ -51,6 +60,9 @@ pub async fn migrate(settings: &Settings, services: Vec<Service>) -> Result<(), 
                 clientela_classification::open_database(&settings.common, &settings.classification)
                     .await?;
             }
+            Service::Territory => {
+                clientela_territory::open_database(&settings.common, &settings.territory).await?;
+            }
         }
         tracing::info!(?service, "migrated");
     }
@@ -67,6 +79,9 @@ pub async fn build(settings: &Settings, services: Vec<Service>) -> Result<App, S
             }
             Service::Classification => {
                 clientela_classification::register(&mut app, &settings.classification).await?;
+            }
+            Service::Territory => {
+                clientela_territory::register(&mut app, &settings.territory).await?;
             }
         }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use clientela_domain::Labeled;
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
+use clientela_runtime::error::check_etag;
 use clientela_runtime::idempotency::RequestKey;
 use clientela_runtime::{Conn, Db, Error, WriteTx};
 use tokio::sync::watch;
@@ -52,18 +53,6 @@ fn check_not_future(at: DateTime<Utc>, now: DateTime<Utc>, field: &str) -> Resul
         return Err(Error::invalid(field, "must not be in the future"));
     }
     Ok(())
-}
-
-fn check_etag(current: &str, given: Option<&str>, what: &str) -> Result<(), Error> {
-    match given {
-        Some(etag) if etag != current => Err(Error::aborted(
-            "ETAG_MISMATCH",
-            format!(
-                "the {what} changed since it was read (etag {etag}, now {current}); read it again"
-            ),
-        )),
-        _ => Ok(()),
-    }
 }
 
 fn require_live(c: &Customer, action: &str) -> Result<(), Error> {

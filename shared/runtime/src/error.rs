@@ -241,6 +241,20 @@ impl From<Error> for Status {
     }
 }
 
+/// ABORTED when the caller sent an etag (`given`) and the `what` it names has another
+/// one now (AIP-154): it read a version someone has since changed.
+pub fn check_etag(current: &str, given: Option<&str>, what: &str) -> Result<(), Error> {
+    match given {
+        Some(etag) if etag != current => Err(Error::aborted(
+            "ETAG_MISMATCH",
+            format!(
+                "the {what} changed since it was read (etag {etag}, now {current}); read it again"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Database errors: unique violations are ALREADY_EXISTS, foreign keys are
 /// FAILED_PRECONDITION, pool exhaustion and lost connections are UNAVAILABLE; anything
 /// else is INTERNAL. The SQL text stays in the log.

@@ -43,6 +43,29 @@ pub fn parse_customer(name: &str, field: &str) -> Result<CustomerId, Error> {
         })
 }
 
+/// Parses "{collection}/{uuid}", a top-level resource (`collection` e.g.
+/// "territoryModels"); the error names `field`.
+pub fn parse_top(name: &str, collection: &str, field: &str) -> Result<Uuid, Error> {
+    if name.is_empty() {
+        return Err(Error::invalid(
+            field,
+            format!("required, e.g. {collection}/0192f0c1-…"),
+        ));
+    }
+    name.strip_prefix(collection)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(canonical_uuid)
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!(
+                    "{} is not a name of the form {collection}/{{uuid}}",
+                    quote(name)
+                ),
+            )
+        })
+}
+
 /// Parses a parent that may be "customers/-" (every customer): `None` then.
 pub fn parse_parent_or_any(name: &str, field: &str) -> Result<Option<CustomerId>, Error> {
     if name == "customers/-" {

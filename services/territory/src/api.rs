@@ -1,0 +1,521 @@
+//! The gRPC handlers of `clientela.territory.v1.TerritoryService`: proto in, validated
+//! records to the rules, proto out, errors mapped once.
+
+use clientela_domain::Violations;
+use clientela_domain::text::quote;
+use clientela_proto::clientela::territory::v1 as pb;
+use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryService;
+use clientela_runtime::auth::Access;
+use clientela_runtime::idempotency::RequestKey;
+use clientela_runtime::time::timestamp;
+use clientela_runtime::{Error, names, pagination};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::locate::{Criteria, Place};
+use crate::model::{
+    CriteriaInput, ModelState, Territory, TerritoryFields, TerritoryModel, validate_code,
+    validate_display_name, validate_priority,
+};
+use crate::territories::{Location, Territories, TerritoryPatch};
+
+type GrpcResult<T> = Result<Response<T>, Status>;
+
+/// Characters of a `request_id`.
+const REQUEST_ID_MAX: usize = 128;
+/// Territories listed per page by default, and at most.
+const TERRITORY_PAGE: (u64, u64) = (500, 5_000);
+/// Writable territory fields (update_mask paths).
+const TERRITORY_FIELDS: [&str; 4] = ["display_name", "parent_code", "criteria", "priority"];
+
+/// Who may call what: reads for every role; territory design for admins and services.
+pub fn method_access(method: &str) -> Option<Access> {
+    Some(match method {
+        "GetTerritoryModel"
+        | "ListTerritoryModels"
+        | "GetTerritory"
+        | "ListTerritories"
+        | "LocateAddress" => Access::Read,
+        "CreateTerritoryModel"
+        | "ArchiveTerritoryModel"
+        | "CreateTerritory"
+        | "UpdateTerritory"
+        | "DeleteTerritory" => Access::Admin,
+        _ => return None,
+    })
+}
+
+/// The gRPC face of the territory service.
+#[derive(Debug, Clone)]
+pub struct TerritoryApi {
+    territories: Territories,
+}
+
+impl TerritoryApi {
+    pub fn new(territories: Territories) -> Self {
+        Self { territories }
+    }
+}
+
+fn model_state_to(state: ModelState) -> pb::TerritoryModelState {
+    match state {
+        ModelState::Planning => pb::TerritoryModelState::Planning,
+        ModelState::Active => pb::TerritoryModelState::Active,
+        ModelState::Archived => pb::TerritoryModelState::Archived,
+    }
+}
+
+fn model_to(m: &TerritoryModel) -> pb::TerritoryModel {
+    pb::TerritoryModel {
+        name: m.name(),
+        display_name: m.display_name.clone(),
+        state: model_state_to(m.state) as i32,
+        copied_from: m
+            .copied_from
+            .map(crate::model::model_name)
+            .unwrap_or_default(),
+        territory_count: i32::try_from(m.territory_count).unwrap_or(i32::MAX),
+        create_time: Some(timestamp(m.created_at)),
+        update_time: Some(timestamp(m.updated_at)),
+        etag: m.etag(),
+    }
+}
+
+fn criteria_to(c: &Criteria) -> pb::AddressCriteria {
+    pb::AddressCriteria {
+        country_codes: c.country_codes.clone(),
+        regions: c.regions.clone(),
+        localities: c.localities.clone(),
+        postal_code_prefixes: c.postal_code_prefixes.clone(),
+    }
+}
+
+fn territory_to(t: &Territory) -> pb::Territory {
+    pb::Territory {
+        name: t.name(),
+        code: t.code.clone(),
+        display_name: t.fields.display_name.clone(),
+        parent_code: t.fields.parent_code.clone().unwrap_or_default(),
+        criteria: Some(criteria_to(&t.fields.criteria)),
+        priority: t.fields.priority,
+        create_time: Some(timestamp(t.created_at)),
+        update_time: Some(timestamp(t.updated_at)),
+        etag: t.etag(),
+    }
+}
+
+fn criteria_of(c: Option<&pb::AddressCriteria>, field: &str, v: &mut Violations) -> Criteria {
+    let empty = pb::AddressCriteria::default();
+    let c = c.unwrap_or(&empty);
+    CriteriaInput {
+        country_codes: &c.country_codes,
+        regions: &c.regions,
+        localities: &c.localities,
+        postal_code_prefixes: &c.postal_code_prefixes,
+    }
+    .validate(field, v)
+}
+
+fn parent_code_of(code: &str, field: &str, v: &mut Violations) -> Option<String> {
+    if code.is_empty() {
+        None
+    } else {
+        v.check(validate_code(field, code))
+    }
+}
+
+fn request_id_of(id: &str) -> Result<Option<String>, Error> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    if id.chars().count() > REQUEST_ID_MAX {
+        return Err(Error::invalid(
+            "request_id",
+            format!("at most {REQUEST_ID_MAX} characters"),
+        ));
+    }
+    Ok(Some(id.to_owned()))
+}
+
+fn etag_of(etag: &str) -> Option<&str> {
+    (!etag.is_empty()).then_some(etag)
+}
+
+/// "territoryModels/{model}/territories/{code}".
+fn parse_territory_name(name: &str, field: &str) -> Result<(Uuid, String), Error> {
+    let bad = || {
+        Error::invalid(
+            field,
+            format!(
+                "{} is not a name of the form territoryModels/{{uuid}}/territories/{{code}}",
+                quote(name)
+            ),
+        )
+    };
+    if name.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "required, e.g. territoryModels/…/territories/CL-RM",
+        ));
+    }
+    let (model, code) = name.split_once("/territories/").ok_or_else(bad)?;
+    let model = names::parse_top(model, "territoryModels", field).map_err(|_| bad())?;
+    let code = validate_code(field, code).map_err(|_| bad())?;
+    Ok((model, code))
+}
+
+fn model_id(name: &str, field: &str) -> Result<Uuid, Error> {
+    names::parse_top(name, "territoryModels", field)
+}
+
+#[tonic::async_trait]
+impl TerritoryService for TerritoryApi {
+    async fn create_territory_model(
+        &self,
+        request: Request<pb::CreateTerritoryModelRequest>,
+    ) -> GrpcResult<pb::CreateTerritoryModelResponse> {
+        let req = request.into_inner();
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::CreateTerritoryModelRequest {
+            territory_model,
+            copy_from,
+            request_id,
+        } = req;
+        let mut v = Violations::default();
+        let display_name = match &territory_model {
+            Some(m) => v.check(validate_display_name(
+                "territory_model.display_name",
+                &m.display_name,
+            )),
+            None => {
+                v.push("territory_model", "required");
+                None
+            }
+        };
+        let copy_from = if copy_from.is_empty() {
+            None
+        } else {
+            match model_id(&copy_from, "copy_from") {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    for f in e.field_violations() {
+                        v.push(f.field.clone(), f.description.clone());
+                    }
+                    None
+                }
+            }
+        };
+        let request_id = request_id_of(&request_id)?;
+        let display_name = v.done(display_name).map_err(Error::from)?;
+        let key = request_id
+            .map(|id| RequestKey::new(id, &(&display_name, copy_from)))
+            .transpose()?;
+        let (model, created) = self
+            .territories
+            .create_model(display_name, copy_from, key)
+            .await?;
+        Ok(Response::new(pb::CreateTerritoryModelResponse {
+            territory_model: Some(model_to(&model)),
+            created,
+        }))
+    }
+
+    async fn get_territory_model(
+        &self,
+        request: Request<pb::GetTerritoryModelRequest>,
+    ) -> GrpcResult<pb::GetTerritoryModelResponse> {
+        let pb::GetTerritoryModelRequest { name } = request.get_ref();
+        let model = self.territories.model(model_id(name, "name")?).await?;
+        Ok(Response::new(pb::GetTerritoryModelResponse {
+            territory_model: Some(model_to(&model)),
+        }))
+    }
+
+    async fn list_territory_models(
+        &self,
+        request: Request<pb::ListTerritoryModelsRequest>,
+    ) -> GrpcResult<pb::ListTerritoryModelsResponse> {
+        let pb::ListTerritoryModelsRequest {
+            page_size,
+            page_token,
+            state,
+        } = request.into_inner();
+        let limit = pagination::page_size(page_size, "page_size")?;
+        let state = match pb::TerritoryModelState::try_from(state) {
+            Ok(pb::TerritoryModelState::Unspecified) => None,
+            Ok(pb::TerritoryModelState::Planning) => Some(ModelState::Planning),
+            Ok(pb::TerritoryModelState::Active) => Some(ModelState::Active),
+            Ok(pb::TerritoryModelState::Archived) => Some(ModelState::Archived),
+            Err(_) => return Err(Error::invalid("state", format!("unknown state {state}")).into()),
+        };
+        let query = pagination::fingerprint(&("models", state.map(ModelState::as_str)));
+        let after: Option<Uuid> = pagination::decode(&page_token, query, "page_token")?;
+        let models = self.territories.models(state, after, limit).await?;
+        let next_page_token = match models.last() {
+            Some(last) if models.len() as u64 == limit => pagination::encode(query, &last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTerritoryModelsResponse {
+            territory_models: models.iter().map(model_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn archive_territory_model(
+        &self,
+        request: Request<pb::ArchiveTerritoryModelRequest>,
+    ) -> GrpcResult<pb::ArchiveTerritoryModelResponse> {
+        let pb::ArchiveTerritoryModelRequest { name, etag } = request.get_ref();
+        let id = model_id(name, "name")?;
+        let model = self.territories.archive_model(id, etag_of(etag)).await?;
+        Ok(Response::new(pb::ArchiveTerritoryModelResponse {
+            territory_model: Some(model_to(&model)),
+        }))
+    }
+
+    async fn create_territory(
+        &self,
+        request: Request<pb::CreateTerritoryRequest>,
+    ) -> GrpcResult<pb::CreateTerritoryResponse> {
+        let pb::CreateTerritoryRequest { parent, territory } = request.into_inner();
+        let model = model_id(&parent, "parent")?;
+        let Some(t) = territory else {
+            return Err(Error::invalid("territory", "required").into());
+        };
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::Territory {
+            name: _, // output only
+            code,
+            display_name,
+            parent_code,
+            criteria,
+            priority,
+            create_time: _, // output only
+            update_time: _, // output only
+            etag: _,        // output only
+        } = t;
+        let mut v = Violations::default();
+        let code = v.check(validate_code("territory.code", &code));
+        let display_name = v.check(validate_display_name(
+            "territory.display_name",
+            &display_name,
+        ));
+        let parent_code = parent_code_of(&parent_code, "territory.parent_code", &mut v);
+        let criteria = criteria_of(criteria.as_ref(), "territory.criteria", &mut v);
+        let priority = v.check(validate_priority("territory.priority", priority));
+        let (code, display_name, priority) = v
+            .done(
+                code.zip(display_name)
+                    .zip(priority)
+                    .map(|((c, d), p)| (c, d, p)),
+            )
+            .map_err(Error::from)?;
+        let territory = self
+            .territories
+            .create_territory(
+                model,
+                code,
+                TerritoryFields {
+                    display_name,
+                    parent_code,
+                    criteria,
+                    priority,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::CreateTerritoryResponse {
+            territory: Some(territory_to(&territory)),
+        }))
+    }
+
+    async fn get_territory(
+        &self,
+        request: Request<pb::GetTerritoryRequest>,
+    ) -> GrpcResult<pb::GetTerritoryResponse> {
+        let pb::GetTerritoryRequest { name } = request.get_ref();
+        let (model, code) = parse_territory_name(name, "name")?;
+        let territory = self.territories.territory(model, &code).await?;
+        Ok(Response::new(pb::GetTerritoryResponse {
+            territory: Some(territory_to(&territory)),
+        }))
+    }
+
+    async fn list_territories(
+        &self,
+        request: Request<pb::ListTerritoriesRequest>,
+    ) -> GrpcResult<pb::ListTerritoriesResponse> {
+        let pb::ListTerritoriesRequest {
+            parent,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let model = model_id(&parent, "parent")?;
+        let limit = match u64::try_from(page_size) {
+            Err(_) => return Err(Error::invalid("page_size", "must not be negative").into()),
+            Ok(0) => TERRITORY_PAGE.0,
+            Ok(n) => n.min(TERRITORY_PAGE.1),
+        };
+        let query = pagination::fingerprint(&("territories", model));
+        // The position in the model's tree order, and the model version it was read at.
+        let from: Option<(u64, i64)> = pagination::decode(&page_token, query, "page_token")?;
+        let (territories, version) = self.territories.territories(model).await?;
+        let offset = match from {
+            None => 0,
+            Some((offset, at)) if at == version => offset,
+            Some(_) => {
+                return Err(Error::aborted(
+                    "MODEL_CHANGED",
+                    "the territory model changed since the first page: list it again",
+                )
+                .into());
+            }
+        };
+        let page: Vec<pb::Territory> = territories
+            .iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(territory_to)
+            .collect();
+        let end = offset + page.len() as u64;
+        let next_page_token = if end < territories.len() as u64 {
+            pagination::encode(query, &(end, version))
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListTerritoriesResponse {
+            territories: page,
+            next_page_token,
+        }))
+    }
+
+    async fn update_territory(
+        &self,
+        request: Request<pb::UpdateTerritoryRequest>,
+    ) -> GrpcResult<pb::UpdateTerritoryResponse> {
+        let pb::UpdateTerritoryRequest {
+            territory,
+            update_mask,
+        } = request.into_inner();
+        let Some(t) = territory else {
+            return Err(Error::invalid("territory", "required").into());
+        };
+        let (model, code) = parse_territory_name(&t.name, "territory.name")?;
+        let paths: Vec<String> = match update_mask {
+            Some(mask) if !mask.paths.is_empty() => mask.paths,
+            _ => {
+                let set = [
+                    !t.display_name.is_empty(),
+                    !t.parent_code.is_empty(),
+                    t.criteria.is_some(),
+                    t.priority != 0,
+                ];
+                TERRITORY_FIELDS
+                    .iter()
+                    .zip(set)
+                    .filter(|(_, set)| *set)
+                    .map(|(f, _)| (*f).to_owned())
+                    .collect()
+            }
+        };
+        let mut v = Violations::default();
+        let mut patch = TerritoryPatch::default();
+        for (i, path) in paths.iter().enumerate() {
+            match path.as_str() {
+                "display_name" => {
+                    patch.display_name = v.check(validate_display_name(
+                        "territory.display_name",
+                        &t.display_name,
+                    ));
+                }
+                "parent_code" => {
+                    patch.parent_code = Some(parent_code_of(
+                        &t.parent_code,
+                        "territory.parent_code",
+                        &mut v,
+                    ));
+                }
+                "criteria" => {
+                    patch.criteria = Some(criteria_of(
+                        t.criteria.as_ref(),
+                        "territory.criteria",
+                        &mut v,
+                    ));
+                }
+                "priority" => {
+                    patch.priority = v.check(validate_priority("territory.priority", t.priority));
+                }
+                _ => v.push(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "{} is not a writable field; writable: {}",
+                        quote(path),
+                        TERRITORY_FIELDS.join(", ")
+                    ),
+                ),
+            }
+        }
+        if paths.is_empty() {
+            v.push("update_mask", "nothing to update");
+        }
+        v.finish().map_err(Error::from)?;
+        let territory = self
+            .territories
+            .update_territory(model, &code, patch, etag_of(&t.etag))
+            .await?;
+        Ok(Response::new(pb::UpdateTerritoryResponse {
+            territory: Some(territory_to(&territory)),
+        }))
+    }
+
+    async fn delete_territory(
+        &self,
+        request: Request<pb::DeleteTerritoryRequest>,
+    ) -> GrpcResult<pb::DeleteTerritoryResponse> {
+        let pb::DeleteTerritoryRequest { name, etag } = request.get_ref();
+        let (model, code) = parse_territory_name(name, "name")?;
+        self.territories
+            .delete_territory(model, &code, etag_of(etag))
+            .await?;
+        Ok(Response::new(pb::DeleteTerritoryResponse {}))
+    }
+
+    async fn locate_address(
+        &self,
+        request: Request<pb::LocateAddressRequest>,
+    ) -> GrpcResult<pb::LocateAddressResponse> {
+        let pb::LocateAddressRequest {
+            territory_model,
+            country_code,
+            region,
+            locality,
+            postal_code,
+        } = request.get_ref();
+        let model = model_id(territory_model, "territory_model")?;
+        // The registry's own address rules, so what locates here is what it stores.
+        let address = clientela_domain::contact::Address::new(
+            country_code,
+            region,
+            locality,
+            postal_code,
+            "",
+        )
+        .map_err(Error::from)?;
+        let place = Place::new(
+            address.country_code.as_str(),
+            &address.region,
+            &address.locality,
+            &address.postal_code,
+        );
+        let response = match self.territories.locate(model, &place).await? {
+            Location::In(path) => pb::LocateAddressResponse {
+                path: path.iter().map(territory_to).collect(),
+                unassigned_reason: String::new(),
+            },
+            Location::Unassigned(reason) => pb::LocateAddressResponse {
+                path: Vec::new(),
+                unassigned_reason: reason,
+            },
+        };
+        Ok(Response::new(response))
+    }
+}

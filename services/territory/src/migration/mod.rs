@@ -1,0 +1,21 @@
+//! The territory service's schema, one file per migration. Migrations run at start-up
+//! (or with `clientela migrate`), never by hand.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261204_000001_initial;
+
+/// The territory service's migrator.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261204_000001_initial::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        Alias::new("territory_migrations").into_iden()
+    }
+}

@@ -1,0 +1,106 @@
+//! The territory service through its gRPC API, on SQLite and PostgreSQL: models and
+//! their life, the hierarchy kept a forest, idempotent creates, etags, and where an
+//! address belongs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod models;
+
+use clientela_proto::clientela::territory::v1 as pb;
+use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
+use clientela_runtime::{App, CommonSettings, Secret};
+use clientela_territory::TerritorySettings;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub type Client = TerritoryServiceClient<Channel>;
+
+pub struct TestApp {
+    pub client: Client,
+    shutdown: CancellationToken,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The territory service alone over a fresh database of `engine`; None without
+/// PostgreSQL.
+pub async fn spawn_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
+    let (url, dir) = clientela_testkit::database(engine).await?;
+    let mut common = CommonSettings::default();
+    common.server.listen = "127.0.0.1:0".parse().unwrap();
+    common.server.metrics_listen = None;
+    let mut settings = TerritorySettings::default();
+    settings.database.url = Secret::new(url);
+    let mut app = App::bind(common).await.unwrap();
+    clientela_territory::register(&mut app, &settings)
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    let shutdown = app.shutdown_handle();
+    tokio::spawn(app.serve(std::future::pending()));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Some(TestApp {
+        client: TerritoryServiceClient::new(channel),
+        shutdown,
+        _dir: dir,
+    })
+}
+
+/// A new PLANNING model.
+pub async fn new_model(client: &mut Client, name: &str) -> pb::TerritoryModel {
+    client
+        .create_territory_model(pb::CreateTerritoryModelRequest {
+            territory_model: Some(pb::TerritoryModel {
+                display_name: name.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .territory_model
+        .unwrap()
+}
+
+/// Adds a territory.
+pub async fn add(
+    client: &mut Client,
+    model: &pb::TerritoryModel,
+    code: &str,
+    parent: &str,
+    criteria: pb::AddressCriteria,
+) -> Result<pb::Territory, tonic::Status> {
+    client
+        .create_territory(pb::CreateTerritoryRequest {
+            parent: model.name.clone(),
+            territory: Some(pb::Territory {
+                code: code.into(),
+                display_name: format!("Territory {code}"),
+                parent_code: parent.into(),
+                criteria: Some(criteria),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map(|r| r.into_inner().territory.unwrap())
+}
+
+/// The first field violation of an INVALID_ARGUMENT.
+pub fn violation(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .and_then(|b| b.field_violations.first().map(|f| f.field.clone()))
+        .unwrap_or_default()
+}
