@@ -11,6 +11,8 @@ use std::time::Duration;
 use clientela::{ALL_SERVICES, Settings};
 use clientela_proto::clientela::registry::v1 as pb;
 use clientela_proto::clientela::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
+use clientela_proto::clientela::territory::v1 as tpb;
+use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
 use clientela_testkit::{Engine, RawCodec};
 use futures::StreamExt;
 use http::uri::PathAndQuery;
@@ -86,6 +88,10 @@ fn hostile_values(
             (
                 "a merged customer".into(),
                 Value::String(names.customer.clone()),
+            ),
+            (
+                "an archived territory model".into(),
+                Value::String(names.model.clone()),
             ),
             (
                 "control characters".into(),
@@ -182,6 +188,8 @@ struct Names {
     /// A customer merged into another.
     customer: String,
     missing: String,
+    /// An archived territory model, with a territory: read only.
+    model: String,
 }
 
 /// Every probe of a request type: the empty message, random bytes, and one hostile
@@ -318,6 +326,33 @@ async fn call(
     }
 }
 
+/// The territory models (every state) and the territories they hold.
+async fn territory_state(client: &mut TerritoryServiceClient<Channel>) -> (usize, i64) {
+    let mut state = (0, 0);
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_territory_models(tpb::ListTerritoryModelsRequest {
+                page_size: 1000,
+                page_token,
+                state: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        state.0 += page.territory_models.len();
+        state.1 += page
+            .territory_models
+            .iter()
+            .map(|m| i64::from(m.territory_count))
+            .sum::<i64>();
+        if page.next_page_token.is_empty() {
+            return state;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 /// The registry's feed head, and the number of customers.
 async fn registry_state(client: &mut CustomerRegistryServiceClient<Channel>) -> (i64, usize) {
     let mut stream = client
@@ -366,6 +401,7 @@ async fn every_rpc_survives_hostile_input(engine: Engine) {
     for database in [
         &mut settings.registry.database,
         &mut settings.classification.database,
+        &mut settings.territory.database,
     ] {
         let Some((url, guard)) = clientela_testkit::database(engine).await else {
             return;
@@ -414,11 +450,48 @@ async fn every_rpc_survives_hostile_input(engine: Engine) {
         })
         .await
         .unwrap();
+    let mut territory = TerritoryServiceClient::new(channel.clone());
+    let model = territory
+        .create_territory_model(tpb::CreateTerritoryModelRequest {
+            territory_model: Some(tpb::TerritoryModel {
+                display_name: "Archived".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .territory_model
+        .unwrap()
+        .name;
+    territory
+        .create_territory(tpb::CreateTerritoryRequest {
+            parent: model.clone(),
+            territory: Some(tpb::Territory {
+                code: "CL".into(),
+                display_name: "Chile".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    territory
+        .archive_territory_model(tpb::ArchiveTerritoryModelRequest {
+            name: model.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
     let names = Names {
         customer: merged,
         missing: "customers/00000000-0000-7000-8000-000000000000".into(),
+        model,
     };
-    let before = registry_state(&mut registry).await;
+    let before = (
+        registry_state(&mut registry).await,
+        territory_state(&mut territory).await,
+    );
 
     let pool = DescriptorPool::decode(clientela_proto::FILE_DESCRIPTOR_SET).unwrap();
     let mut failures = Vec::new();
@@ -494,11 +567,15 @@ async fn every_rpc_survives_hostile_input(engine: Engine) {
             service.full_name()
         );
     }
-    assert_eq!(
+    let after = (
         registry_state(&mut registry).await,
-        before,
-        "a hostile call wrote"
+        territory_state(&mut territory).await,
     );
+    // A territory model needs only its display name, so a probe that sets just that
+    // to a name-like text is a valid create: one model each, nothing else.
+    let created = accepted.get("CreateTerritoryModel").map_or(0, Vec::len);
+    let expected = (before.0, (before.1.0 + created, before.1.1));
+    assert_eq!(after, expected, "a hostile call wrote");
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
