@@ -12,11 +12,16 @@ use clientela_runtime::{Error, names, pagination};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use clientela_domain::FieldViolation;
+use clientela_domain::contact::Email;
+
 use crate::locate::{Criteria, Place};
 use crate::model::{
-    CriteriaInput, ModelState, Territory, TerritoryFields, TerritoryModel, validate_code,
-    validate_display_name, validate_priority,
+    CriteriaInput, ModelState, Seller, SellerFields, SellerStatus, Territory, TerritoryFields,
+    TerritoryModel, validate_capacity, validate_code, validate_codes, validate_display_name,
+    validate_priority, validate_specialties, validate_token_name,
 };
+use crate::sellers::{SellerCursor, SellerFilter, SellerPatch};
 use crate::territories::{Location, Territories, TerritoryPatch};
 
 type GrpcResult<T> = Result<Response<T>, Status>;
@@ -25,22 +30,38 @@ type GrpcResult<T> = Result<Response<T>, Status>;
 const REQUEST_ID_MAX: usize = 128;
 /// Territories listed per page by default, and at most.
 const TERRITORY_PAGE: (u64, u64) = (500, 5_000);
+/// Writable seller fields (update_mask paths).
+const SELLER_FIELDS: [&str; 8] = [
+    "display_name",
+    "email",
+    "token_name",
+    "specialties",
+    "territory_codes",
+    "kam",
+    "capacity",
+    "status",
+];
 /// Writable territory fields (update_mask paths).
 const TERRITORY_FIELDS: [&str; 4] = ["display_name", "parent_code", "criteria", "priority"];
 
-/// Who may call what: reads for every role; territory design for admins and services.
+/// Who may call what: reads for every role; territory design and the sales team for
+/// admins and services.
 pub fn method_access(method: &str) -> Option<Access> {
     Some(match method {
         "GetTerritoryModel"
         | "ListTerritoryModels"
         | "GetTerritory"
         | "ListTerritories"
-        | "LocateAddress" => Access::Read,
+        | "LocateAddress"
+        | "GetSeller"
+        | "ListSellers" => Access::Read,
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
         | "CreateTerritory"
         | "UpdateTerritory"
-        | "DeleteTerritory" => Access::Admin,
+        | "DeleteTerritory"
+        | "CreateSeller"
+        | "UpdateSeller" => Access::Admin,
         _ => return None,
     })
 }
@@ -166,6 +187,71 @@ fn parse_territory_name(name: &str, field: &str) -> Result<(Uuid, String), Error
 
 fn model_id(name: &str, field: &str) -> Result<Uuid, Error> {
     names::parse_top(name, "territoryModels", field)
+}
+
+fn seller_status_to(status: SellerStatus) -> pb::SellerStatus {
+    match status {
+        SellerStatus::Active => pb::SellerStatus::Active,
+        SellerStatus::OnLeave => pb::SellerStatus::OnLeave,
+        SellerStatus::Departed => pb::SellerStatus::Departed,
+    }
+}
+
+/// A status a caller may set: ACTIVE (also when not set) or ON_LEAVE.
+fn seller_status_of(status: i32, field: &str) -> Result<SellerStatus, FieldViolation> {
+    match pb::SellerStatus::try_from(status) {
+        Ok(pb::SellerStatus::Unspecified | pb::SellerStatus::Active) => Ok(SellerStatus::Active),
+        Ok(pb::SellerStatus::OnLeave) => Ok(SellerStatus::OnLeave),
+        Ok(pb::SellerStatus::Departed) => Err(FieldViolation::new(
+            field,
+            "a seller departs by offboarding, which hands their customers on, not by setting \
+             the status",
+        )),
+        Err(_) => Err(FieldViolation::new(
+            field,
+            format!("unknown status {status}"),
+        )),
+    }
+}
+
+fn seller_to(s: &Seller) -> pb::Seller {
+    let f = &s.fields;
+    pb::Seller {
+        name: s.name(),
+        display_name: f.display_name.clone(),
+        email: f.email.clone().unwrap_or_default(),
+        token_name: f.token_name.clone().unwrap_or_default(),
+        specialties: f.specialties.clone(),
+        territory_codes: f.territory_codes.clone(),
+        kam: f.kam,
+        capacity: f.capacity,
+        status: seller_status_to(f.status) as i32,
+        house: s.house,
+        create_time: Some(timestamp(s.created_at)),
+        update_time: Some(timestamp(s.updated_at)),
+        etag: s.etag(),
+    }
+}
+
+fn email_of(email: &str, field: &str) -> Result<Option<String>, FieldViolation> {
+    if email.is_empty() {
+        return Ok(None);
+    }
+    Email::parse(email)
+        .map(|e| Some(e.as_ref().to_owned()))
+        .map_err(|e| e.under(field))
+}
+
+fn token_of(name: &str, field: &str) -> Result<Option<String>, FieldViolation> {
+    if name.is_empty() {
+        Ok(None)
+    } else {
+        validate_token_name(field, name).map(Some)
+    }
+}
+
+fn seller_id(name: &str, field: &str) -> Result<Uuid, Error> {
+    names::parse_top(name, "sellers", field)
 }
 
 #[tonic::async_trait]
@@ -517,5 +603,231 @@ impl TerritoryService for TerritoryApi {
             },
         };
         Ok(Response::new(response))
+    }
+
+    async fn create_seller(
+        &self,
+        request: Request<pb::CreateSellerRequest>,
+    ) -> GrpcResult<pb::CreateSellerResponse> {
+        let pb::CreateSellerRequest { seller, request_id } = request.into_inner();
+        let Some(seller) = seller else {
+            return Err(Error::invalid("seller", "required").into());
+        };
+        // Every field, so one added to the proto does not compile until it is read.
+        let pb::Seller {
+            name: _, // output only
+            display_name,
+            email,
+            token_name,
+            specialties,
+            territory_codes,
+            kam,
+            capacity,
+            status,
+            house: _,       // output only
+            create_time: _, // output only
+            update_time: _, // output only
+            etag: _,        // output only
+        } = seller;
+        let mut v = Violations::default();
+        let display_name = v.check(validate_display_name("seller.display_name", &display_name));
+        let email = v.check(email_of(&email, "seller.email"));
+        let token_name = v.check(token_of(&token_name, "seller.token_name"));
+        let specialties = validate_specialties("seller.specialties", &specialties, &mut v);
+        let territory_codes = validate_codes("seller.territory_codes", &territory_codes, &mut v);
+        let capacity = v.check(validate_capacity("seller.capacity", capacity));
+        let status = v.check(seller_status_of(status, "seller.status"));
+        let request_id = request_id_of(&request_id)?;
+        let fields = v
+            .done((|| {
+                Some(SellerFields {
+                    display_name: display_name?,
+                    email: email?,
+                    token_name: token_name?,
+                    specialties,
+                    territory_codes,
+                    kam,
+                    capacity: capacity?,
+                    status: status?,
+                })
+            })())
+            .map_err(Error::from)?;
+        let key = request_id
+            .map(|id| RequestKey::new(id, &fields))
+            .transpose()?;
+        let (seller, created) = self.territories.create_seller(fields, key).await?;
+        Ok(Response::new(pb::CreateSellerResponse {
+            seller: Some(seller_to(&seller)),
+            created,
+        }))
+    }
+
+    async fn get_seller(
+        &self,
+        request: Request<pb::GetSellerRequest>,
+    ) -> GrpcResult<pb::GetSellerResponse> {
+        let pb::GetSellerRequest { name } = request.get_ref();
+        let seller = self.territories.seller(seller_id(name, "name")?).await?;
+        Ok(Response::new(pb::GetSellerResponse {
+            seller: Some(seller_to(&seller)),
+        }))
+    }
+
+    async fn list_sellers(
+        &self,
+        request: Request<pb::ListSellersRequest>,
+    ) -> GrpcResult<pb::ListSellersResponse> {
+        let pb::ListSellersRequest {
+            page_size,
+            page_token,
+            statuses,
+            territory_code,
+            specialty,
+        } = request.into_inner();
+        let limit = pagination::page_size(page_size, "page_size")?;
+        let mut v = Violations::default();
+        if statuses.len() > 3 {
+            v.push(
+                "statuses",
+                format!("at most 3 entries (got {})", statuses.len()),
+            );
+        }
+        let mut filter = SellerFilter::default();
+        for (i, status) in statuses.iter().take(3).enumerate() {
+            let status = match pb::SellerStatus::try_from(*status) {
+                Ok(pb::SellerStatus::Active) => Some(SellerStatus::Active),
+                Ok(pb::SellerStatus::OnLeave) => Some(SellerStatus::OnLeave),
+                Ok(pb::SellerStatus::Departed) => Some(SellerStatus::Departed),
+                _ => {
+                    v.push(format!("statuses[{i}]"), format!("not a status: {status}"));
+                    None
+                }
+            };
+            if let Some(status) = status
+                && !filter.statuses.contains(&status)
+            {
+                filter.statuses.push(status);
+            }
+        }
+        if !territory_code.is_empty() {
+            filter.territory_code = v.check(validate_code("territory_code", &territory_code));
+        }
+        if !specialty.is_empty() {
+            filter.specialty = v.check(clientela_domain::text::validate_name(
+                "specialty",
+                &specialty,
+                64,
+            ));
+        }
+        v.finish().map_err(Error::from)?;
+        let query = pagination::fingerprint(&("sellers", &filter));
+        let after: Option<SellerCursor> = pagination::decode(&page_token, query, "page_token")?;
+        let sellers = self
+            .territories
+            .sellers(
+                &filter,
+                after.as_ref(),
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )
+            .await?;
+        let next_page_token = match sellers.last() {
+            Some(last) if sellers.len() as u64 == limit => {
+                pagination::encode(query, &SellerCursor::of(last))
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListSellersResponse {
+            sellers: sellers.iter().map(seller_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_seller(
+        &self,
+        request: Request<pb::UpdateSellerRequest>,
+    ) -> GrpcResult<pb::UpdateSellerResponse> {
+        let pb::UpdateSellerRequest {
+            seller,
+            update_mask,
+        } = request.into_inner();
+        let Some(s) = seller else {
+            return Err(Error::invalid("seller", "required").into());
+        };
+        let id = seller_id(&s.name, "seller.name")?;
+        let paths: Vec<String> = match update_mask {
+            Some(mask) if !mask.paths.is_empty() => mask.paths,
+            _ => {
+                let set = [
+                    !s.display_name.is_empty(),
+                    !s.email.is_empty(),
+                    !s.token_name.is_empty(),
+                    !s.specialties.is_empty(),
+                    !s.territory_codes.is_empty(),
+                    s.kam,
+                    s.capacity != 0,
+                    s.status != 0,
+                ];
+                SELLER_FIELDS
+                    .iter()
+                    .zip(set)
+                    .filter(|(_, set)| *set)
+                    .map(|(f, _)| (*f).to_owned())
+                    .collect()
+            }
+        };
+        let mut v = Violations::default();
+        let mut patch = SellerPatch::default();
+        for (i, path) in paths.iter().enumerate() {
+            match path.as_str() {
+                "display_name" => {
+                    patch.display_name = v.check(validate_display_name(
+                        "seller.display_name",
+                        &s.display_name,
+                    ));
+                }
+                "email" => patch.email = v.check(email_of(&s.email, "seller.email")),
+                "token_name" => {
+                    patch.token_name = v.check(token_of(&s.token_name, "seller.token_name"));
+                }
+                "specialties" => {
+                    patch.specialties = Some(validate_specialties(
+                        "seller.specialties",
+                        &s.specialties,
+                        &mut v,
+                    ));
+                }
+                "territory_codes" => {
+                    patch.territory_codes = Some(validate_codes(
+                        "seller.territory_codes",
+                        &s.territory_codes,
+                        &mut v,
+                    ));
+                }
+                "kam" => patch.kam = Some(s.kam),
+                "capacity" => {
+                    patch.capacity = v.check(validate_capacity("seller.capacity", s.capacity));
+                }
+                "status" => patch.status = v.check(seller_status_of(s.status, "seller.status")),
+                _ => v.push(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "{} is not a writable field; writable: {}",
+                        quote(path),
+                        SELLER_FIELDS.join(", ")
+                    ),
+                ),
+            }
+        }
+        if paths.is_empty() {
+            v.push("update_mask", "nothing to update");
+        }
+        v.finish().map_err(Error::from)?;
+        let seller = self
+            .territories
+            .update_seller(id, patch, etag_of(&s.etag))
+            .await?;
+        Ok(Response::new(pb::UpdateSellerResponse {
+            seller: Some(seller_to(&seller)),
+        }))
     }
 }

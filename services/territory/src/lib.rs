@@ -6,6 +6,7 @@ pub mod api;
 pub mod locate;
 pub mod migration;
 pub mod model;
+pub mod sellers;
 pub mod store;
 pub mod territories;
 

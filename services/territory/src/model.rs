@@ -219,6 +219,150 @@ impl CriteriaInput<'_> {
     }
 }
 
+/// The built-in seller that stands for the company (seed 003's cartera "por la
+/// empresa"): the migration creates it.
+pub const HOUSE_SELLER: Uuid = Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0001);
+/// Its display name as created.
+pub const HOUSE_NAME: &str = "Cartera de la empresa (house)";
+/// The most sellers one installation keeps in view at once (they are listed and chosen
+/// among in memory).
+pub const MAX_SELLERS: usize = 10_000;
+/// The most a seller's capacity may be.
+pub const CAPACITY_MAX: i64 = 1_000_000;
+
+/// Whether a seller takes customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum SellerStatus {
+    Active,
+    OnLeave,
+    Departed,
+}
+
+impl SellerStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SellerStatus::Active => "ACTIVE",
+            SellerStatus::OnLeave => "ON_LEAVE",
+            SellerStatus::Departed => "DEPARTED",
+        }
+    }
+
+    /// From what is stored.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Active, Self::OnLeave, Self::Departed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+}
+
+/// What a caller sets on a seller.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SellerFields {
+    pub display_name: String,
+    pub email: Option<String>,
+    pub token_name: Option<String>,
+    /// Product lines, as given (trimmed), one per folded spelling.
+    pub specialties: Vec<String>,
+    /// Territory codes.
+    pub territory_codes: Vec<String>,
+    pub kam: bool,
+    pub capacity: i64,
+    pub status: SellerStatus,
+}
+
+/// A seller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seller {
+    pub id: Uuid,
+    pub fields: SellerFields,
+    pub house: bool,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Seller {
+    /// "sellers/{id}".
+    pub fn name(&self) -> String {
+        format!("sellers/{}", self.id)
+    }
+
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+
+    /// Whether it specialises in product line `line` (case and accents aside).
+    pub fn specialises_in(&self, line: &str) -> bool {
+        let line = fold(line);
+        self.fields.specialties.iter().any(|s| fold(s) == line)
+    }
+}
+
+/// A token name: letters, digits, '.', '_' and '-', at most 128 characters.
+pub fn validate_token_name(field: &str, name: &str) -> Result<String, FieldViolation> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(FieldViolation::new(
+            field,
+            "letters, digits, '.', '_' and '-', at most 128 characters (the NAME of \
+             auth.tokens.NAME)",
+        ))
+    }
+}
+
+/// A seller's specialties: trimmed names, one per folded spelling.
+pub fn validate_specialties(field: &str, lines: &[String], v: &mut Violations) -> Vec<String> {
+    if lines.len() > 50 {
+        v.push(field, format!("at most 50 entries (got {})", lines.len()));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(line) = v.check(validate_name(&format!("{field}[{i}]"), line, 64))
+            && !out.iter().any(|o| fold(o) == fold(&line))
+        {
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// A seller's territory codes, each once.
+pub fn validate_codes(field: &str, codes: &[String], v: &mut Violations) -> Vec<String> {
+    if codes.len() > 200 {
+        v.push(field, format!("at most 200 entries (got {})", codes.len()));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        if let Some(code) = v.check(validate_code(&format!("{field}[{i}]"), code))
+            && !out.contains(&code)
+        {
+            out.push(code);
+        }
+    }
+    out
+}
+
+/// A capacity: 0 to [`CAPACITY_MAX`].
+pub fn validate_capacity(field: &str, capacity: i64) -> Result<i64, FieldViolation> {
+    if (0..=CAPACITY_MAX).contains(&capacity) {
+        Ok(capacity)
+    } else {
+        Err(FieldViolation::new(
+            field,
+            format!("must be 0-{CAPACITY_MAX}"),
+        ))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

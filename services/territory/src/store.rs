@@ -9,7 +9,9 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
 use crate::locate::Criteria;
-use crate::model::{ModelState, Territory, TerritoryFields, TerritoryModel};
+use crate::model::{
+    ModelState, Seller, SellerFields, SellerStatus, Territory, TerritoryFields, TerritoryModel,
+};
 
 fn t(name: &str) -> Alias {
     Alias::new(name)
@@ -309,4 +311,216 @@ pub async fn delete_territory(
         .to_owned();
     conn.execute(&delete).await?;
     Ok(())
+}
+
+// ---- sellers ----
+
+const SELLER_COLUMNS: [&str; 14] = [
+    "id",
+    "display_name",
+    "email",
+    "token_name",
+    "specialties",
+    "territory_codes",
+    "kam",
+    "capacity",
+    "status",
+    "house",
+    "version",
+    "created_at",
+    "updated_at",
+    "request_fingerprint",
+];
+
+fn list_of(row: &QueryResult, column: &str) -> Result<Vec<String>, Error> {
+    let text: String = row.try_get("", column)?;
+    serde_json::from_str(&text).map_err(|e| corrupt("seller's list", e))
+}
+
+fn json_list(list: &[String]) -> Result<String, Error> {
+    serde_json::to_string(list).map_err(|e| Error::Internal(format!("encoding a list: {e}")))
+}
+
+fn seller_of(row: &QueryResult) -> Result<Seller, Error> {
+    let status: String = row.try_get("", "status")?;
+    Ok(Seller {
+        id: row.try_get("", "id")?,
+        fields: SellerFields {
+            display_name: row.try_get("", "display_name")?,
+            email: row.try_get("", "email")?,
+            token_name: row.try_get("", "token_name")?,
+            specialties: list_of(row, "specialties")?,
+            territory_codes: list_of(row, "territory_codes")?,
+            kam: row.try_get("", "kam")?,
+            capacity: row.try_get("", "capacity")?,
+            status: SellerStatus::parse(&status)
+                .ok_or_else(|| corrupt("seller status", &status))?,
+        },
+        house: row.try_get("", "house")?,
+        version: row.try_get("", "version")?,
+        created_at: row.try_get("", "created_at")?,
+        updated_at: row.try_get("", "updated_at")?,
+    })
+}
+
+fn seller_select() -> SelectStatement {
+    Query::select()
+        .columns(SELLER_COLUMNS.map(t))
+        .from(t("sellers"))
+        .to_owned()
+}
+
+/// Seller `id`, if stored.
+pub async fn seller(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Seller>, Error> {
+    let select = seller_select().and_where(col("id").eq(id)).to_owned();
+    conn.query_one(&select)
+        .await?
+        .map(|r| seller_of(&r))
+        .transpose()
+}
+
+/// The seller created with request key `request_id`, and the fingerprint stored with it.
+pub async fn seller_by_request(
+    conn: &impl ConnectionTrait,
+    request_id: &str,
+) -> Result<Option<(Seller, Option<i64>)>, Error> {
+    let select = seller_select()
+        .and_where(col("request_id").eq(request_id))
+        .to_owned();
+    let Some(row) = conn.query_one(&select).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        seller_of(&row)?,
+        row.try_get("", "request_fingerprint")?,
+    )))
+}
+
+/// The seller who answers to token `name`, if any (departed sellers answer to none).
+pub async fn seller_by_token(
+    conn: &impl ConnectionTrait,
+    name: &str,
+) -> Result<Option<Uuid>, Error> {
+    let select = Query::select()
+        .column(t("id"))
+        .from(t("sellers"))
+        .and_where(col("token_key").eq(name))
+        .to_owned();
+    Ok(conn
+        .query_one(&select)
+        .await?
+        .map(|r| r.try_get("", "id"))
+        .transpose()?)
+}
+
+/// Every seller, house first, then by display name and id.
+pub async fn sellers(conn: &impl ConnectionTrait) -> Result<Vec<Seller>, Error> {
+    let select = seller_select()
+        .order_by(t("house"), Order::Desc)
+        .order_by(t("display_name"), Order::Asc)
+        .order_by(t("id"), Order::Asc)
+        .to_owned();
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(seller_of)
+        .collect()
+}
+
+/// How many sellers are stored.
+pub async fn seller_count(conn: &impl ConnectionTrait) -> Result<i64, Error> {
+    let select = Query::select()
+        .expr_as(Expr::cust("CAST(COUNT(*) AS BIGINT)"), t("n"))
+        .from(t("sellers"))
+        .to_owned();
+    Ok(conn
+        .query_one(&select)
+        .await?
+        .map(|r| r.try_get("", "n"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+fn token_key(fields: &SellerFields) -> Option<String> {
+    (fields.status != SellerStatus::Departed)
+        .then(|| fields.token_name.clone())
+        .flatten()
+}
+
+/// Stores a new seller.
+pub async fn insert_seller(
+    conn: &impl ConnectionTrait,
+    seller: &Seller,
+    request: Option<&RequestKey>,
+) -> Result<(), Error> {
+    let f = &seller.fields;
+    let insert = Query::insert()
+        .into_table(t("sellers"))
+        .columns([
+            t("id"),
+            t("display_name"),
+            t("email"),
+            t("token_name"),
+            t("token_key"),
+            t("specialties"),
+            t("territory_codes"),
+            t("kam"),
+            t("capacity"),
+            t("status"),
+            t("house"),
+            t("request_id"),
+            t("request_fingerprint"),
+            t("version"),
+            t("created_at"),
+            t("updated_at"),
+        ])
+        .values([
+            seller.id.into(),
+            f.display_name.clone().into(),
+            f.email.clone().into(),
+            f.token_name.clone().into(),
+            token_key(f).into(),
+            json_list(&f.specialties)?.into(),
+            json_list(&f.territory_codes)?.into(),
+            f.kam.into(),
+            f.capacity.into(),
+            f.status.as_str().into(),
+            seller.house.into(),
+            request.map(|r| r.id.clone()).into(),
+            request.map(|r| r.fingerprint).into(),
+            seller.version.into(),
+            seller.created_at.into(),
+            seller.updated_at.into(),
+        ])
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .to_owned();
+    conn.execute(&insert).await?;
+    Ok(())
+}
+
+/// Writes a changed seller if it is still at `expected` version; false when another
+/// writer changed it first.
+pub async fn update_seller(
+    conn: &impl ConnectionTrait,
+    seller: &Seller,
+    expected: i64,
+) -> Result<bool, Error> {
+    let f = &seller.fields;
+    let update = Query::update()
+        .table(t("sellers"))
+        .value(t("display_name"), f.display_name.clone())
+        .value(t("email"), f.email.clone())
+        .value(t("token_name"), f.token_name.clone())
+        .value(t("token_key"), token_key(f))
+        .value(t("specialties"), json_list(&f.specialties)?)
+        .value(t("territory_codes"), json_list(&f.territory_codes)?)
+        .value(t("kam"), f.kam)
+        .value(t("capacity"), f.capacity)
+        .value(t("status"), f.status.as_str())
+        .value(t("version"), seller.version)
+        .value(t("updated_at"), seller.updated_at)
+        .and_where(col("id").eq(seller.id))
+        .and_where(col("version").eq(expected))
+        .to_owned();
+    Ok(conn.execute(&update).await?.rows_affected() == 1)
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::error::check_etag;
-use clientela_runtime::idempotency::RequestKey;
+use clientela_runtime::idempotency::{REUSED_REASON, RequestKey};
 use clientela_runtime::time::now;
 use clientela_runtime::{Db, Error, WriteTx};
 use uuid::Uuid;
@@ -97,24 +97,13 @@ impl Territories {
         copy_from: Option<Uuid>,
         request: Option<RequestKey>,
     ) -> Result<(TerritoryModel, bool), Error> {
-        match self
+        let outcome = self
             .try_create_model(&display_name, copy_from, request.as_ref())
-            .await
-        {
-            // Another call with the same key committed between this one's check and its
-            // insert (the unique key refused it): answered as its replay.
-            Err(e) if e.reason() == "ALREADY_EXISTS" => {
-                let Some(key) = &request else {
-                    return Err(e);
-                };
-                let (model, fingerprint) = store::model_by_request(self.db.conn(), &key.id)
-                    .await?
-                    .ok_or(e)?;
-                key.check_replay(fingerprint)?;
-                Ok((model, false))
-            }
-            other => other,
-        }
+            .await;
+        or_replay(outcome, request.as_ref(), |id| async move {
+            store::model_by_request(self.db.conn(), &id).await
+        })
+        .await
     }
 
     async fn try_create_model(
@@ -421,6 +410,31 @@ impl Territories {
                 )
             }
         })
+    }
+}
+
+/// The outcome of a create keyed by `request`, where a create that lost a race on its
+/// key (another call with it committed after this one looked for the key, so a unique
+/// key or check refused this one: the request id's, or a token name's) is answered as
+/// the replay of the winner, found by `find`.
+pub(crate) async fn or_replay<T, Fut>(
+    outcome: Result<(T, bool), Error>,
+    request: Option<&RequestKey>,
+    find: impl FnOnce(String) -> Fut,
+) -> Result<(T, bool), Error>
+where
+    Fut: std::future::Future<Output = Result<Option<(T, Option<i64>)>, Error>>,
+{
+    match outcome {
+        Err(e) if e.code() == tonic::Code::AlreadyExists && e.reason() != REUSED_REASON => {
+            let Some(key) = request else {
+                return Err(e);
+            };
+            let (found, fingerprint) = find(key.id.clone()).await?.ok_or(e)?;
+            key.check_replay(fingerprint)?;
+            Ok((found, false))
+        }
+        other => other,
     }
 }
 

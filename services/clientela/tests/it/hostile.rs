@@ -326,9 +326,9 @@ async fn call(
     }
 }
 
-/// The territory models (every state) and the territories they hold.
-async fn territory_state(client: &mut TerritoryServiceClient<Channel>) -> (usize, i64) {
-    let mut state = (0, 0);
+/// The territory models (every state), the territories they hold, and the sellers.
+async fn territory_state(client: &mut TerritoryServiceClient<Channel>) -> (usize, i64, usize) {
+    let mut state = (0, 0, 0);
     let mut page_token = String::new();
     loop {
         let page = client
@@ -346,6 +346,24 @@ async fn territory_state(client: &mut TerritoryServiceClient<Channel>) -> (usize
             .iter()
             .map(|m| i64::from(m.territory_count))
             .sum::<i64>();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_sellers(tpb::ListSellersRequest {
+                page_size: 1000,
+                page_token,
+                statuses: (1..=3).collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        state.2 += page.sellers.len();
         if page.next_page_token.is_empty() {
             return state;
         }
@@ -571,10 +589,17 @@ async fn every_rpc_survives_hostile_input(engine: Engine) {
         registry_state(&mut registry).await,
         territory_state(&mut territory).await,
     );
-    // A territory model needs only its display name, so a probe that sets just that
-    // to a name-like text is a valid create: one model each, nothing else.
-    let created = accepted.get("CreateTerritoryModel").map_or(0, Vec::len);
-    let expected = (before.0, (before.1.0 + created, before.1.1));
+    // A territory model and a seller need only their display name, so a probe that sets
+    // just that to a name-like text is a valid create: one each, nothing else.
+    let created = |method: &str| accepted.get(method).map_or(0, Vec::len);
+    let expected = (
+        before.0,
+        (
+            before.1.0 + created("CreateTerritoryModel"),
+            before.1.1,
+            before.1.2 + created("CreateSeller"),
+        ),
+    );
     assert_eq!(after, expected, "a hostile call wrote");
     shutdown.cancel();
     server.await.unwrap().unwrap();
