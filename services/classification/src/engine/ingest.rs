@@ -140,9 +140,6 @@ pub(super) async fn apply_run(
             .into_iter()
             .map(|f| (f.id, f))
             .collect();
-        for f in facts.values() {
-            revenue.add(f, -1);
-        }
         for (id, i) in slice {
             // A referral names two customers: the one of them served first gets a copy.
             uses[*i] -= 1;
@@ -155,12 +152,9 @@ pub(super) async fn apply_run(
             let f = facts
                 .entry(*id)
                 .or_insert_with(|| CustomerFacts::new(*id, CustomerKind::Person));
-            apply_to(f, change);
+            revenue.apply(f, change);
         }
         let changed: Vec<&CustomerFacts> = ids.iter().filter_map(|id| facts.get(id)).collect();
-        for f in &changed {
-            revenue.add(f, 1);
-        }
         marked += save_and_mark(conn, changed).await?;
     }
     Ok(marked)

@@ -21,7 +21,7 @@ use crate::filter::Filter;
 use crate::labels::Dimension;
 use crate::policy::{Policy, PolicyVersion};
 use crate::population::{PopulationSnapshot, Tally};
-use crate::projection::{Change, Workspace, apply_to};
+use crate::projection::{Change, Workspace};
 use crate::revenue::RevenueDelta;
 use crate::store::{self, Bucket, Record, Stamp, Stored};
 
