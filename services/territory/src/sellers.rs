@@ -252,7 +252,7 @@ impl Territories {
 
 /// ALREADY_EXISTS when another seller than `me` answers to token `name`.
 async fn check_token_free(
-    conn: &impl sea_orm::ConnectionTrait,
+    conn: &impl clientela_runtime::Conn,
     name: Option<&str>,
     me: Option<Uuid>,
 ) -> Result<(), Error> {

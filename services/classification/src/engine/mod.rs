@@ -79,11 +79,7 @@ impl OwnedRun {
     }
 
     /// The company revenue at `as_of` in `conn`'s view, where the feed cursor is `cursor`.
-    async fn company_revenue(
-        &self,
-        conn: &impl sea_orm::ConnectionTrait,
-        cursor: i64,
-    ) -> Result<i64, Error> {
+    async fn company_revenue(&self, conn: &impl Conn, cursor: i64) -> Result<i64, Error> {
         if let Some(revenue) = self.revenue_at(cursor) {
             return Ok(revenue);
         }
