@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clientela_proto::clientela::classification::v1::classification_service_server::ClassificationServiceServer;
 use clientela_runtime::feed::consumer::{Batching, Consumer, Source};
+use clientela_runtime::feed::registry::RegistryEvents;
 use clientela_runtime::service::{self, Service};
 use clientela_runtime::settings::ClientTlsSettings;
 use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, Secret, ServeError};
 use serde::Deserialize;
 
-use crate::api::registry_feed::RegistryEvents;
 use crate::api::{self, ClassificationApi};
 use crate::engine::{Engine, REGISTRY_FEED};
 use crate::feed::{Following, Schedule};
@@ -136,42 +136,14 @@ impl Service for ClassificationService {
             .await
             .map_err(service::start_failed::<ClassificationService>)?
             .with_page(settings.classify_page);
-        let registry_url = if settings.registry_url.is_empty() {
-            let addr = app.local_addr().ok_or_else(|| {
-                ServeError::Config("classification.registry_url is required here".into())
-            })?;
-            // Listening on every address: call this one over loopback.
-            let ip = match addr.ip() {
-                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-                    std::net::Ipv4Addr::LOCALHOST.into()
-                }
-                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                    std::net::Ipv6Addr::LOCALHOST.into()
-                }
-                ip => ip,
-            };
-            if app.settings().server.tls.enabled() {
-                // The certificate names a host, not an address: localhost, as a
-                // certificate for a pod usually carries.
-                format!("https://localhost:{}", addr.port())
-            } else {
-                format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
-            }
-        } else {
-            settings.registry_url.clone()
-        };
-        let token_file = settings
-            .registry_token_file
-            .as_deref()
-            .filter(|p| !p.as_os_str().is_empty());
-        let source = Source::new(
+        let source = Source::of_settings(
+            app,
             "classification.registry",
-            &registry_url,
+            &settings.registry_url,
             settings.registry_token.as_ref(),
-            token_file,
+            settings.registry_token_file.as_deref(),
             &settings.registry_tls,
-        )
-        .map_err(ServeError::Config)?;
+        )?;
         let following = Following::new(
             engine.clone(),
             Schedule {
@@ -183,15 +155,11 @@ impl Service for ClassificationService {
         );
         let consumer = Consumer {
             source,
-            upstream: RegistryEvents,
+            upstream: RegistryEvents::new(|e| api::convert::change_from(e).map(Some)),
             projection: following,
             db: db.clone(),
             cursor: REGISTRY_FEED,
-            batching: Batching {
-                batch: settings.feed_batch.clamp(1, 5000).unsigned_abs(),
-                commit_events: settings.feed_commit_events.max(1),
-                ..Batching::default()
-            },
+            batching: Batching::of_settings(settings.feed_batch, settings.feed_commit_events),
         };
         app.tasks().spawn(consumer.run(app.stopping()));
         let api = ClassificationApi::new(

@@ -6,8 +6,9 @@ use clientela_domain::text::quote;
 use clientela_proto::clientela::territory::v1 as pb;
 use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryService;
 use clientela_runtime::auth::Access;
+use clientela_runtime::feed::{consistency, consumer};
 use clientela_runtime::idempotency::RequestKey;
-use clientela_runtime::time::timestamp;
+use clientela_runtime::time::{timestamp, to_time};
 use clientela_runtime::{Error, names, pagination};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -15,11 +16,14 @@ use uuid::Uuid;
 use clientela_domain::FieldViolation;
 use clientela_domain::contact::Email;
 
+use crate::assign::{Assignment, Cause, EndCause, Role};
+use crate::coverage::HistoryCursor;
+use crate::following::REGISTRY_FEED;
 use crate::locate::{Criteria, Place};
 use crate::model::{
     CriteriaInput, ModelState, Seller, SellerFields, SellerStatus, Territory, TerritoryFields,
-    TerritoryModel, validate_capacity, validate_code, validate_codes, validate_display_name,
-    validate_priority, validate_specialties, validate_token_name,
+    TerritoryModel, model_name, validate_capacity, validate_code, validate_codes,
+    validate_display_name, validate_priority, validate_specialties, validate_token_name,
 };
 use crate::sellers::{SellerCursor, SellerFilter, SellerPatch};
 use crate::territories::{Location, Territories, TerritoryPatch};
@@ -54,9 +58,12 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "ListTerritories"
         | "LocateAddress"
         | "GetSeller"
-        | "ListSellers" => Access::Read,
+        | "ListSellers"
+        | "GetCoverage"
+        | "ListAssignmentHistory" => Access::Read,
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
+        | "ActivateTerritoryModel"
         | "CreateTerritory"
         | "UpdateTerritory"
         | "DeleteTerritory"
@@ -254,8 +261,194 @@ fn seller_id(name: &str, field: &str) -> Result<Uuid, Error> {
     names::parse_top(name, "sellers", field)
 }
 
+fn role_to(role: Role) -> pb::AssignmentRole {
+    match role {
+        Role::Primary => pb::AssignmentRole::Primary,
+        Role::Specialist => pb::AssignmentRole::Specialist,
+        Role::Kam => pb::AssignmentRole::Kam,
+        Role::Prospector => pb::AssignmentRole::Prospector,
+    }
+}
+
+fn cause_to(cause: Cause) -> pb::AssignmentCause {
+    match cause {
+        Cause::Rule => pb::AssignmentCause::Rule,
+        Cause::Manual => pb::AssignmentCause::Manual,
+        Cause::Handover => pb::AssignmentCause::Handover,
+        Cause::Overflow => pb::AssignmentCause::Overflow,
+        Cause::Merge => pb::AssignmentCause::Merge,
+        Cause::TierChange => pb::AssignmentCause::TierChange,
+    }
+}
+
+fn end_cause_to(cause: Option<EndCause>) -> pb::AssignmentEndCause {
+    match cause {
+        None => pb::AssignmentEndCause::Unspecified,
+        Some(EndCause::AddressChange) => pb::AssignmentEndCause::AddressChange,
+        Some(EndCause::Realignment) => pb::AssignmentEndCause::Realignment,
+        Some(EndCause::Merge) => pb::AssignmentEndCause::Merge,
+        Some(EndCause::Archived) => pb::AssignmentEndCause::Archived,
+        Some(EndCause::Manual) => pb::AssignmentEndCause::Manual,
+        Some(EndCause::Handover) => pb::AssignmentEndCause::Handover,
+        Some(EndCause::TierChange) => pb::AssignmentEndCause::TierChange,
+        Some(EndCause::Continued) => pb::AssignmentEndCause::Continued,
+    }
+}
+
+fn assignment_to(a: &Assignment) -> pb::Assignment {
+    pb::Assignment {
+        name: a.name(),
+        customer: format!("customers/{}", a.customer),
+        seller: format!("sellers/{}", a.seller),
+        role: role_to(a.role) as i32,
+        product_line: a.product_line.clone(),
+        valid_from: Some(timestamp(a.valid_from)),
+        valid_to: a.valid_to.map(timestamp),
+        cause: cause_to(a.cause) as i32,
+        territory_model: a.model.map(|(id, _)| model_name(id)).unwrap_or_default(),
+        model_version: a.model.map_or(0, |(_, v)| v),
+        territory_code: a.territory.clone().unwrap_or_default(),
+        actor: a.actor.clone().unwrap_or_default(),
+        reason: a.reason.clone().unwrap_or_default(),
+        pinned: a.pinned,
+        pin_expire_time: a.pin_expires_at.map(timestamp),
+        weight: a.weight,
+        end_cause: end_cause_to(a.end_cause) as i32,
+        explanation: Some(pb::AssignmentExplanation {
+            rule: a.explanation.rule.clone(),
+            territory_code: a.explanation.territory.clone().unwrap_or_default(),
+            considered: a
+                .explanation
+                .considered
+                .iter()
+                .map(|c| pb::ConsideredSeller {
+                    seller: format!("sellers/{}", c.seller),
+                    load: c.load,
+                    capacity: c.capacity,
+                })
+                .collect(),
+            tie_break: a.explanation.tie_break.clone(),
+        }),
+    }
+}
+
+fn customer_id(name: &str, field: &str) -> Result<Uuid, Error> {
+    names::parse_customer(name, field).map(|c| c.as_uuid())
+}
+
+/// Assignments listed per page by default, and at most.
+const HISTORY_PAGE: (u64, u64) = (100, 1_000);
+
 #[tonic::async_trait]
 impl TerritoryService for TerritoryApi {
+    async fn activate_territory_model(
+        &self,
+        request: Request<pb::ActivateTerritoryModelRequest>,
+    ) -> GrpcResult<pb::ActivateTerritoryModelResponse> {
+        let pb::ActivateTerritoryModelRequest { name, etag } = request.get_ref();
+        let id = model_id(name, "name")?;
+        let done = self.territories.activate_model(id, etag_of(etag)).await?;
+        Ok(Response::new(pb::ActivateTerritoryModelResponse {
+            territory_model: Some(model_to(&done.model)),
+            archived_model: done.archived.map(model_name).unwrap_or_default(),
+            customers_placed: i64::try_from(done.placed).unwrap_or(i64::MAX),
+            assignments_moved: i64::try_from(done.moved).unwrap_or(i64::MAX),
+        }))
+    }
+
+    async fn get_coverage(
+        &self,
+        request: Request<pb::GetCoverageRequest>,
+    ) -> GrpcResult<pb::GetCoverageResponse> {
+        let budget = consistency::wait_budget(request.metadata());
+        let pb::GetCoverageRequest {
+            customer,
+            as_of,
+            min_event_sequence,
+        } = request.get_ref();
+        let id = customer_id(customer, "customer")?;
+        let as_of = to_time(as_of.as_ref(), "as_of").map_err(Error::from)?;
+        if *min_event_sequence < 0 {
+            return Err(Error::invalid("min_event_sequence", "must not be negative").into());
+        }
+        let event_sequence = consistency::wait_for(*min_event_sequence, budget, || {
+            consumer::position(self.territories.db(), REGISTRY_FEED)
+        })
+        .await?;
+        let c = self.territories.coverage(id, as_of).await?;
+        Ok(Response::new(pb::GetCoverageResponse {
+            customer: format!("customers/{}", c.customer.id),
+            as_of: Some(timestamp(c.as_of)),
+            territory_path: c.territory_path,
+            unassigned_reason: c.unassigned_reason.unwrap_or_default(),
+            primary: c.primary.as_ref().map(assignment_to),
+            specialists: c.specialists.iter().map(assignment_to).collect(),
+            kam: c.kam.as_ref().map(assignment_to),
+            prospector: c.prospector.as_ref().map(assignment_to),
+            event_sequence,
+        }))
+    }
+
+    async fn list_assignment_history(
+        &self,
+        request: Request<pb::ListAssignmentHistoryRequest>,
+    ) -> GrpcResult<pb::ListAssignmentHistoryResponse> {
+        let pb::ListAssignmentHistoryRequest {
+            customer,
+            seller,
+            page_size,
+            page_token,
+        } = request.get_ref();
+        let limit = match *page_size {
+            0 => HISTORY_PAGE.0,
+            n => pagination::page_size(n, "page_size")?.min(HISTORY_PAGE.1),
+        };
+        let (assignments, next_page_token) = match (customer.is_empty(), seller.is_empty()) {
+            (false, true) => {
+                let id = customer_id(customer, "customer")?;
+                let query = pagination::fingerprint(&("customer history", id));
+                let after: Option<HistoryCursor> =
+                    pagination::decode(page_token, query, "page_token")?;
+                let page = self.territories.customer_history(id, after, limit).await?;
+                let next = match page.last() {
+                    Some(last) if page.len() as u64 == limit => {
+                        pagination::encode(query, &(last.valid_from, last.sequence))
+                    }
+                    _ => String::new(),
+                };
+                (page, next)
+            }
+            (true, false) => {
+                let id = seller_id(seller, "seller")?;
+                let query = pagination::fingerprint(&("seller history", id));
+                let after: Option<i64> = pagination::decode(page_token, query, "page_token")?;
+                let page = self
+                    .territories
+                    .seller_history(id, after.unwrap_or(0), limit)
+                    .await?;
+                let next = match page.last() {
+                    Some(last) if page.len() as u64 == limit => {
+                        pagination::encode(query, &last.sequence)
+                    }
+                    _ => String::new(),
+                };
+                (page, next)
+            }
+            (true, true) => {
+                return Err(
+                    Error::invalid("customer", "one of customer and seller is required").into(),
+                );
+            }
+            (false, false) => {
+                return Err(Error::invalid("seller", "give customer or seller, not both").into());
+            }
+        };
+        Ok(Response::new(pb::ListAssignmentHistoryResponse {
+            assignments: assignments.iter().map(assignment_to).collect(),
+            next_page_token,
+        }))
+    }
+
     async fn create_territory_model(
         &self,
         request: Request<pb::CreateTerritoryModelRequest>,

@@ -88,58 +88,93 @@ pub enum Located {
 /// Where `place` belongs among `nodes` (a forest: every parent is one of them, no
 /// cycles, as the store keeps it).
 pub fn locate(nodes: &[Node], place: &Place) -> Located {
-    if nodes.is_empty() {
-        return Located::Unassigned("the model has no territories".into());
-    }
-    let mut children: HashMap<Option<&str>, Vec<&Node>> = HashMap::new();
-    for node in nodes {
-        children
-            .entry(node.parent.as_deref())
-            .or_default()
-            .push(node);
-    }
-    // Walk down from the roots through matching territories only: a child is reached
-    // only if its parent matched.
-    let mut best: Option<(usize, &Node, Vec<&str>)> = None;
-    let mut stack: Vec<(&Node, Vec<&str>)> = children
-        .get(&None)
-        .into_iter()
-        .flatten()
-        .filter(|n| n.criteria.matches(place))
-        .map(|n| (*n, vec![n.code.as_str()]))
-        .collect();
-    while let Some((node, path)) = stack.pop() {
-        let depth = path.len();
-        let better = match &best {
-            None => true,
-            Some((d, b, _)) => {
-                depth > *d
-                    || (depth == *d
-                        && (node.priority > b.priority
-                            || (node.priority == b.priority && node.code < b.code)))
-            }
-        };
-        for child in children
-            .get(&Some(node.code.as_str()))
-            .into_iter()
-            .flatten()
-        {
-            if child.criteria.matches(place) {
-                let mut p = path.clone();
-                p.push(child.code.as_str());
-                stack.push((child, p));
+    Forest::new(nodes.to_vec()).locate(place)
+}
+
+/// A model's territories indexed for location: built once, asked for every customer.
+#[derive(Debug, Clone, Default)]
+pub struct Forest {
+    nodes: Vec<Node>,
+    roots: Vec<usize>,
+    children: HashMap<String, Vec<usize>>,
+}
+
+impl Forest {
+    pub fn new(nodes: Vec<Node>) -> Self {
+        let mut roots = Vec::new();
+        let mut children: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            match &node.parent {
+                None => roots.push(i),
+                Some(parent) => children.entry(parent.clone()).or_default().push(i),
             }
         }
-        if better {
-            best = Some((depth, node, path));
+        Self {
+            nodes,
+            roots,
+            children,
         }
     }
-    match best {
-        Some((_, _, path)) => Located::In(path.into_iter().map(str::to_owned).collect()),
-        None => Located::Unassigned(format!(
-            "no top-level territory matches the address ({})",
-            describe(place)
-        )),
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Every territory's code.
+    pub fn codes(&self) -> impl Iterator<Item = String> + '_ {
+        self.nodes.iter().map(|n| n.code.clone())
+    }
+
+    /// The territory `code`'s node.
+    pub fn node(&self, code: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.code == code)
+    }
+
+    /// Where `place` belongs.
+    pub fn locate(&self, place: &Place) -> Located {
+        if self.nodes.is_empty() {
+            return Located::Unassigned("the model has no territories".into());
+        }
+        // Walk down from the roots through matching territories only: a child is
+        // reached only if its parent matched.
+        let mut best: Option<(usize, &Node, Vec<&str>)> = None;
+        let mut stack: Vec<(&Node, Vec<&str>)> = self
+            .roots
+            .iter()
+            .map(|&i| &self.nodes[i])
+            .filter(|n| n.criteria.matches(place))
+            .map(|n| (n, vec![n.code.as_str()]))
+            .collect();
+        while let Some((node, path)) = stack.pop() {
+            let depth = path.len();
+            let better = match &best {
+                None => true,
+                Some((d, b, _)) => {
+                    depth > *d
+                        || (depth == *d
+                            && (node.priority > b.priority
+                                || (node.priority == b.priority && node.code < b.code)))
+                }
+            };
+            for &i in self.children.get(&node.code).into_iter().flatten() {
+                let child = &self.nodes[i];
+                if child.criteria.matches(place) {
+                    let mut p = path.clone();
+                    p.push(child.code.as_str());
+                    stack.push((child, p));
+                }
+            }
+            if better {
+                best = Some((depth, node, path));
+            }
+        }
+        match best {
+            Some((_, _, path)) => Located::In(path.into_iter().map(str::to_owned).collect()),
+            None => Located::Unassigned(format!(
+                "no top-level territory matches the address ({})",
+                describe(place)
+            )),
+        }
     }
 }
 

@@ -5,11 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::error::check_etag;
+use clientela_runtime::feed::Outbox;
 use clientela_runtime::idempotency::{REUSED_REASON, RequestKey};
 use clientela_runtime::time::now;
 use clientela_runtime::{Db, Error, WriteTx};
 use uuid::Uuid;
 
+use crate::cartera::Logged;
+use crate::following::CHANGE_COUNTER;
 use crate::locate::{self, Located, Node, Place};
 use crate::model::{
     MAX_TERRITORIES, ModelState, Territory, TerritoryFields, TerritoryModel, model_name,
@@ -78,15 +81,23 @@ pub fn tree_order(mut territories: Vec<Territory>) -> Vec<Territory> {
 #[derive(Debug, Clone)]
 pub struct Territories {
     db: Db,
+    changes: Outbox<Logged>,
 }
 
 impl Territories {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    /// The service over a migrated database.
+    pub async fn open(db: Db) -> Result<Self, Error> {
+        let changes = Outbox::open(db.clone(), "assignment_changes", CHANGE_COUNTER).await?;
+        Ok(Self { db, changes })
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The feed of assignment changes.
+    pub fn changes(&self) -> &Outbox<Logged> {
+        &self.changes
     }
 
     /// Creates a model in PLANNING, as a copy of `copy_from`'s territories if given; with

@@ -7,9 +7,8 @@ use clientela_proto::clientela::common::v1 as common;
 use clientela_proto::clientela::registry::v1 as registry;
 use clientela_proto::maps;
 use clientela_runtime::Error;
-use clientela_runtime::names;
-use clientela_runtime::time::{timestamp, to_time};
-use uuid::Uuid;
+use clientela_runtime::feed::decode::{child, corrupt, customer as customer_id, time};
+use clientela_runtime::time::timestamp;
 
 use crate::classification::Classification;
 use crate::classification::LabelChange;
@@ -19,32 +18,6 @@ use crate::policy::{PlaybookEntry, Policy, VolumeMode};
 use crate::projection::{Change, Profile};
 
 // ---- the registry's feed ----
-
-fn corrupt(sequence: i64, what: &str) -> Error {
-    Error::Internal(format!("registry event {sequence}: {what}"))
-}
-
-fn child(name: &str, collection: &str, sequence: i64) -> Result<(Uuid, Uuid), Error> {
-    names::parse_child(name, collection, "name")
-        .map(|(c, id)| (c.as_uuid(), id))
-        .map_err(|_| corrupt(sequence, &format!("bad {collection} name {name:?}")))
-}
-
-fn customer_id(name: &str, sequence: i64) -> Result<Uuid, Error> {
-    names::parse_customer(name, "customer")
-        .map(|c| c.as_uuid())
-        .map_err(|_| corrupt(sequence, &format!("bad customer name {name:?}")))
-}
-
-fn time(
-    ts: Option<&prost_types::Timestamp>,
-    sequence: i64,
-) -> Result<chrono::DateTime<chrono::Utc>, Error> {
-    to_time(ts, "time")
-        .ok()
-        .flatten()
-        .ok_or_else(|| corrupt(sequence, "missing or bad time"))
-}
 
 fn profile(c: &registry::Customer, sequence: i64) -> Result<Profile, Error> {
     use registry::CustomerStatus as S;

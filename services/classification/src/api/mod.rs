@@ -1,7 +1,6 @@
 //! The gRPC handlers of `clientela.classification.v1.ClassificationService`.
 
 pub mod convert;
-pub mod registry_feed;
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -231,6 +231,14 @@ fn the_readme_examples_work_as_written() {
     assert!(stdout.contains("SERVING"), "{stdout}");
     // The classification read named the purchase's sequence: it saw the purchase.
     assert!(stdout.contains(r#""code": "BUYER""#), "{stdout}");
+    // Whether the activation or the feed placed it, the customer's PRIMARY is the seller
+    // of V Región, chosen by the rule.
+    assert!(
+        stdout.contains(
+            r#""rule": "the least loaded of the sellers of territory CL-V with capacity left""#
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

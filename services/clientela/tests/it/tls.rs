@@ -1,6 +1,6 @@
 //! TLS, when configured: the listener takes only TLS clients that present a certificate
 //! its client CA signed (mutual TLS), and the classification engine follows the
-//! registry's feed over the same TLS (the all-in-one server calls itself at
+//! registry's feed over the same TLS, as the territory service does (the all-in-one server calls itself at
 //! `https://localhost:PORT`).
 
 use std::path::{Path, PathBuf};
@@ -79,6 +79,7 @@ async fn mutual_tls_guards_the_listener_and_carries_the_feed() {
     settings.classification.registry_tls.ca_file = Some(pki.ca.clone());
     settings.classification.registry_tls.cert_file = Some(pki.client_cert.clone());
     settings.classification.registry_tls.key_file = Some(pki.client_key.clone());
+    settings.territory.registry_tls = settings.classification.registry_tls.clone();
     let app = clientela::build(&settings, ALL_SERVICES.to_vec())
         .await
         .unwrap();

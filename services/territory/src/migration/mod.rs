@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261204_000001_initial;
 mod m20261204_000002_sellers;
+mod m20261205_000003_assignments;
 
 /// The territory service's migrator.
 #[derive(Debug)]
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261204_000001_initial::Migration),
             Box::new(m20261204_000002_sellers::Migration),
+            Box::new(m20261205_000003_assignments::Migration),
         ]
     }
 

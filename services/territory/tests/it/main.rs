@@ -1,25 +1,31 @@
-//! The territory service through its gRPC API, on SQLite and PostgreSQL: models and
-//! their life, the hierarchy kept a forest, idempotent creates, etags, and where an
-//! address belongs.
+//! The territory service through its gRPC API, on SQLite and PostgreSQL, beside the
+//! registry whose feed it follows (as in `clientela serve`): models and their life, the
+//! hierarchy kept a forest, idempotent creates, etags, where an address belongs, and
+//! the assignments the registry's events make.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cartera;
 mod models;
 mod sellers;
 
+use clientela_proto::clientela::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use clientela_proto::clientela::territory::v1 as pb;
 use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
+use clientela_registry::RegistrySettings;
 use clientela_runtime::{App, CommonSettings, Secret};
 use clientela_territory::TerritorySettings;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 pub type Client = TerritoryServiceClient<Channel>;
+pub type Registry = CustomerRegistryServiceClient<Channel>;
 
 pub struct TestApp {
     pub client: Client,
+    pub registry: Registry,
     shutdown: CancellationToken,
-    _dir: Option<tempfile::TempDir>,
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 impl Drop for TestApp {
@@ -28,16 +34,29 @@ impl Drop for TestApp {
     }
 }
 
-/// The territory service alone over a fresh database of `engine`; None without
-/// PostgreSQL.
+/// The registry and the territory service over fresh databases of `engine`; None
+/// without PostgreSQL.
 pub async fn spawn_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
-    let (url, dir) = clientela_testkit::database(engine).await?;
+    // Warnings (a consumer retrying, a skipped event) show with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,clientela_territory=debug")
+        .with_test_writer()
+        .try_init();
+    let (registry_url, dir1) = clientela_testkit::database(engine).await?;
+    let (url, dir2) = clientela_testkit::database(engine).await?;
     let mut common = CommonSettings::default();
     common.server.listen = "127.0.0.1:0".parse().unwrap();
     common.server.metrics_listen = None;
+    common.server.shutdown_grace_secs = 5;
+    let mut registry = RegistrySettings::default();
+    registry.database.url = Secret::new(registry_url);
+    registry.feed_poll_interval_ms = 50;
     let mut settings = TerritorySettings::default();
     settings.database.url = Secret::new(url);
     let mut app = App::bind(common).await.unwrap();
+    clientela_registry::register(&mut app, &registry)
+        .await
+        .unwrap();
     clientela_territory::register(&mut app, &settings)
         .await
         .unwrap();
@@ -50,9 +69,10 @@ pub async fn spawn_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
         .await
         .unwrap();
     Some(TestApp {
-        client: TerritoryServiceClient::new(channel),
+        client: TerritoryServiceClient::new(channel.clone()),
+        registry: CustomerRegistryServiceClient::new(channel),
         shutdown,
-        _dir: dir,
+        _dirs: [dir1, dir2].into_iter().flatten().collect(),
     })
 }
 

@@ -5,21 +5,21 @@ use tonic::Code;
 
 use crate::*;
 
-fn countries(codes: &[&str]) -> pb::AddressCriteria {
+pub fn countries(codes: &[&str]) -> pb::AddressCriteria {
     pb::AddressCriteria {
         country_codes: codes.iter().map(|c| (*c).to_owned()).collect(),
         ..Default::default()
     }
 }
 
-fn regions(names: &[&str]) -> pb::AddressCriteria {
+pub fn regions(names: &[&str]) -> pb::AddressCriteria {
     pb::AddressCriteria {
         regions: names.iter().map(|c| (*c).to_owned()).collect(),
         ..Default::default()
     }
 }
 
-fn localities(names: &[&str]) -> pb::AddressCriteria {
+pub fn localities(names: &[&str]) -> pb::AddressCriteria {
     pb::AddressCriteria {
         localities: names.iter().map(|c| (*c).to_owned()).collect(),
         ..Default::default()
@@ -51,7 +51,7 @@ fn codes(path: &[pb::Territory]) -> Vec<&str> {
 
 /// Seed 003's territories: Chile, "V Región", "Zona Sur de Santiago" and "Zona Norte
 /// (Primera a Cuarta Región)".
-async fn seed_003(client: &mut Client, model: &pb::TerritoryModel) {
+pub async fn seed_003(client: &mut Client, model: &pb::TerritoryModel) {
     add(client, model, "CL", "", countries(&["cl"]))
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use tonic::Code;
 
 use crate::*;
 
-fn seller(name: &str, token: &str, codes: &[&str], lines: &[&str]) -> pb::Seller {
+pub fn seller(name: &str, token: &str, codes: &[&str], lines: &[&str]) -> pb::Seller {
     pb::Seller {
         display_name: name.into(),
         email: format!("{}@lubrisur.cl", token.to_lowercase()),

@@ -93,6 +93,45 @@ impl Source {
         })
     }
 
+    /// A source configured by `url` (empty: this process's own address, as the
+    /// all-in-one `clientela serve` calls its own registry), with the token or token
+    /// file and TLS of the same settings.
+    pub fn of_settings(
+        app: &crate::App,
+        prefix: &str,
+        url: &str,
+        token: Option<&Secret>,
+        token_file: Option<&Path>,
+        tls: &ClientTlsSettings,
+    ) -> Result<Self, crate::ServeError> {
+        let url = if url.is_empty() {
+            let addr = app.local_addr().ok_or_else(|| {
+                crate::ServeError::Config(format!("{prefix}_url is required here"))
+            })?;
+            // Listening on every address: call this one over loopback.
+            let ip = match addr.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                }
+                ip => ip,
+            };
+            if app.settings().server.tls.enabled() {
+                // The certificate names a host, not an address: localhost, as a
+                // certificate for a pod usually carries.
+                format!("https://localhost:{}", addr.port())
+            } else {
+                format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+            }
+        } else {
+            url.to_owned()
+        };
+        let token_file = token_file.filter(|p| !p.as_os_str().is_empty());
+        Self::new(prefix, &url, token, token_file, tls).map_err(crate::ServeError::Config)
+    }
+
     /// The producer's address, for logs.
     pub fn uri(&self) -> &http::Uri {
         self.endpoint.uri()
@@ -248,6 +287,18 @@ pub struct Batching {
     pub commit_events: usize,
     /// How long gathered events wait for the next message before they are applied.
     pub flush_after: Duration,
+}
+
+impl Batching {
+    /// From a service's settings: `batch` kept within 1-5,000 (the producer's limit),
+    /// `commit_events` at least 1.
+    pub fn of_settings(batch: i32, commit_events: usize) -> Self {
+        Self {
+            batch: batch.clamp(1, 5000).unsigned_abs(),
+            commit_events: commit_events.max(1),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Batching {

@@ -4,7 +4,9 @@
 
 pub mod consistency;
 pub mod consumer;
+pub mod decode;
 pub mod outbox;
+pub mod registry;
 pub mod server;
 
 pub use outbox::{Outbox, OutboxRecord, create_sequence_table};

@@ -8,20 +8,22 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
+pub mod cartera;
+
 use crate::locate::Criteria;
 use crate::model::{
     ModelState, Seller, SellerFields, SellerStatus, Territory, TerritoryFields, TerritoryModel,
 };
 
-fn t(name: &str) -> Alias {
+pub(crate) fn t(name: &str) -> Alias {
     Alias::new(name)
 }
 
-fn col(name: &str) -> Expr {
+pub(crate) fn col(name: &str) -> Expr {
     Expr::col(t(name))
 }
 
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
     Error::Internal(format!("a stored {what} cannot be read: {detail}"))
 }
 
@@ -341,7 +343,7 @@ fn json_list(list: &[String]) -> Result<String, Error> {
     serde_json::to_string(list).map_err(|e| Error::Internal(format!("encoding a list: {e}")))
 }
 
-fn seller_of(row: &QueryResult) -> Result<Seller, Error> {
+pub(crate) fn seller_of(row: &QueryResult) -> Result<Seller, Error> {
     let status: String = row.try_get("", "status")?;
     Ok(Seller {
         id: row.try_get("", "id")?,
@@ -363,7 +365,7 @@ fn seller_of(row: &QueryResult) -> Result<Seller, Error> {
     })
 }
 
-fn seller_select() -> SelectStatement {
+pub(crate) fn seller_select() -> SelectStatement {
     Query::select()
         .columns(SELLER_COLUMNS.map(t))
         .from(t("sellers"))

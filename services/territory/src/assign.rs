@@ -1,0 +1,516 @@
+//! Assignments and how a seller is chosen for one (TERRITORY.md, "Choosing a seller"):
+//! the sellers covering the nearest territory of the customer's path that has any,
+//! those with capacity left, least loaded, ties to the one chosen longest ago; else
+//! OVERFLOW to the least overloaded; else the house. Pure, so a preview and an apply
+//! decide alike.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use clientela_domain::text::fold;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::model::{HOUSE_SELLER, Seller, SellerStatus};
+
+// An enum stored and shown by its upper-case code (a few lines, not a derive crate).
+macro_rules! codes {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $code:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// As stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $code),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+codes! {
+    /// What a seller is to a customer.
+    Role {
+        /// The responsible salesperson (seed 003).
+        Primary = "PRIMARY",
+        /// The specialist of one product line.
+        Specialist = "SPECIALIST",
+        /// The Key Account Manager (seed 004).
+        Kam = "KAM",
+        /// Develops a prospect.
+        Prospector = "PROSPECTOR",
+    }
+}
+
+codes! {
+    /// Why an assignment was made.
+    Cause {
+        Rule = "RULE",
+        Manual = "MANUAL",
+        Handover = "HANDOVER",
+        /// No seller of the territory had capacity left.
+        Overflow = "OVERFLOW",
+        Merge = "MERGE",
+        TierChange = "TIER_CHANGE",
+    }
+}
+
+codes! {
+    /// Why an assignment ended.
+    EndCause {
+        /// The customer moved to a territory its seller does not cover.
+        AddressChange = "ADDRESS_CHANGE",
+        /// A model's activation realigned it.
+        Realignment = "REALIGNMENT",
+        /// Merged into another customer.
+        Merge = "MERGE",
+        /// The customer was archived.
+        Archived = "ARCHIVED",
+        /// Replaced by hand.
+        Manual = "MANUAL",
+        /// Handed to a successor (transfer or offboarding).
+        Handover = "HANDOVER",
+        /// The account tier fell below KEY for the grace period.
+        TierChange = "TIER_CHANGE",
+        /// The same seller carries on in the next interval.
+        Continued = "CONTINUED",
+    }
+}
+
+/// A seller as choices read it, with its load kept current through a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desk {
+    pub id: Uuid,
+    pub status: SellerStatus,
+    pub house: bool,
+    pub territory_codes: Vec<String>,
+    /// Folded.
+    pub specialties: Vec<String>,
+    pub kam: bool,
+    pub capacity: i64,
+    /// The weight of its open assignments.
+    pub load: i64,
+    /// The sequence of its last automatic assignment (0: never).
+    pub last_chosen: i64,
+}
+
+impl Desk {
+    pub fn of(seller: &Seller, load: i64, last_chosen: i64) -> Self {
+        Self {
+            id: seller.id,
+            status: seller.fields.status,
+            house: seller.house,
+            territory_codes: seller.fields.territory_codes.clone(),
+            specialties: seller.fields.specialties.iter().map(|s| fold(s)).collect(),
+            kam: seller.fields.kam,
+            capacity: seller.fields.capacity,
+            load,
+            last_chosen,
+        }
+    }
+
+    fn serves(&self, need: &Need) -> bool {
+        self.status == SellerStatus::Active
+            && !self.house
+            && match need {
+                Need::Primary => true,
+                Need::Specialist(line) => self.specialties.iter().any(|s| s == line),
+                Need::Kam => self.kam,
+            }
+    }
+}
+
+/// What a choice is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    Primary,
+    /// A product line, folded.
+    Specialist(String),
+    Kam,
+}
+
+/// A seller a choice looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Considered {
+    pub seller: Uuid,
+    pub load: i64,
+    pub capacity: i64,
+}
+
+/// Why a choice fell where it did: stored with the assignment, shown by
+/// ExplainAssignment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The rule, in a sentence.
+    pub rule: String,
+    /// The territory whose sellers were considered (None: none of the path had any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub territory: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub considered: Vec<Considered>,
+    /// How the winner was told from the others ("" when there was one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tie_break: String,
+}
+
+/// Where a choice fell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub seller: Uuid,
+    pub cause: Cause,
+    pub territory: Option<String>,
+    pub explanation: Explanation,
+}
+
+/// The sellers, indexed by the territories they cover.
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    desks: Vec<Desk>,
+    index: HashMap<Uuid, usize>,
+    by_territory: HashMap<String, Vec<usize>>,
+}
+
+impl Roster {
+    pub fn new(mut desks: Vec<Desk>) -> Self {
+        desks.sort_by_key(|d| d.id);
+        let index = desks.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
+        let mut by_territory: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, desk) in desks.iter().enumerate() {
+            for code in &desk.territory_codes {
+                by_territory.entry(code.clone()).or_default().push(i);
+            }
+        }
+        Self {
+            desks,
+            index,
+            by_territory,
+        }
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<&Desk> {
+        self.index.get(&id).map(|&i| &self.desks[i])
+    }
+
+    pub fn desks(&self) -> &[Desk] {
+        &self.desks
+    }
+
+    /// Moves a seller's load by `weight` (an assignment opened or closed); `chosen`, the
+    /// sequence of an automatic choice of it.
+    pub fn charge(&mut self, id: Uuid, weight: i64, chosen: Option<i64>) {
+        if let Some(&i) = self.index.get(&id) {
+            self.desks[i].load += weight;
+            if let Some(sequence) = chosen {
+                self.desks[i].last_chosen = sequence;
+            }
+        }
+    }
+
+    /// Whether `seller` would be among the candidates for `need` on `path` (so a move
+    /// within its territories keeps it).
+    pub fn covers(&self, seller: Uuid, path: &[String], need: &Need) -> bool {
+        self.candidates(path, need)
+            .1
+            .iter()
+            .any(|&i| self.desks[i].id == seller)
+    }
+
+    /// The sellers serving `need` in the deepest territory of `path` that has any; for
+    /// a specialist or KAM with none on the path, those of the whole company.
+    fn candidates(&self, path: &[String], need: &Need) -> (Option<String>, Vec<usize>) {
+        for code in path.iter().rev() {
+            let here: Vec<usize> = self
+                .by_territory
+                .get(code)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&i| self.desks[i].serves(need))
+                .collect();
+            if !here.is_empty() {
+                return (Some(code.clone()), here);
+            }
+        }
+        if *need == Need::Primary {
+            return (None, Vec::new());
+        }
+        let anywhere = (0..self.desks.len())
+            .filter(|&i| self.desks[i].serves(need))
+            .collect();
+        (None, anywhere)
+    }
+
+    /// The seller for `need` of a customer of `weight` on territory `path` (None for a
+    /// specialist or KAM nobody serves; the house for a PRIMARY nobody covers).
+    pub fn choose(&self, path: &[String], need: &Need, weight: i64) -> Option<Choice> {
+        let (territory, candidates) = self.candidates(path, need);
+        let what = match need {
+            Need::Primary => "the sellers".to_owned(),
+            Need::Specialist(line) => format!("the specialists in {line}"),
+            Need::Kam => "the KAMs".to_owned(),
+        };
+        let place = match (&territory, path.last()) {
+            (Some(code), _) => format!("of territory {code}"),
+            (None, _) if *need != Need::Primary => "of the company".to_owned(),
+            (None, Some(code)) => format!("on territory {code}'s path"),
+            (None, None) => "(the address is unassigned)".to_owned(),
+        };
+        let considered: Vec<Considered> = candidates
+            .iter()
+            .map(|&i| Considered {
+                seller: self.desks[i].id,
+                load: self.desks[i].load,
+                capacity: self.desks[i].capacity,
+            })
+            .collect();
+        if candidates.is_empty() {
+            if *need != Need::Primary {
+                return None;
+            }
+            return Some(Choice {
+                seller: HOUSE_SELLER,
+                cause: Cause::Rule,
+                territory: None,
+                explanation: Explanation {
+                    rule: format!(
+                        "no active seller covers the customer {place}: the company's own \
+                         cartera holds it until a seller does"
+                    ),
+                    ..Explanation::default()
+                },
+            });
+        }
+        let with_room: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| self.desks[i].load + weight <= self.desks[i].capacity)
+            .collect();
+        let (pool, cause, rule) = if with_room.is_empty() {
+            // Capacity 0 takes nothing automatically, overflow included, unless every
+            // candidate has 0.
+            let sized: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&i| self.desks[i].capacity > 0)
+                .collect();
+            let pool = if sized.is_empty() { candidates } else { sized };
+            (
+                pool,
+                Cause::Overflow,
+                format!("none of {what} {place} has capacity left: the least overloaded takes it"),
+            )
+        } else {
+            (
+                with_room,
+                Cause::Rule,
+                format!("the least loaded of {what} {place} with capacity left"),
+            )
+        };
+        let key = |i: usize| {
+            let d = &self.desks[i];
+            let load = if cause == Cause::Overflow {
+                d.load - d.capacity
+            } else {
+                d.load
+            };
+            (load, d.last_chosen, d.id)
+        };
+        let best = pool.iter().copied().min_by_key(|&i| key(i))?;
+        let (best_load, best_turn, _) = key(best);
+        let tied = pool.iter().filter(|&&i| key(i).0 == best_load).count();
+        let tie_break = if tied < 2 {
+            String::new()
+        } else if pool
+            .iter()
+            .filter(|&&i| key(i).0 == best_load && key(i).1 == best_turn)
+            .count()
+            > 1
+        {
+            format!("{tied} tied on load, never chosen or chosen at once: the lowest id")
+        } else {
+            format!("{tied} tied on load: the one chosen longest ago (round robin)")
+        };
+        Some(Choice {
+            seller: self.desks[best].id,
+            cause,
+            territory: territory.clone(),
+            explanation: Explanation {
+                rule,
+                territory: territory.clone(),
+                considered,
+                tie_break,
+            },
+        })
+    }
+}
+
+/// An assignment: an interval of a seller's role for a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub id: Uuid,
+    pub customer: Uuid,
+    pub seller: Uuid,
+    pub role: Role,
+    /// Folded; "" unless a SPECIALIST.
+    pub product_line: String,
+    pub valid_from: DateTime<Utc>,
+    pub valid_to: Option<DateTime<Utc>>,
+    pub cause: Cause,
+    /// The model (id, version) whose rule chose it.
+    pub model: Option<(Uuid, i64)>,
+    pub territory: Option<String>,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+    pub pinned: bool,
+    pub pin_expires_at: Option<DateTime<Utc>>,
+    pub weight: i64,
+    pub end_cause: Option<EndCause>,
+    pub explanation: Explanation,
+    pub sequence: i64,
+}
+
+impl Assignment {
+    pub fn name(&self) -> String {
+        format!("assignments/{}", self.id)
+    }
+
+    /// Whether it holds at `at`.
+    pub fn holds_at(&self, at: DateTime<Utc>) -> bool {
+        self.valid_from <= at && self.valid_to.is_none_or(|to| at < to)
+    }
+
+    /// Whether a pin on it stands at `at`.
+    pub fn pinned_at(&self, at: DateTime<Utc>) -> bool {
+        self.pinned && self.pin_expires_at.is_none_or(|until| at < until)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn desk(n: u128, codes: &[&str], capacity: i64, load: i64) -> Desk {
+        Desk {
+            id: Uuid::from_u128(n),
+            status: SellerStatus::Active,
+            house: false,
+            territory_codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            specialties: Vec::new(),
+            kam: false,
+            capacity,
+            load,
+            last_chosen: 0,
+        }
+    }
+
+    fn path(codes: &[&str]) -> Vec<String> {
+        codes.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_nearest_territory_with_sellers_decides_and_the_least_loaded_wins() {
+        let roster = Roster::new(vec![
+            desk(1, &["CL"], 10, 0),
+            desk(2, &["CL-V"], 10, 5),
+            desk(3, &["CL-V"], 10, 3),
+        ]);
+        let choice = roster
+            .choose(&path(&["CL", "CL-V"]), &Need::Primary, 1)
+            .unwrap();
+        assert_eq!(choice.seller, Uuid::from_u128(3));
+        assert_eq!(choice.cause, Cause::Rule);
+        assert_eq!(choice.territory.as_deref(), Some("CL-V"));
+        assert_eq!(
+            choice.explanation.considered.len(),
+            2,
+            "CL's seller not looked at"
+        );
+        let up = roster
+            .choose(&path(&["CL", "CL-RM"]), &Need::Primary, 1)
+            .unwrap();
+        assert_eq!(up.seller, Uuid::from_u128(1), "the parent's sellers");
+    }
+
+    #[test]
+    fn ties_go_round_robin_and_a_full_territory_overflows() {
+        let mut a = desk(1, &["Z"], 2, 1);
+        a.last_chosen = 9;
+        let mut b = desk(2, &["Z"], 2, 1);
+        b.last_chosen = 4;
+        let mut roster = Roster::new(vec![a, b]);
+        let first = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
+        assert_eq!(first.seller, Uuid::from_u128(2), "chosen longest ago");
+        assert!(first.explanation.tie_break.contains("round robin"));
+        roster.charge(first.seller, 1, Some(10));
+        let second = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
+        assert_eq!(second.seller, Uuid::from_u128(1));
+        roster.charge(second.seller, 1, Some(11));
+        let over = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
+        assert_eq!(over.cause, Cause::Overflow);
+        assert_eq!(
+            over.seller,
+            Uuid::from_u128(2),
+            "equally over: chosen longest ago"
+        );
+    }
+
+    #[test]
+    fn nobody_covering_means_the_house_and_leave_or_departure_means_skipped() {
+        let mut away = desk(1, &["Z"], 10, 0);
+        away.status = SellerStatus::OnLeave;
+        let roster = Roster::new(vec![away]);
+        let choice = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
+        assert_eq!(choice.seller, HOUSE_SELLER);
+        assert!(choice.explanation.rule.contains("company's own cartera"));
+        assert_eq!(
+            roster.choose(&[], &Need::Primary, 1).map(|c| c.seller),
+            Some(HOUSE_SELLER)
+        );
+    }
+
+    #[test]
+    fn specialists_come_from_the_territory_or_else_the_company() {
+        let mut far = desk(1, &["NORTE"], 10, 0);
+        far.specialties = vec!["paneles solares".into()];
+        let roster = Roster::new(vec![far, desk(2, &["SUR"], 10, 0)]);
+        let line = Need::Specialist("paneles solares".into());
+        let choice = roster.choose(&path(&["SUR"]), &line, 1).unwrap();
+        assert_eq!(choice.seller, Uuid::from_u128(1));
+        assert_eq!(choice.territory, None);
+        assert!(
+            roster
+                .choose(&path(&["SUR"]), &Need::Specialist("otra".into()), 1)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn capacity_zero_takes_overflow_only_when_all_have_zero() {
+        let roster = Roster::new(vec![desk(1, &["Z"], 0, 0), desk(2, &["Z"], 1, 5)]);
+        let choice = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
+        assert_eq!(
+            (choice.seller, choice.cause),
+            (Uuid::from_u128(2), Cause::Overflow)
+        );
+        let zeros = Roster::new(vec![desk(1, &["Z"], 0, 0)]);
+        assert_eq!(
+            zeros
+                .choose(&path(&["Z"]), &Need::Primary, 1)
+                .unwrap()
+                .cause,
+            Cause::Overflow
+        );
+    }
+}

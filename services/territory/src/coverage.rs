@@ -1,0 +1,267 @@
+//! Activation with its realignment, and the questions asked of assignments: who serves a
+//! customer at an instant, and the history of a customer or a seller.
+
+use chrono::{DateTime, Utc};
+use clientela_runtime::db::transaction_lock;
+use clientela_runtime::error::check_etag;
+use clientela_runtime::feed::outbox::read_sequence;
+use clientela_runtime::time::now;
+use clientela_runtime::{Conn, Error};
+use uuid::Uuid;
+
+use crate::assign::{Assignment, Role, Roster};
+use crate::cartera::{Book, Customer};
+use crate::following::{CARTERA_LOCK, CHANGE_COUNTER};
+use crate::model::{ModelState, TerritoryModel, model_name};
+use crate::store;
+use crate::territories::Territories;
+
+/// Customers realigned per page of an activation (one transaction in all).
+const REALIGN_PAGE: u64 = 2_000;
+
+/// What an activation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub model: TerritoryModel,
+    /// The model it replaced, now ARCHIVED.
+    pub archived: Option<Uuid>,
+    pub placed: u64,
+    pub moved: u64,
+}
+
+/// Who served a customer at an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    pub customer: Customer,
+    pub as_of: DateTime<Utc>,
+    pub territory_path: Vec<String>,
+    pub unassigned_reason: Option<String>,
+    pub primary: Option<Assignment>,
+    pub specialists: Vec<Assignment>,
+    pub kam: Option<Assignment>,
+    pub prospector: Option<Assignment>,
+}
+
+/// Where a listing of a customer's history resumes: after this (start, sequence).
+pub type HistoryCursor = (DateTime<Utc>, i64);
+
+impl Territories {
+    /// Activates PLANNING model `id` and realigns every customer in one transaction.
+    pub async fn activate_model(&self, id: Uuid, etag: Option<&str>) -> Result<Activation, Error> {
+        let tx = self.db().begin_write().await?;
+        let conn = tx.conn();
+        transaction_lock(conn, CARTERA_LOCK).await?;
+        let model = store::model(conn, id)
+            .await?
+            .ok_or_else(|| Error::not_found("territory model", model_name(id)))?;
+        check_etag(&model.etag(), etag, "territory model")?;
+        match model.state {
+            ModelState::Active => {
+                return Ok(Activation {
+                    model,
+                    archived: None,
+                    placed: 0,
+                    moved: 0,
+                });
+            }
+            ModelState::Archived => {
+                return Err(Error::precondition(
+                    "MODEL_ARCHIVED",
+                    format!(
+                        "{} is ARCHIVED: create a copy of it with copy_from and activate that",
+                        model.name()
+                    ),
+                ));
+            }
+            ModelState::Planning => {}
+        }
+        let at = now();
+        let previous = store::models(conn, Some(ModelState::Active), None, 1)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(previous) = &previous {
+            store::bump_model(
+                conn,
+                previous.id,
+                ModelState::Active,
+                None,
+                ModelState::Archived,
+                at,
+            )
+            .await?;
+        }
+        if !store::bump_model(
+            conn,
+            id,
+            ModelState::Planning,
+            Some(model.version),
+            ModelState::Active,
+            at,
+        )
+        .await?
+        {
+            return Err(Error::aborted(
+                "CONCURRENT_UPDATE",
+                "the territory model changed concurrently; retry",
+            ));
+        }
+        let active = Self::active_model(conn).await?;
+        let desks = store::cartera::desks(conn).await?;
+        let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
+        let mut book = Book::new(active, Roster::new(desks.clone()), sequence);
+        let (mut placed, mut moved) = (0u64, 0u64);
+        let mut after = None;
+        loop {
+            let page = store::cartera::customer_page(conn, after, REALIGN_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let ids: Vec<Uuid> = page.iter().map(|c| c.id).collect();
+            for c in page {
+                book.customers.insert(c.id, c);
+            }
+            for a in store::cartera::open_assignments(conn, &ids).await? {
+                book.open.entry(a.customer).or_default().push(a);
+            }
+            for id in &ids {
+                moved += book.realign(*id, at) as u64;
+                if book.customers[id].territory.is_some() {
+                    placed += 1;
+                }
+            }
+            self.write_page(&tx, &mut book).await?;
+        }
+        store::cartera::write_desks(conn, &book.roster, &desks).await?;
+        let model = store::model(conn, id)
+            .await?
+            .ok_or_else(|| Error::Internal("the activated model vanished".into()))?;
+        tx.commit().await?;
+        Ok(Activation {
+            model,
+            archived: previous.map(|p| p.id),
+            placed,
+            moved,
+        })
+    }
+
+    async fn known_customer(conn: &impl Conn, id: Uuid) -> Result<Customer, Error> {
+        store::cartera::customer(conn, id).await?.ok_or_else(|| {
+            Error::not_found(
+                "customer",
+                format!("customers/{id} (not yet brought by the registry's feed)"),
+            )
+        })
+    }
+
+    /// Who served customer `id` at `as_of` (now when None).
+    pub async fn coverage(
+        &self,
+        id: Uuid,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Coverage, Error> {
+        let tx = self.db().begin_planned_read().await?;
+        let customer = Self::known_customer(&tx, id).await?;
+        let at = as_of.unwrap_or_else(now);
+        let mut held: Vec<Assignment> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store::cartera::customer_history(&tx, id, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.valid_from, last.sequence));
+            let full = page.len() == 1000;
+            held.extend(page.into_iter().filter(|a| a.holds_at(at)));
+            if !full {
+                break;
+            }
+        }
+        let take = |role: Role, held: &mut Vec<Assignment>| {
+            held.iter()
+                .position(|a| a.role == role)
+                .map(|i| held.remove(i))
+        };
+        let primary = take(Role::Primary, &mut held);
+        let kam = take(Role::Kam, &mut held);
+        let prospector = take(Role::Prospector, &mut held);
+        let mut specialists: Vec<Assignment> = held
+            .into_iter()
+            .filter(|a| a.role == Role::Specialist)
+            .collect();
+        specialists.sort_by(|a, b| a.product_line.cmp(&b.product_line));
+        let (territory_path, unassigned_reason) = if as_of.is_none() {
+            let active = Self::active_model(&tx).await?;
+            let path = customer
+                .territory
+                .as_deref()
+                .and_then(|code| active.paths.get(code).cloned())
+                .unwrap_or_default();
+            (path, customer.unassigned_reason.clone())
+        } else {
+            match primary
+                .as_ref()
+                .and_then(|p| p.model.zip(p.territory.clone()))
+            {
+                Some(((model, _), code)) => (Self::path_in(&tx, model, &code).await?, None),
+                None => (
+                    Vec::new(),
+                    Some("no territory is recorded for the customer at that instant".into()),
+                ),
+            }
+        };
+        Ok(Coverage {
+            customer,
+            as_of: at,
+            territory_path,
+            unassigned_reason,
+            primary,
+            specialists,
+            kam,
+            prospector,
+        })
+    }
+
+    /// Territory `code`'s path from the top in model `model` (models are never deleted,
+    /// so an archived one still answers).
+    async fn path_in(conn: &impl Conn, model: Uuid, code: &str) -> Result<Vec<String>, Error> {
+        let territories = store::territories(conn, model).await?;
+        let mut path = Vec::new();
+        let mut at = Some(code.to_owned());
+        while let Some(current) = at {
+            at = territories
+                .iter()
+                .find(|t| t.code == current)
+                .and_then(|t| t.fields.parent_code.clone());
+            path.push(current);
+            if path.len() > territories.len() {
+                break;
+            }
+        }
+        path.reverse();
+        Ok(path)
+    }
+
+    /// Up to `limit` of customer `id`'s assignments after `after`, by start.
+    pub async fn customer_history(
+        &self,
+        id: Uuid,
+        after: Option<HistoryCursor>,
+        limit: u64,
+    ) -> Result<Vec<Assignment>, Error> {
+        let tx = self.db().begin_planned_read().await?;
+        Self::known_customer(&tx, id).await?;
+        store::cartera::customer_history(&tx, id, after, limit).await
+    }
+
+    /// Up to `limit` of the assignments seller `id` was given after sequence `after`.
+    pub async fn seller_history(
+        &self,
+        id: Uuid,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Assignment>, Error> {
+        let tx = self.db().begin_planned_read().await?;
+        if store::seller(&tx, id).await?.is_none() {
+            return Err(Error::not_found("seller", format!("sellers/{id}")));
+        }
+        store::cartera::seller_history(&tx, id, after, limit).await
+    }
+}

@@ -1,0 +1,185 @@
+//! How the service follows the registry's feed: creation and address changes place a
+//! customer, the first purchase gives it a PRIMARY in the transaction that applies it,
+//! purchase lines their SPECIALISTs, merges and archives end assignments
+//! (TERRITORY.md, "What it follows").
+
+use clientela_proto::clientela::registry::v1 as registry;
+use clientela_runtime::db::transaction_lock;
+use clientela_runtime::feed::consumer::{Cursor, Projection};
+use clientela_runtime::feed::decode::{child, corrupt, customer, time};
+use clientela_runtime::feed::outbox::read_sequence;
+use clientela_runtime::{Conn, Error, WriteTx};
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::assign::Roster;
+use crate::cartera::{ActiveModel, Book, Change, Standing, lines_of};
+use crate::locate::{Forest, Node, Place};
+use crate::model::ModelState;
+use crate::store;
+use crate::territories::Territories;
+
+/// The cursor over the registry's feed.
+pub const REGISTRY_FEED: Cursor = Cursor {
+    table: "registry_cursor",
+    lock: "territory-registry-consumer",
+};
+
+/// Held by every transaction that writes assignments (the feed, manual commands, an
+/// activation), so each decides on the loads the one before it left.
+pub const CARTERA_LOCK: &str = "territory-cartera";
+
+/// The counter of the assignment changes' feed.
+pub const CHANGE_COUNTER: &str = "assignment_change_counter";
+
+/// What a registry event is to carteras (None: nothing).
+pub fn change_from(event: &registry::Event) -> Result<Option<Change>, Error> {
+    use registry::CustomerStatus as S;
+    use registry::event::Payload;
+    let seq = event.sequence;
+    let payload = event
+        .payload
+        .as_ref()
+        .ok_or_else(|| corrupt(seq, "no payload"))?;
+    Ok(Some(match payload {
+        Payload::CustomerCreated(c) | Payload::CustomerUpdated(c) => {
+            let standing = match S::try_from(c.status) {
+                Ok(S::Prospect) => Standing::Prospect,
+                Ok(S::Customer) => Standing::Customer,
+                Ok(S::Archived) => Standing::Archived,
+                Ok(S::Merged) => Standing::Merged,
+                _ => return Err(corrupt(seq, "customer without a status")),
+            };
+            let place = c.address.as_ref().map_or_else(Place::default, |a| {
+                Place::new(&a.country_code, &a.region, &a.locality, &a.postal_code)
+            });
+            Change::Profile {
+                id: customer(&c.name, seq)?,
+                standing,
+                place,
+                at: time(c.update_time.as_ref(), seq)?,
+            }
+        }
+        Payload::CustomersMerged(m) => Change::Merged {
+            survivor: customer(&m.survivor, seq)?,
+            merged: customer(&m.merged, seq)?,
+            at: time(event.record_time.as_ref(), seq)?,
+        },
+        Payload::PurchaseRecorded(p) => {
+            let (customer, _) = child(&p.name, "purchases", seq)?;
+            Change::Purchase {
+                customer,
+                at: time(p.occur_time.as_ref(), seq)?,
+                lines: lines_of(p.lines.iter().map(|l| l.product_line.as_str())),
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+impl Territories {
+    /// The active model as assignments read it.
+    pub(crate) async fn active_model(conn: &impl Conn) -> Result<ActiveModel, Error> {
+        let Some(model) = store::models(conn, Some(ModelState::Active), None, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(ActiveModel::default());
+        };
+        let nodes = store::territories(conn, model.id)
+            .await?
+            .into_iter()
+            .map(|t| Node {
+                code: t.code,
+                parent: t.fields.parent_code,
+                criteria: t.fields.criteria,
+                priority: t.fields.priority,
+            })
+            .collect();
+        Ok(ActiveModel::new(
+            Some((model.id, model.version)),
+            Forest::new(nodes),
+        ))
+    }
+
+    /// Applies registry changes inside the feed's transaction; how many customers they
+    /// touched.
+    pub async fn apply_registry(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {
+        let conn = tx.conn();
+        transaction_lock(conn, CARTERA_LOCK).await?;
+        let model = Self::active_model(conn).await?;
+        let desks = store::cartera::desks(conn).await?;
+        let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
+        let mut ids: Vec<Uuid> = changes.iter().flat_map(Change::customers).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut book = Book::new(model, Roster::new(desks.clone()), sequence);
+        for c in store::cartera::customers(conn, &ids).await? {
+            book.customers.insert(c.id, c);
+        }
+        for a in store::cartera::open_assignments(conn, &ids).await? {
+            book.open.entry(a.customer).or_default().push(a);
+        }
+        // Purchases dated before a stored customer's first need its earliest PRIMARY.
+        let mut backdated: Vec<Uuid> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Purchase { customer, at, .. } => book
+                    .customers
+                    .get(customer)
+                    .and_then(|s| s.first_purchase_at)
+                    .filter(|first| at < first)
+                    .map(|_| *customer),
+                _ => None,
+            })
+            .collect();
+        backdated.sort_unstable();
+        backdated.dedup();
+        book.earliest_primary = store::cartera::earliest_primaries(conn, &backdated).await?;
+        for change in &changes {
+            tracing::trace!(?change, "registry change");
+            book.apply(change);
+        }
+        let touched = book.dirty.len();
+        self.write_page(tx, &mut book).await?;
+        store::cartera::write_desks(conn, &book.roster, &desks).await?;
+        Ok(touched)
+    }
+
+    /// Writes `book`'s page and appends its changes to the feed, leaving it ready for the
+    /// next page.
+    pub(crate) async fn write_page(&self, tx: &WriteTx, book: &mut Book) -> Result<(), Error> {
+        store::cartera::write_page(tx.conn(), book).await?;
+        let log = book.next_page();
+        let mut mismatch = false;
+        self.changes()
+            .append(tx, log, |logged, sequence| {
+                mismatch |= logged.sequence != sequence;
+                logged
+            })
+            .await?;
+        if mismatch {
+            return Err(Error::Internal(
+                "the assignment changes' counter moved under the cartera lock".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The service as the registry feed's projection.
+#[derive(Debug, Clone)]
+pub struct Following(pub Territories);
+
+impl Projection for Following {
+    type Event = Change;
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a WriteTx,
+        events: Vec<Change>,
+    ) -> BoxFuture<'a, Result<usize, Error>> {
+        Box::pin(self.0.apply_registry(tx, events))
+    }
+}

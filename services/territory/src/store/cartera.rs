@@ -1,0 +1,472 @@
+//! Customers, assignments, sellers' loads and the feed of assignment changes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use clientela_runtime::Error;
+use clientela_runtime::feed::OutboxRecord;
+use sea_orm::sea_query::{ExprTrait, OnConflict, Order, Query, SelectStatement};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
+use uuid::Uuid;
+
+use super::{col, corrupt, seller_of, seller_select, t};
+use crate::assign::{Assignment, Cause, Desk, EndCause, Explanation, Role, Roster};
+use crate::cartera::{Book, Customer, Logged, Standing};
+use crate::locate::Place;
+
+/// Ids per `IN (...)` list: well inside both engines' parameter limits.
+const IDS_PER_QUERY: usize = 500;
+
+/// Every seller with its load and turn.
+pub async fn desks(conn: &impl ConnectionTrait) -> Result<Vec<Desk>, Error> {
+    let select = seller_select()
+        .columns([t("load"), t("last_chosen")])
+        .to_owned();
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Desk::of(
+                &seller_of(row)?,
+                row.try_get("", "load")?,
+                row.try_get("", "last_chosen")?,
+            ))
+        })
+        .collect()
+}
+
+const CUSTOMER_COLUMNS: [&str; 11] = [
+    "id",
+    "standing",
+    "merged_into",
+    "country_code",
+    "region",
+    "locality",
+    "postal_code",
+    "territory_code",
+    "unassigned_reason",
+    "first_purchase_at",
+    "profile_at",
+];
+
+fn customer_of(row: &QueryResult) -> Result<Customer, Error> {
+    let standing: String = row.try_get("", "standing")?;
+    Ok(Customer {
+        id: row.try_get("", "id")?,
+        standing: Standing::parse(&standing)
+            .ok_or_else(|| corrupt("customer standing", &standing))?,
+        merged_into: row.try_get("", "merged_into")?,
+        place: Place {
+            country_code: row.try_get("", "country_code")?,
+            region: row.try_get("", "region")?,
+            locality: row.try_get("", "locality")?,
+            postal_code: row.try_get("", "postal_code")?,
+        },
+        territory: row.try_get("", "territory_code")?,
+        unassigned_reason: row.try_get("", "unassigned_reason")?,
+        first_purchase_at: row.try_get("", "first_purchase_at")?,
+        profile_at: row.try_get("", "profile_at")?,
+    })
+}
+
+fn customer_select() -> SelectStatement {
+    Query::select()
+        .columns(CUSTOMER_COLUMNS.map(t))
+        .from(t("cartera_customers"))
+        .to_owned()
+}
+
+/// Customer `id`, if the feed has described it.
+pub async fn customer(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Customer>, Error> {
+    let select = customer_select().and_where(col("id").eq(id)).to_owned();
+    conn.query_one(&select)
+        .await?
+        .map(|r| customer_of(&r))
+        .transpose()
+}
+
+/// The stored customers among `ids`.
+pub async fn customers(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Customer>, Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let select = customer_select()
+            .and_where(col("id").is_in(chunk.iter().copied()))
+            .to_owned();
+        for row in conn.query_all(&select).await? {
+            out.push(customer_of(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `rows` (new or changed).
+pub async fn upsert_customers(
+    conn: &impl ConnectionTrait,
+    rows: &[&Customer],
+) -> Result<(), Error> {
+    // 11 values a row.
+    for chunk in rows.chunks(IDS_PER_QUERY) {
+        let mut insert = Query::insert()
+            .into_table(t("cartera_customers"))
+            .columns(CUSTOMER_COLUMNS.map(t))
+            .on_conflict(
+                OnConflict::column(t("id"))
+                    .update_columns(CUSTOMER_COLUMNS[1..].iter().map(|c| t(c)))
+                    .to_owned(),
+            )
+            .to_owned();
+        for c in chunk {
+            insert
+                .values([
+                    c.id.into(),
+                    c.standing.as_str().into(),
+                    c.merged_into.into(),
+                    c.place.country_code.clone().into(),
+                    c.place.region.clone().into(),
+                    c.place.locality.clone().into(),
+                    c.place.postal_code.clone().into(),
+                    c.territory.clone().into(),
+                    c.unassigned_reason.clone().into(),
+                    c.first_purchase_at.into(),
+                    c.profile_at.into(),
+                ])
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+const ASSIGNMENT_COLUMNS: [&str; 19] = [
+    "id",
+    "customer_id",
+    "seller_id",
+    "role",
+    "product_line",
+    "valid_from",
+    "valid_to",
+    "cause",
+    "model_id",
+    "model_version",
+    "territory_code",
+    "actor",
+    "reason",
+    "pinned",
+    "pin_expires_at",
+    "weight",
+    "end_cause",
+    "explanation",
+    "sequence",
+];
+
+fn assignment_of(row: &QueryResult) -> Result<Assignment, Error> {
+    let role: String = row.try_get("", "role")?;
+    let cause: String = row.try_get("", "cause")?;
+    let end_cause: Option<String> = row.try_get("", "end_cause")?;
+    let model_id: Option<Uuid> = row.try_get("", "model_id")?;
+    let model_version: Option<i64> = row.try_get("", "model_version")?;
+    let explanation: String = row.try_get("", "explanation")?;
+    Ok(Assignment {
+        id: row.try_get("", "id")?,
+        customer: row.try_get("", "customer_id")?,
+        seller: row.try_get("", "seller_id")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?,
+        product_line: row.try_get("", "product_line")?,
+        valid_from: row.try_get("", "valid_from")?,
+        valid_to: row.try_get("", "valid_to")?,
+        cause: Cause::parse(&cause).ok_or_else(|| corrupt("assignment cause", &cause))?,
+        model: model_id.zip(model_version),
+        territory: row.try_get("", "territory_code")?,
+        actor: row.try_get("", "actor")?,
+        reason: row.try_get("", "reason")?,
+        pinned: row.try_get("", "pinned")?,
+        pin_expires_at: row.try_get("", "pin_expires_at")?,
+        weight: row.try_get("", "weight")?,
+        end_cause: end_cause
+            .map(|c| EndCause::parse(&c).ok_or_else(|| corrupt("assignment end cause", &c)))
+            .transpose()?,
+        explanation: serde_json::from_str::<Explanation>(&explanation)
+            .map_err(|e| corrupt("assignment explanation", e))?,
+        sequence: row.try_get("", "sequence")?,
+    })
+}
+
+fn assignment_select() -> SelectStatement {
+    Query::select()
+        .columns(ASSIGNMENT_COLUMNS.map(t))
+        .from(t("assignments"))
+        .to_owned()
+}
+
+/// The open assignments of `customers`.
+pub async fn open_assignments(
+    conn: &impl ConnectionTrait,
+    customers: &[Uuid],
+) -> Result<Vec<Assignment>, Error> {
+    let mut out = Vec::new();
+    for chunk in customers.chunks(IDS_PER_QUERY) {
+        let select = assignment_select()
+            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .and_where(col("valid_to").is_null())
+            .order_by(t("sequence"), Order::Asc)
+            .to_owned();
+        for row in conn.query_all(&select).await? {
+            out.push(assignment_of(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Of `customers`, the seller and start of each one's earliest PRIMARY.
+pub async fn earliest_primaries(
+    conn: &impl ConnectionTrait,
+    customers: &[Uuid],
+) -> Result<HashMap<Uuid, (Uuid, DateTime<Utc>)>, Error> {
+    let mut out: HashMap<Uuid, (Uuid, DateTime<Utc>)> = HashMap::new();
+    for chunk in customers.chunks(IDS_PER_QUERY) {
+        let select = Query::select()
+            .columns([t("customer_id"), t("seller_id"), t("valid_from")])
+            .from(t("assignments"))
+            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .and_where(col("role").eq(Role::Primary.as_str()))
+            .to_owned();
+        for row in conn.query_all(&select).await? {
+            let customer: Uuid = row.try_get("", "customer_id")?;
+            let seller: Uuid = row.try_get("", "seller_id")?;
+            let from: DateTime<Utc> = row.try_get("", "valid_from")?;
+            let entry = out.entry(customer).or_insert((seller, from));
+            if from < entry.1 {
+                *entry = (seller, from);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `limit` assignments of customer `id` after `after` (start, sequence), as
+/// history lists them: by start, then as made.
+pub async fn customer_history(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    after: Option<(DateTime<Utc>, i64)>,
+    limit: u64,
+) -> Result<Vec<Assignment>, Error> {
+    let mut select = assignment_select()
+        .and_where(col("customer_id").eq(id))
+        .order_by(t("valid_from"), Order::Asc)
+        .order_by(t("sequence"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some((from, sequence)) = after {
+        select.and_where(
+            col("valid_from")
+                .gt(from)
+                .or(col("valid_from").eq(from).and(col("sequence").gt(sequence))),
+        );
+    }
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(assignment_of)
+        .collect()
+}
+
+/// Up to `limit` assignments of seller `id` made after sequence `after`, as made.
+pub async fn seller_history(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Assignment>, Error> {
+    let select = assignment_select()
+        .and_where(col("seller_id").eq(id))
+        .and_where(col("sequence").gt(after))
+        .order_by(t("sequence"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(assignment_of)
+        .collect()
+}
+
+/// Assignment `id`, if stored.
+pub async fn assignment(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<Assignment>, Error> {
+    let select = assignment_select().and_where(col("id").eq(id)).to_owned();
+    conn.query_one(&select)
+        .await?
+        .map(|r| assignment_of(&r))
+        .transpose()
+}
+
+fn assignment_values(a: &Assignment) -> Result<Vec<Value>, Error> {
+    let explanation = serde_json::to_string(&a.explanation)
+        .map_err(|e| Error::Internal(format!("encoding an explanation: {e}")))?;
+    Ok(vec![
+        a.id.into(),
+        a.customer.into(),
+        a.seller.into(),
+        a.role.as_str().into(),
+        a.product_line.clone().into(),
+        a.valid_from.into(),
+        a.valid_to.into(),
+        a.cause.as_str().into(),
+        a.model.map(|m| m.0).into(),
+        a.model.map(|m| m.1).into(),
+        a.territory.clone().into(),
+        a.actor.clone().into(),
+        a.reason.clone().into(),
+        a.pinned.into(),
+        a.pin_expires_at.into(),
+        a.weight.into(),
+        a.end_cause.map(EndCause::as_str).into(),
+        explanation.into(),
+        a.sequence.into(),
+    ])
+}
+
+/// Writes the customers and assignments `book` changed (its page: see
+/// [`Book::next_page`]).
+pub async fn write_page(conn: &impl ConnectionTrait, book: &Book) -> Result<(), Error> {
+    let dirty: Vec<&Customer> = book
+        .dirty
+        .iter()
+        .filter_map(|id| book.customers.get(id))
+        .collect();
+    upsert_customers(conn, &dirty).await?;
+    // Closes first: an opened assignment may take the open slot of a closed one.
+    for (id, end, cause) in &book.closed {
+        let update = Query::update()
+            .table(t("assignments"))
+            .value(t("valid_to"), *end)
+            .value(t("end_cause"), cause.as_str())
+            .and_where(col("id").eq(*id))
+            .and_where(col("valid_to").is_null())
+            .to_owned();
+        if conn.execute(&update).await?.rows_affected() != 1 {
+            return Err(Error::Internal(format!(
+                "assignments/{id} was closed by another writer"
+            )));
+        }
+    }
+    // 19 values a row.
+    for chunk in book.opened.chunks(IDS_PER_QUERY) {
+        let mut insert = Query::insert()
+            .into_table(t("assignments"))
+            .columns(ASSIGNMENT_COLUMNS.map(t))
+            .to_owned();
+        for a in chunk {
+            insert
+                .values(assignment_values(a)?.into_iter().map(Into::into))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// Writes the loads and turns of the sellers `roster` charged since `before`.
+pub async fn write_desks(
+    conn: &impl ConnectionTrait,
+    roster: &Roster,
+    before: &[Desk],
+) -> Result<(), Error> {
+    let was: HashMap<Uuid, &Desk> = before.iter().map(|d| (d.id, d)).collect();
+    for desk in roster.desks() {
+        if was
+            .get(&desk.id)
+            .is_some_and(|w| w.load == desk.load && w.last_chosen == desk.last_chosen)
+        {
+            continue;
+        }
+        let update = Query::update()
+            .table(t("sellers"))
+            .value(t("load"), desk.load)
+            .value(t("last_chosen"), desk.last_chosen)
+            .and_where(col("id").eq(desk.id))
+            .to_owned();
+        conn.execute(&update).await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` customers after `after`, by id.
+pub async fn customer_page(
+    conn: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Customer>, Error> {
+    let mut select = customer_select()
+        .order_by(t("id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some(after) = after {
+        select.and_where(col("id").gt(after));
+    }
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(customer_of)
+        .collect()
+}
+
+const CHANGE_COLUMNS: [&str; 9] = [
+    "sequence",
+    "assignment_id",
+    "change",
+    "customer_id",
+    "seller_id",
+    "role",
+    "product_line",
+    "at",
+    "cause",
+];
+
+impl OutboxRecord for Logged {
+    const COLUMNS: &'static [&'static str] = &CHANGE_COLUMNS;
+
+    fn sequence(&self) -> i64 {
+        self.sequence
+    }
+
+    fn values(&self) -> Result<Vec<Value>, Error> {
+        Ok(vec![
+            self.sequence.into(),
+            self.assignment.into(),
+            if self.opened { "OPENED" } else { "CLOSED" }.into(),
+            self.customer.into(),
+            self.seller.into(),
+            self.role.as_str().into(),
+            self.product_line.clone().into(),
+            self.at.into(),
+            self.cause.to_owned().into(),
+        ])
+    }
+
+    fn decode(row: &QueryResult) -> Result<Self, Error> {
+        let change: String = row.try_get("", "change")?;
+        let role: String = row.try_get("", "role")?;
+        let cause: String = row.try_get("", "cause")?;
+        let known = Cause::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .chain(EndCause::ALL.iter().map(|c| c.as_str()))
+            .find(|c| *c == cause)
+            .ok_or_else(|| corrupt("assignment change cause", &cause))?;
+        Ok(Logged {
+            sequence: row.try_get("", "sequence")?,
+            assignment: row.try_get("", "assignment_id")?,
+            opened: change == "OPENED",
+            customer: row.try_get("", "customer_id")?,
+            seller: row.try_get("", "seller_id")?,
+            role: Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?,
+            product_line: row.try_get("", "product_line")?,
+            at: row.try_get("", "at")?,
+            cause: known,
+        })
+    }
+}

@@ -1,0 +1,523 @@
+//! Assignments as the registry's events make them: a first purchase gets a PRIMARY from
+//! the sellers of the customer's territory (the house when nobody covers it), purchase
+//! lines their specialists, a move or an activation hands customers on, an archive or a
+//! merge ends them; and every interval stays, so any past instant can be asked about.
+
+use std::time::Duration;
+
+use clientela_proto::clientela::common::v1::Money;
+use clientela_proto::clientela::registry::v1 as rpb;
+use clientela_proto::clientela::territory::v1 as pb;
+use tonic::Code;
+
+use crate::models::seed_003;
+use crate::sellers::seller;
+use crate::*;
+
+const HOUSE: &str = "sellers/00000000-0000-7000-8000-000000000001";
+
+fn address(region: &str, locality: &str) -> rpb::Address {
+    rpb::Address {
+        country_code: "CL".into(),
+        region: region.into(),
+        locality: locality.into(),
+        ..Default::default()
+    }
+}
+
+async fn customer_at(registry: &mut Registry, name: &str, region: &str, locality: &str) -> String {
+    registry
+        .create_customer(rpb::CreateCustomerRequest {
+            customer: Some(rpb::Customer {
+                kind: rpb::CustomerKind::Person as i32,
+                display_name: name.into(),
+                address: Some(address(region, locality)),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap()
+        .name
+}
+
+/// A purchase `days_ago` with one line per product line.
+async fn buy(registry: &mut Registry, customer: &str, order: &str, days_ago: i64, lines: &[&str]) {
+    registry
+        .record_purchase(rpb::RecordPurchaseRequest {
+            parent: customer.into(),
+            purchase: Some(rpb::Purchase {
+                order_id: order.into(),
+                occur_time: Some(prost_types::Timestamp {
+                    seconds: chrono::Utc::now().timestamp() - days_ago * 86_400 - 60,
+                    nanos: 0,
+                }),
+                channel: rpb::SalesChannel::Store as i32,
+                lines: lines
+                    .iter()
+                    .map(|line| rpb::PurchaseLine {
+                        product_line: (*line).into(),
+                        quantity: 1,
+                        unit_price: Some(Money {
+                            currency_code: "CLP".into(),
+                            amount_minor: 10_000,
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+async fn coverage(
+    client: &mut Client,
+    customer: &str,
+) -> Result<pb::GetCoverageResponse, tonic::Status> {
+    client
+        .get_coverage(pb::GetCoverageRequest {
+            customer: customer.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The coverage once `done` holds (the feed is followed asynchronously), within 15 s.
+async fn coverage_when(
+    client: &mut Client,
+    customer: &str,
+    done: impl Fn(&pb::GetCoverageResponse) -> bool,
+) -> pb::GetCoverageResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(c) = coverage(client, customer).await
+            && done(&c)
+        {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "coverage of {customer} never matched: {:?}",
+            coverage(client, customer).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn primary_seller(c: &pb::GetCoverageResponse) -> &str {
+    c.primary.as_ref().map_or("", |p| p.seller.as_str())
+}
+
+async fn add_seller(client: &mut Client, s: pb::Seller) -> String {
+    client
+        .create_seller(pb::CreateSellerRequest {
+            seller: Some(s),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .seller
+        .unwrap()
+        .name
+}
+
+async fn activate(
+    client: &mut Client,
+    model: &pb::TerritoryModel,
+) -> pb::ActivateTerritoryModelResponse {
+    client
+        .activate_territory_model(pb::ActivateTerritoryModelRequest {
+            name: model.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn history(client: &mut Client, customer: &str) -> Vec<pb::Assignment> {
+    client
+        .list_assignment_history(pb::ListAssignmentHistoryRequest {
+            customer: customer.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignments
+}
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    a_first_purchase_gets_the_least_loaded_seller_of_its_territory,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let model = new_model(&mut client, "Chile 2027").await;
+        seed_003(&mut client, &model).await;
+        let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
+        let beto = add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
+        let activated = activate(&mut client, &model).await;
+        assert_eq!(
+            activated.territory_model.unwrap().state,
+            pb::TerritoryModelState::Active as i32
+        );
+
+        let first = customer_at(
+            &mut registry,
+            "Carla",
+            "Región de Valparaíso",
+            "Viña del Mar",
+        )
+        .await;
+        let prospect = coverage_when(&mut client, &first, |c| !c.territory_path.is_empty()).await;
+        assert_eq!(prospect.territory_path, ["CL", "CL-V"]);
+        assert!(prospect.primary.is_none(), "a prospect has no PRIMARY");
+
+        buy(&mut registry, &first, "o-1", 3, &["lubricantes"]).await;
+        let covered = coverage_when(&mut client, &first, |c| c.primary.is_some()).await;
+        let primary = covered.primary.unwrap();
+        assert_eq!(primary.cause, pb::AssignmentCause::Rule as i32);
+        assert_eq!(primary.territory_code, "CL-V");
+        assert_eq!(primary.territory_model, model.name);
+        let explanation = primary.explanation.unwrap();
+        assert_eq!(explanation.territory_code, "CL-V");
+        assert_eq!(explanation.considered.len(), 2);
+        assert!(
+            explanation.tie_break.contains("lowest id"),
+            "{explanation:?}"
+        );
+        // From the purchase's own instant: responsible from the first purchase on.
+        let bought = primary.valid_from.unwrap().seconds;
+        assert!(
+            (chrono::Utc::now().timestamp() - 3 * 86_400 - 60 - bought).abs() <= 1,
+            "valid from the purchase"
+        );
+        let first_seller = primary.seller.clone();
+
+        // The next buyer goes to the other seller (least loaded), a second purchase of
+        // the first changes nothing.
+        let second = customer_at(&mut registry, "Diego", "Región de Valparaíso", "Quilpué").await;
+        buy(&mut registry, &second, "o-2", 1, &["lubricantes"]).await;
+        buy(&mut registry, &first, "o-3", 1, &["lubricantes"]).await;
+        let other = coverage_when(&mut client, &second, |c| c.primary.is_some()).await;
+        assert_ne!(primary_seller(&other), first_seller);
+        assert!([ana.as_str(), beto.as_str()].contains(&primary_seller(&other)));
+        assert_eq!(history(&mut client, &first).await.len(), 1);
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    the_house_holds_whom_nobody_covers_until_an_activation_hands_them_on,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        // A fresh install: no model, no sellers. Invariant 1 from the first purchase.
+        let buyer = customer_at(&mut registry, "Elena", "Región de Valparaíso", "Valparaíso").await;
+        buy(&mut registry, &buyer, "o-1", 2, &["lubricantes"]).await;
+        let housed = coverage_when(&mut client, &buyer, |c| c.primary.is_some()).await;
+        assert_eq!(primary_seller(&housed), HOUSE);
+        assert_eq!(housed.unassigned_reason, "no territory model is active");
+        let rule = housed
+            .primary
+            .as_ref()
+            .unwrap()
+            .explanation
+            .as_ref()
+            .unwrap()
+            .rule
+            .clone();
+        assert!(rule.contains("company's own cartera"), "{rule}");
+        let before = prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp(),
+            nanos: 0,
+        };
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        let model = new_model(&mut client, "Chile 2027").await;
+        seed_003(&mut client, &model).await;
+        let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL"], &[])).await;
+        let done = activate(&mut client, &model).await;
+        assert_eq!((done.customers_placed, done.assignments_moved), (1, 1));
+        let now = coverage(&mut client, &buyer).await.unwrap();
+        assert_eq!(primary_seller(&now), ana, "the parent territory's seller");
+        assert_eq!(now.territory_path, ["CL", "CL-V"]);
+
+        // History keeps the house's interval, closed by the realignment, and the past
+        // instant still answers with it.
+        let intervals = history(&mut client, &buyer).await;
+        assert_eq!(intervals.len(), 2);
+        assert_eq!(intervals[0].seller, HOUSE);
+        assert_eq!(
+            intervals[0].end_cause,
+            pb::AssignmentEndCause::Realignment as i32
+        );
+        assert_eq!(intervals[0].valid_to, intervals[1].valid_from, "no gap");
+        let then = client
+            .get_coverage(pb::GetCoverageRequest {
+                customer: buyer.clone(),
+                as_of: Some(before),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(primary_seller(&then), HOUSE);
+
+        // Activating it again changes nothing; a second model archives the first.
+        assert_eq!(activate(&mut client, &model).await.assignments_moved, 0);
+        let next = new_model(&mut client, "Chile 2028").await;
+        let replaced = activate(&mut client, &next).await;
+        assert_eq!(replaced.archived_model, model.name);
+        let archived = client
+            .get_territory_model(pb::GetTerritoryModelRequest {
+                name: model.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .territory_model
+            .unwrap();
+        assert_eq!(archived.state, pb::TerritoryModelState::Archived as i32);
+        let err = client
+            .activate_territory_model(pb::ActivateTerritoryModelRequest {
+                name: model.name.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        // An empty model places nobody: the customer is back on the house's cartera.
+        let empty = coverage(&mut client, &buyer).await.unwrap();
+        assert_eq!(primary_seller(&empty), HOUSE);
+        assert_eq!(empty.unassigned_reason, "the model has no territories");
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    two_product_lines_give_two_specialists_and_one_primary,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let model = new_model(&mut client, "Chile 2027").await;
+        seed_003(&mut client, &model).await;
+        let primary = add_seller(&mut client, seller("Ana Rojas", "ana", &["RM-SUR"], &[])).await;
+        let solar = add_seller(
+            &mut client,
+            seller("Sol Díaz", "sol", &["CL-RM"], &["Paneles Solares"]),
+        )
+        .await;
+        // A specialist with no territory serves the whole company.
+        let batteries = add_seller(
+            &mut client,
+            seller("Bruno Paz", "bruno", &[], &["Baterías"]),
+        )
+        .await;
+        activate(&mut client, &model).await;
+
+        let buyer = customer_at(
+            &mut registry,
+            "Fernanda",
+            "Región Metropolitana",
+            "La Florida",
+        )
+        .await;
+        buy(
+            &mut registry,
+            &buyer,
+            "o-1",
+            1,
+            &["paneles solares", "BATERIAS", "cables"],
+        )
+        .await;
+        let c = coverage_when(&mut client, &buyer, |c| c.specialists.len() == 2).await;
+        assert_eq!(primary_seller(&c), primary);
+        let lines: Vec<(&str, &str)> = c
+            .specialists
+            .iter()
+            .map(|s| (s.product_line.as_str(), s.seller.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("baterias", batteries.as_str()),
+                ("paneles solares", solar.as_str())
+            ]
+        );
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    a_move_hands_the_customer_to_the_new_territorys_seller_and_an_archive_ends_it,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let model = new_model(&mut client, "Chile 2027").await;
+        seed_003(&mut client, &model).await;
+        let coast = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
+        let north = add_seller(
+            &mut client,
+            seller("Nico Araya", "nico", &["CL-NORTE"], &[]),
+        )
+        .await;
+        activate(&mut client, &model).await;
+        let buyer = customer_at(
+            &mut registry,
+            "Gabriel",
+            "Región de Valparaíso",
+            "Viña del Mar",
+        )
+        .await;
+        buy(&mut registry, &buyer, "o-1", 1, &["lubricantes"]).await;
+        coverage_when(&mut client, &buyer, |c| primary_seller(c) == coast).await;
+
+        let mut moved = registry
+            .get_customer(rpb::GetCustomerRequest {
+                name: buyer.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap();
+        moved.address = Some(address("Antofagasta", "Calama"));
+        registry
+            .update_customer(rpb::UpdateCustomerRequest {
+                customer: Some(moved),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["address".into()],
+                }),
+            })
+            .await
+            .unwrap();
+        let c = coverage_when(&mut client, &buyer, |c| primary_seller(c) == north).await;
+        assert_eq!(c.territory_path, ["CL", "CL-NORTE"]);
+        let intervals = history(&mut client, &buyer).await;
+        assert_eq!(
+            intervals[0].end_cause,
+            pb::AssignmentEndCause::AddressChange as i32
+        );
+
+        registry
+            .archive_customer(rpb::ArchiveCustomerRequest {
+                name: buyer.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        coverage_when(&mut client, &buyer, |c| c.primary.is_none()).await;
+        let intervals = history(&mut client, &buyer).await;
+        assert_eq!(intervals.len(), 2);
+        assert!(
+            intervals.iter().all(|a| a.valid_to.is_some()),
+            "both closed"
+        );
+        assert_eq!(
+            intervals[1].end_cause,
+            pb::AssignmentEndCause::Archived as i32
+        );
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    a_merge_ends_the_tombstones_assignments_and_the_survivor_keeps_its_own,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let model = new_model(&mut client, "Chile 2027").await;
+        seed_003(&mut client, &model).await;
+        add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
+        add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
+        activate(&mut client, &model).await;
+        let kept = customer_at(
+            &mut registry,
+            "Hugo",
+            "Región de Valparaíso",
+            "Viña del Mar",
+        )
+        .await;
+        let gone = customer_at(
+            &mut registry,
+            "Hugo B.",
+            "Región de Valparaíso",
+            "Viña del Mar",
+        )
+        .await;
+        buy(&mut registry, &kept, "o-1", 2, &["lubricantes"]).await;
+        buy(&mut registry, &gone, "o-2", 1, &["lubricantes"]).await;
+        let survivor = coverage_when(&mut client, &kept, |c| c.primary.is_some()).await;
+        coverage_when(&mut client, &gone, |c| c.primary.is_some()).await;
+
+        registry
+            .merge_customers(rpb::MergeCustomersRequest {
+                survivor: kept.clone(),
+                merged: gone.clone(),
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        coverage_when(&mut client, &gone, |c| c.primary.is_none()).await;
+        let tombstone = history(&mut client, &gone).await;
+        assert_eq!(tombstone.len(), 1);
+        assert_eq!(tombstone[0].end_cause, pb::AssignmentEndCause::Merge as i32);
+        let after = coverage(&mut client, &kept).await.unwrap();
+        assert_eq!(primary_seller(&after), primary_seller(&survivor));
+        assert_eq!(history(&mut client, &kept).await.len(), 1);
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    coverage_and_history_refuse_bad_names_and_unknown_customers,
+    |app: TestApp| async move {
+        let mut client = app.client.clone();
+        let err = coverage(&mut client, "customers/not-a-uuid")
+            .await
+            .unwrap_err();
+        assert_eq!(violation(&err), "customer");
+        let err = coverage(
+            &mut client,
+            "customers/0190a5a4-0000-7000-8000-000000000000",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+        let err = client
+            .list_assignment_history(pb::ListAssignmentHistoryRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(violation(&err), "customer");
+        let err = client
+            .list_assignment_history(pb::ListAssignmentHistoryRequest {
+                customer: "customers/0190a5a4-0000-7000-8000-000000000000".into(),
+                seller: HOUSE.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violation(&err), "seller");
+        let house = client
+            .list_assignment_history(pb::ListAssignmentHistoryRequest {
+                seller: HOUSE.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(house.assignments.is_empty());
+        let err = client
+            .activate_territory_model(pb::ActivateTerritoryModelRequest {
+                name: "territoryModels/0190a5a4-0000-7000-8000-000000000000".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+    }
+);
