@@ -5,7 +5,7 @@ use clientela_domain::Violations;
 use clientela_domain::text::quote;
 use clientela_proto::clientela::territory::v1 as pb;
 use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryService;
-use clientela_runtime::auth::Access;
+use clientela_runtime::auth::{Access, Caller};
 use clientela_runtime::feed::{consistency, consumer};
 use clientela_runtime::idempotency::RequestKey;
 use clientela_runtime::time::{timestamp, to_time};
@@ -20,6 +20,7 @@ use crate::assign::{Assignment, Cause, EndCause, Role};
 use crate::coverage::HistoryCursor;
 use crate::following::REGISTRY_FEED;
 use crate::locate::{Criteria, Place};
+use crate::manual::ManualAssignment;
 use crate::model::{
     CriteriaInput, ModelState, Seller, SellerFields, SellerStatus, Territory, TerritoryFields,
     TerritoryModel, model_name, validate_capacity, validate_code, validate_codes,
@@ -64,6 +65,8 @@ pub fn method_access(method: &str) -> Option<Access> {
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
         | "ActivateTerritoryModel"
+        | "AssignCustomer"
+        | "UnpinAssignment"
         | "CreateTerritory"
         | "UpdateTerritory"
         | "DeleteTerritory"
@@ -332,6 +335,23 @@ fn assignment_to(a: &Assignment) -> pb::Assignment {
     }
 }
 
+fn role_from(v: i32, field: &str) -> Result<Role, Error> {
+    Role::ALL
+        .iter()
+        .copied()
+        .find(|r| role_to(*r) as i32 == v && v != 0)
+        .ok_or_else(|| Error::invalid(field, "required: an ASSIGNMENT_ROLE_* value"))
+}
+
+/// The name a manual change is recorded under: the caller's token, or who it is when
+/// auth is off.
+fn actor<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "anonymous (auth off)".to_owned(), |c| c.name.clone())
+}
+
 fn customer_id(name: &str, field: &str) -> Result<Uuid, Error> {
     names::parse_customer(name, field).map(|c| c.as_uuid())
 }
@@ -339,8 +359,98 @@ fn customer_id(name: &str, field: &str) -> Result<Uuid, Error> {
 /// Assignments listed per page by default, and at most.
 const HISTORY_PAGE: (u64, u64) = (100, 1_000);
 
+/// Characters of a manual assignment's reason.
+const REASON_MAX: usize = 500;
+
 #[tonic::async_trait]
 impl TerritoryService for TerritoryApi {
+    async fn assign_customer(
+        &self,
+        request: Request<pb::AssignCustomerRequest>,
+    ) -> GrpcResult<pb::AssignCustomerResponse> {
+        let actor = actor(&request);
+        let pb::AssignCustomerRequest {
+            customer,
+            seller,
+            role,
+            product_line,
+            reason,
+            pin,
+            pin_expire_time,
+        } = request.get_ref();
+        let mut v = Violations::default();
+        let named = |e: Error| e.field_violations().to_vec();
+        let customer = v.check_all(customer_id(customer, "customer").map_err(named));
+        let seller = v.check_all(seller_id(seller, "seller").map_err(named));
+        let role = v.check_all(role_from(*role, "role").map_err(named));
+        let line = clientela_domain::text::fold(product_line);
+        match role {
+            Some(Role::Specialist) if line.is_empty() => {
+                v.push("product_line", "required for a SPECIALIST");
+            }
+            Some(Role::Specialist) if product_line.chars().count() > 64 => {
+                v.push("product_line", "at most 64 characters");
+            }
+            Some(_) if !product_line.is_empty() => {
+                v.push("product_line", "only a SPECIALIST has a product line");
+            }
+            _ => {}
+        }
+        let reason = v.check(clientela_domain::text::validate_name(
+            "reason", reason, REASON_MAX,
+        ));
+        let expires = match to_time(pin_expire_time.as_ref(), "pin_expire_time") {
+            Ok(Some(_)) if !pin => {
+                v.push("pin_expire_time", "only with pin");
+                None
+            }
+            Ok(Some(t)) if t <= clientela_runtime::time::now() => {
+                v.push("pin_expire_time", "must be in the future");
+                None
+            }
+            Ok(t) => t,
+            Err(e) => {
+                v.push(e.field, e.description);
+                None
+            }
+        };
+        v.finish().map_err(Error::InvalidArgument)?;
+        let (Some(customer), Some(seller), Some(role), Some(reason)) =
+            (customer, seller, role, reason)
+        else {
+            return Err(Error::Internal("validated fields missing".into()).into());
+        };
+        let done = self
+            .territories
+            .assign(ManualAssignment {
+                customer,
+                seller,
+                role,
+                product_line: line,
+                reason,
+                pin: pin.then_some(expires),
+                actor,
+            })
+            .await?;
+        Ok(Response::new(pb::AssignCustomerResponse {
+            assignment: Some(assignment_to(&done.assignment)),
+            replaced: done.replaced.as_ref().map(assignment_to),
+            over_capacity: done.over_capacity,
+        }))
+    }
+
+    async fn unpin_assignment(
+        &self,
+        request: Request<pb::UnpinAssignmentRequest>,
+    ) -> GrpcResult<pb::UnpinAssignmentResponse> {
+        let actor = actor(&request);
+        let id = names::parse_top(&request.get_ref().name, "assignments", "name")?;
+        let assignment = self.territories.unpin(id, &actor).await?;
+        Ok(Response::new(pb::UnpinAssignmentResponse {
+            assignment: Some(assignment_to(&assignment)),
+        }))
+    }
+
     async fn activate_territory_model(
         &self,
         request: Request<pb::ActivateTerritoryModelRequest>,

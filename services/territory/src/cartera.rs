@@ -172,6 +172,10 @@ pub struct Book {
     /// Of customers whose purchases arrive earlier than their first: the seller and
     /// start of their earliest PRIMARY.
     pub earliest_primary: HashMap<Uuid, (Uuid, DateTime<Utc>)>,
+    /// The latest end of a closed interval per (customer, role, line): a new interval
+    /// in the slot starts no earlier (a purchase dated in the past must not reopen time
+    /// another interval already covered).
+    pub last_end: HashMap<(Uuid, Role, String), DateTime<Utc>>,
     /// The last assignment change's sequence.
     pub sequence: i64,
     /// Assignments opened, in order (some closed again within the batch).
@@ -207,6 +211,7 @@ impl Book {
             customers: HashMap::new(),
             open: HashMap::new(),
             earliest_primary: HashMap::new(),
+            last_end: HashMap::new(),
             sequence,
             opened: Vec::new(),
             closed: Vec::new(),
@@ -221,6 +226,7 @@ impl Book {
         self.customers.clear();
         self.open.clear();
         self.earliest_primary.clear();
+        self.last_end.clear();
         self.opened.clear();
         self.closed.clear();
         self.dirty.clear();
@@ -536,6 +542,11 @@ impl Book {
         let end = at.max(a.valid_from);
         a.valid_to = Some(end);
         a.end_cause = Some(cause);
+        let last = self
+            .last_end
+            .entry((customer, a.role, a.product_line.clone()))
+            .or_insert(end);
+        *last = (*last).max(end);
         self.roster.charge(a.seller, -a.weight, None);
         self.sequence += 1;
         self.log(&a, false, end, cause.as_str());
@@ -543,6 +554,57 @@ impl Book {
             Some(o) => *o = a,
             None => self.closed.push((a.id, end, cause)),
         }
+    }
+
+    /// Opens an assignment made by hand by `actor` (pinned until `pin`'s instant, or for
+    /// good with `Some(None)`), and returns it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_manual(
+        &mut self,
+        customer: Uuid,
+        role: Role,
+        line: &str,
+        at: DateTime<Utc>,
+        seller: Uuid,
+        actor: &str,
+        reason: &str,
+        pin: Option<Option<DateTime<Utc>>>,
+    ) -> Assignment {
+        let choice = Choice {
+            seller,
+            cause: Cause::Manual,
+            territory: None,
+            explanation: Explanation {
+                rule: format!("assigned by hand by {actor}: {reason}"),
+                ..Explanation::default()
+            },
+        };
+        self.open_choice(customer, role, line, at, choice, 1);
+        let patch = |a: &mut Assignment| {
+            a.actor = Some(actor.to_owned());
+            a.reason = Some(reason.to_owned());
+            a.pinned = pin.is_some();
+            a.pin_expires_at = pin.flatten();
+        };
+        let opened = self.opened.last_mut().expect("just opened");
+        patch(opened);
+        let made = opened.clone();
+        if let Some(open) = self
+            .open
+            .get_mut(&customer)
+            .and_then(|list| list.iter_mut().find(|a| a.id == made.id))
+        {
+            patch(open);
+        }
+        made
+    }
+
+    /// The open assignment of `customer` in (role, line), if any.
+    pub fn open_in(&self, customer: Uuid, role: Role, line: &str) -> Option<&Assignment> {
+        self.open
+            .get(&customer)?
+            .iter()
+            .find(|a| a.role == role && a.product_line == line)
     }
 
     /// Opens the assignment `choice` made.
@@ -555,6 +617,10 @@ impl Book {
         choice: Choice,
         weight: i64,
     ) {
+        let at = self
+            .last_end
+            .get(&(customer, role, line.to_owned()))
+            .map_or(at, |end| at.max(*end));
         self.sequence += 1;
         let automatic = matches!(choice.cause, Cause::Rule | Cause::Overflow);
         self.roster
@@ -624,4 +690,363 @@ pub fn lines_of<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::Duration;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::assign::{Cause, Desk};
+    use crate::locate::{Criteria, Node};
+    use crate::model::{HOUSE_SELLER, SellerStatus};
+
+    fn node(code: &str, parent: Option<&str>, regions: &[&str], localities: &[&str]) -> Node {
+        Node {
+            code: code.into(),
+            parent: parent.map(Into::into),
+            criteria: Criteria {
+                country_codes: if parent.is_none() {
+                    vec!["CL".into()]
+                } else {
+                    vec![]
+                },
+                regions: regions.iter().map(|r| fold(r)).collect(),
+                localities: localities.iter().map(|l| fold(l)).collect(),
+                postal_code_prefixes: vec![],
+            },
+            priority: 0,
+        }
+    }
+
+    fn model() -> ActiveModel {
+        ActiveModel::new(
+            Some((Uuid::from_u128(99), 1)),
+            Forest::new(vec![
+                node("CL", None, &[], &[]),
+                node("CL-V", Some("CL"), &["Valparaíso"], &[]),
+                node("CL-RM", Some("CL"), &["Metropolitana"], &[]),
+                node("RM-SUR", Some("CL-RM"), &[], &["La Florida"]),
+            ]),
+        )
+    }
+
+    fn desk(n: u128, codes: &[&str], lines: &[&str], capacity: i64) -> Desk {
+        Desk {
+            id: Uuid::from_u128(n),
+            status: SellerStatus::Active,
+            house: false,
+            territory_codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            specialties: lines.iter().map(|l| fold(l)).collect(),
+            kam: false,
+            capacity,
+            load: 0,
+            last_chosen: 0,
+        }
+    }
+
+    fn desks() -> Vec<Desk> {
+        let mut house = desk(0, &[], &[], 0);
+        house.id = HOUSE_SELLER;
+        house.house = true;
+        vec![
+            house,
+            desk(1, &["CL-V"], &[], 3),
+            desk(2, &["CL-V"], &[], 2),
+            desk(3, &["CL-RM"], &["baterias"], 4),
+            desk(4, &["RM-SUR"], &[], 2),
+            desk(5, &[], &["baterias"], 10),
+        ]
+    }
+
+    /// What the database would keep between transactions.
+    #[derive(Default)]
+    struct Stored {
+        customers: HashMap<Uuid, Customer>,
+        assignments: BTreeMap<Uuid, Assignment>,
+        desks: Vec<Desk>,
+        sequence: i64,
+    }
+
+    impl Stored {
+        /// One transaction of `changes`, as `apply_registry` runs it.
+        fn apply(&mut self, changes: &[Change]) {
+            let mut book = Book::new(model(), Roster::new(self.desks.clone()), self.sequence);
+            let ids: BTreeSet<Uuid> = changes.iter().flat_map(Change::customers).collect();
+            for id in &ids {
+                if let Some(c) = self.customers.get(id) {
+                    book.customers.insert(*id, c.clone());
+                }
+                for a in self.assignments.values() {
+                    if a.customer == *id && a.valid_to.is_none() {
+                        book.open.entry(*id).or_default().push(a.clone());
+                    }
+                    if a.customer == *id
+                        && let Some(end) = a.valid_to
+                    {
+                        let slot = (a.customer, a.role, a.product_line.clone());
+                        let last = book.last_end.entry(slot).or_insert(end);
+                        *last = (*last).max(end);
+                    }
+                    if a.customer == *id
+                        && a.role == Role::Primary
+                        && book
+                            .earliest_primary
+                            .get(id)
+                            .is_none_or(|(_, f)| a.valid_from < *f)
+                    {
+                        book.earliest_primary.insert(*id, (a.seller, a.valid_from));
+                    }
+                }
+            }
+            for change in changes {
+                book.apply(change);
+            }
+            for (id, end, cause) in &book.closed {
+                let a = self.assignments.get_mut(id).unwrap();
+                assert!(a.valid_to.is_none(), "closed twice");
+                a.valid_to = Some(*end);
+                a.end_cause = Some(*cause);
+            }
+            for a in &book.opened {
+                self.assignments.insert(a.id, a.clone());
+            }
+            for id in &book.dirty {
+                self.customers.insert(*id, book.customers[id].clone());
+            }
+            self.desks = book.roster.desks().to_vec();
+            self.sequence = book.sequence;
+        }
+
+        /// The assignments without their ids, which are random.
+        fn content(&self) -> Vec<String> {
+            let mut out: Vec<String> = self
+                .assignments
+                .values()
+                .map(|a| {
+                    format!(
+                        "{} {} {} {} {} {:?} {} {:?} {}",
+                        a.customer,
+                        a.seller,
+                        a.role.as_str(),
+                        a.product_line,
+                        a.valid_from,
+                        a.valid_to,
+                        a.cause.as_str(),
+                        a.end_cause,
+                        a.sequence
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        }
+
+        /// Invariants 1, 2 and 7, and the loads the sellers carry.
+        fn check(&self, purchases: &HashMap<Uuid, DateTime<Utc>>, tangled: &BTreeSet<Uuid>) {
+            let mut by_slot: HashMap<(Uuid, Role, &str), Vec<&Assignment>> = HashMap::new();
+            for a in self.assignments.values() {
+                by_slot
+                    .entry((a.customer, a.role, a.product_line.as_str()))
+                    .or_default()
+                    .push(a);
+                // (An interval taken back to an earlier purchase repeats a choice.)
+                if a.cause == Cause::Rule
+                    && a.seller != HOUSE_SELLER
+                    && a.end_cause != Some(EndCause::Continued)
+                {
+                    let me = a
+                        .explanation
+                        .considered
+                        .iter()
+                        .find(|c| c.seller == a.seller)
+                        .unwrap();
+                    assert!(me.load + a.weight <= me.capacity, "past capacity: {a:?}");
+                }
+            }
+            for (slot, mut list) in by_slot {
+                list.retain(|a| a.valid_to != Some(a.valid_from));
+                list.sort_by_key(|a| (a.valid_from, a.sequence));
+                assert!(
+                    list.iter().filter(|a| a.valid_to.is_none()).count() <= 1,
+                    "two open for {slot:?}"
+                );
+                for pair in list.windows(2) {
+                    let end = pair[0].valid_to.expect("only the last may be open");
+                    assert!(end <= pair[1].valid_from, "overlap for {slot:?}: {pair:?}");
+                }
+            }
+            for (id, c) in &self.customers {
+                let open: Vec<&Assignment> = self
+                    .assignments
+                    .values()
+                    .filter(|a| a.customer == *id && a.valid_to.is_none())
+                    .collect();
+                if !c.standing.live() {
+                    assert!(open.is_empty(), "assignments left on {c:?}");
+                    continue;
+                }
+                let primaries = open.iter().filter(|a| a.role == Role::Primary).count();
+                assert_eq!(
+                    primaries,
+                    usize::from(c.first_purchase_at.is_some()),
+                    "one PRIMARY per buyer: {c:?}"
+                );
+                // Never archived nor a merge's survivor: covered from its first purchase
+                // on, without a gap.
+                if let Some(first) = purchases.get(id).filter(|_| !tangled.contains(id)) {
+                    let mut spans: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)> = self
+                        .assignments
+                        .values()
+                        .filter(|a| a.customer == *id && a.role == Role::Primary)
+                        .filter(|a| a.valid_to != Some(a.valid_from))
+                        .map(|a| (a.valid_from, a.valid_to))
+                        .collect();
+                    spans.sort();
+                    assert!(
+                        spans[0].0 <= *first,
+                        "{id}: PRIMARY after the first purchase"
+                    );
+                    for pair in spans.windows(2) {
+                        assert_eq!(pair[0].1, Some(pair[1].0), "{id}: a gap");
+                    }
+                }
+            }
+            for d in &self.desks {
+                let load: i64 = self
+                    .assignments
+                    .values()
+                    .filter(|a| a.seller == d.id && a.valid_to.is_none())
+                    .map(|a| a.weight)
+                    .sum();
+                assert_eq!(d.load, load, "load of {}", d.id);
+            }
+        }
+    }
+
+    /// A random feed over 25 customers: profiles in five places (one outside every
+    /// territory), purchases dated before and after what came earlier, archives and
+    /// restores, merges.
+    fn feed(seed: u64) -> (Vec<Change>, HashMap<Uuid, DateTime<Utc>>, BTreeSet<Uuid>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let places = [
+            Place::new("CL", "Valparaíso", "Viña del Mar", ""),
+            Place::new("CL", "Metropolitana", "La Florida", ""),
+            Place::new("CL", "Metropolitana", "Providencia", ""),
+            Place::new("CL", "Biobío", "Concepción", ""),
+            Place::new("AR", "Mendoza", "Mendoza", ""),
+        ];
+        let lines = ["baterias", "lubricantes", "filtros"];
+        let ids: Vec<Uuid> = (1..=25).map(|n| Uuid::from_u128(1000 + n)).collect();
+        let start = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        let mut clock = start;
+        let mut changes = Vec::new();
+        let mut gone: BTreeSet<Uuid> = BTreeSet::new();
+        let mut archived: BTreeSet<Uuid> = BTreeSet::new();
+        let mut tangled: BTreeSet<Uuid> = BTreeSet::new();
+        let mut purchases: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+        for id in &ids {
+            clock += Duration::minutes(1);
+            changes.push(Change::Profile {
+                id: *id,
+                standing: Standing::Prospect,
+                place: places[rng.random_range(0..places.len())].clone(),
+                at: clock,
+            });
+        }
+        for _ in 0..300 {
+            clock += Duration::minutes(1);
+            let id = ids[rng.random_range(0..ids.len())];
+            if gone.contains(&id) {
+                continue;
+            }
+            match rng.random_range(0..10) {
+                0..=4 => {
+                    let at = clock + Duration::minutes(rng.random_range(-600..60));
+                    let n = rng.random_range(0..3);
+                    let bought: Vec<&str> = (0..n).map(|_| lines[rng.random_range(0..3)]).collect();
+                    changes.push(Change::Purchase {
+                        customer: id,
+                        at,
+                        lines: lines_of(bought),
+                    });
+                    if !archived.contains(&id) {
+                        let first = purchases.entry(id).or_insert(at);
+                        *first = (*first).min(at);
+                    } else {
+                        tangled.insert(id);
+                    }
+                }
+                5..=7 => changes.push(Change::Profile {
+                    id,
+                    standing: if purchases.contains_key(&id) {
+                        Standing::Customer
+                    } else {
+                        Standing::Prospect
+                    },
+                    place: places[rng.random_range(0..places.len())].clone(),
+                    at: clock,
+                }),
+                8 => {
+                    let standing = if archived.remove(&id) {
+                        Standing::Customer
+                    } else {
+                        archived.insert(id);
+                        Standing::Archived
+                    };
+                    tangled.insert(id);
+                    changes.push(Change::Profile {
+                        id,
+                        standing,
+                        place: places[0].clone(),
+                        at: clock,
+                    });
+                }
+                _ => {
+                    let other = ids[rng.random_range(0..ids.len())];
+                    if other == id || gone.contains(&other) || archived.contains(&id) {
+                        continue;
+                    }
+                    gone.insert(other);
+                    tangled.insert(id);
+                    purchases.remove(&other);
+                    changes.push(Change::Merged {
+                        survivor: id,
+                        merged: other,
+                        at: clock,
+                    });
+                }
+            }
+        }
+        (changes, purchases, tangled)
+    }
+
+    #[test]
+    fn random_feeds_keep_the_invariants_and_give_the_same_assignments_in_any_batching() {
+        for seed in 0..40 {
+            let (changes, purchases, tangled) = feed(seed);
+            let mut reference: Option<Vec<String>> = None;
+            for batch in [1, 7, 64, changes.len()] {
+                let mut stored = Stored {
+                    desks: desks(),
+                    ..Stored::default()
+                };
+                for chunk in changes.chunks(batch) {
+                    stored.apply(chunk);
+                    stored.check(&HashMap::new(), &BTreeSet::new());
+                }
+                stored.check(&purchases, &tangled);
+                let content = stored.content();
+                match &reference {
+                    None => reference = Some(content),
+                    Some(r) => assert_eq!(&content, r, "seed {seed}, batches of {batch}"),
+                }
+            }
+        }
+    }
 }

@@ -117,12 +117,7 @@ impl Territories {
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let ids: Vec<Uuid> = page.iter().map(|c| c.id).collect();
-            for c in page {
-                book.customers.insert(c.id, c);
-            }
-            for a in store::cartera::open_assignments(conn, &ids).await? {
-                book.open.entry(a.customer).or_default().push(a);
-            }
+            Self::load(conn, &mut book, &ids).await?;
             for id in &ids {
                 moved += book.realign(*id, at) as u64;
                 if book.customers[id].territory.is_some() {

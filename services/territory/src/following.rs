@@ -103,6 +103,19 @@ impl Territories {
         ))
     }
 
+    /// Loads customers `ids` into `book`: their rows, open assignments and the latest
+    /// end of each slot.
+    pub(crate) async fn load(conn: &impl Conn, book: &mut Book, ids: &[Uuid]) -> Result<(), Error> {
+        for c in store::cartera::customers(conn, ids).await? {
+            book.customers.insert(c.id, c);
+        }
+        for a in store::cartera::open_assignments(conn, ids).await? {
+            book.open.entry(a.customer).or_default().push(a);
+        }
+        book.last_end = store::cartera::last_ends(conn, ids).await?;
+        Ok(())
+    }
+
     /// Applies registry changes inside the feed's transaction; how many customers they
     /// touched.
     pub async fn apply_registry(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {
@@ -115,12 +128,7 @@ impl Territories {
         ids.sort_unstable();
         ids.dedup();
         let mut book = Book::new(model, Roster::new(desks.clone()), sequence);
-        for c in store::cartera::customers(conn, &ids).await? {
-            book.customers.insert(c.id, c);
-        }
-        for a in store::cartera::open_assignments(conn, &ids).await? {
-            book.open.entry(a.customer).or_default().push(a);
-        }
+        Self::load(conn, &mut book, &ids).await?;
         // Purchases dated before a stored customer's first need its earliest PRIMARY.
         let mut backdated: Vec<Uuid> = changes
             .iter()

@@ -8,6 +8,7 @@ pub mod cartera;
 pub mod coverage;
 pub mod following;
 pub mod locate;
+pub mod manual;
 pub mod migration;
 pub mod model;
 pub mod sellers;

@@ -180,9 +180,9 @@ impl Authenticator {
         self
     }
 
-    /// Decides one call: `Ok(Some(name))` names the token's owner, `Ok(None)` is an open
-    /// path or auth turned off.
-    pub fn check(&self, path: &str, authorization: Option<&str>) -> Result<Option<String>, Error> {
+    /// Decides one call: `Ok(Some(caller))` names the token's owner and role, `Ok(None)`
+    /// is an open path or auth turned off.
+    pub fn check(&self, path: &str, authorization: Option<&str>) -> Result<Option<Caller>, Error> {
         if is_open(path) || self.is_disabled() {
             return Ok(None);
         }
@@ -207,13 +207,24 @@ impl Authenticator {
             None => *role == Role::Admin,
         };
         if allowed {
-            Ok(Some(owner.clone()))
+            Ok(Some(Caller {
+                name: owner.clone(),
+                role: *role,
+            }))
         } else {
             Err(Error::PermissionDenied(format!(
                 "role {role:?} may not call {method}"
             )))
         }
     }
+}
+
+/// Who is calling: the name of the token (`auth.tokens.NAME`) and its role. In a
+/// handler, `request.extensions().get::<Caller>()`; None when auth is off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
 }
 
 /// Splits "/pkg.Service/Method" into ("pkg.Service", "Method").
@@ -266,8 +277,12 @@ where
             .and_then(|v| v.to_str().ok());
         match self.auth.check(req.uri().path(), header) {
             Ok(owner) => {
+                let mut req = req;
                 if let Some(owner) = owner {
-                    tracing::Span::current().record("caller", owner.as_str());
+                    tracing::Span::current().record("caller", owner.name.as_str());
+                    // Handlers that scope what a caller sees (a sales token is one seller)
+                    // read it from the request's extensions.
+                    req.extensions_mut().insert(owner);
                 }
                 // Take the service that was polled ready, leave a fresh clone behind.
                 let clone = self.inner.clone();
@@ -326,8 +341,8 @@ mod tests {
         assert_eq!(
             a.check("/x.v1.S/GetCustomer", Some(&bearer("bi")))
                 .unwrap()
-                .as_deref(),
-            Some("bi")
+                .map(|c| (c.name, c.role)),
+            Some(("bi".to_owned(), Role::Readonly))
         );
         assert!(matches!(
             a.check("/x.v1.S/CreateCustomer", Some(&bearer("bi"))),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use clientela_runtime::Error;
 use clientela_runtime::feed::OutboxRecord;
-use sea_orm::sea_query::{ExprTrait, OnConflict, Order, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
 
@@ -212,6 +212,37 @@ pub async fn open_assignments(
             .to_owned();
         for row in conn.query_all(&select).await? {
             out.push(assignment_of(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Of `customers`, the latest end of a closed interval per (customer, role, line).
+pub async fn last_ends(
+    conn: &impl ConnectionTrait,
+    customers: &[Uuid],
+) -> Result<HashMap<(Uuid, Role, String), DateTime<Utc>>, Error> {
+    let mut out = HashMap::new();
+    for chunk in customers.chunks(IDS_PER_QUERY) {
+        let select = Query::select()
+            .columns([t("customer_id"), t("role"), t("product_line")])
+            .expr_as(Expr::col(t("valid_to")).max(), t("last_end"))
+            .from(t("assignments"))
+            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .and_where(col("valid_to").is_not_null())
+            .group_by_columns([t("customer_id"), t("role"), t("product_line")])
+            .to_owned();
+        for row in conn.query_all(&select).await? {
+            let role: String = row.try_get("", "role")?;
+            let role = Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?;
+            out.insert(
+                (
+                    row.try_get("", "customer_id")?,
+                    role,
+                    row.try_get("", "product_line")?,
+                ),
+                row.try_get("", "last_end")?,
+            );
         }
     }
     Ok(out)

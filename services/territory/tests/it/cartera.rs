@@ -521,3 +521,246 @@ clientela_testkit::both_engines!(
         assert_eq!(err.code(), Code::NotFound);
     }
 );
+
+async fn assign(
+    client: &mut Client,
+    request: pb::AssignCustomerRequest,
+) -> Result<pb::AssignCustomerResponse, tonic::Status> {
+    client
+        .assign_customer(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn move_to(registry: &mut Registry, customer: &str, region: &str, locality: &str) {
+    registry
+        .update_customer(rpb::UpdateCustomerRequest {
+            customer: Some(rpb::Customer {
+                name: customer.into(),
+                address: Some(address(region, locality)),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["address".into()],
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    a_pin_beats_the_rules_until_it_is_unpinned,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let model = new_model(&mut client, "Chile 2027").await;
+        seed_003(&mut client, &model).await;
+        let mut small = seller("Ana Rojas", "ana", &["CL-V"], &[]);
+        small.capacity = 1;
+        let coast = add_seller(&mut client, small).await;
+        let north = add_seller(
+            &mut client,
+            seller("Nico Araya", "nico", &["CL-NORTE"], &[]),
+        )
+        .await;
+        activate(&mut client, &model).await;
+        let buyer = customer_at(&mut registry, "Ignacia", "Antofagasta", "Calama").await;
+        buy(&mut registry, &buyer, "o-1", 1, &["lubricantes"]).await;
+        coverage_when(&mut client, &buyer, |c| primary_seller(c) == north).await;
+
+        let asked = pb::AssignCustomerRequest {
+            customer: buyer.clone(),
+            seller: coast.clone(),
+            role: pb::AssignmentRole::Primary as i32,
+            reason: "she buys for the Viña branch".into(),
+            pin: true,
+            ..Default::default()
+        };
+        let done = assign(&mut client, asked.clone()).await.unwrap();
+        let pinned = done.assignment.unwrap();
+        assert_eq!(pinned.cause, pb::AssignmentCause::Manual as i32);
+        assert!(pinned.pinned);
+        assert_eq!(pinned.actor, "anonymous (auth off)");
+        assert_eq!(pinned.reason, "she buys for the Viña branch");
+        let replaced = done.replaced.unwrap();
+        assert_eq!(replaced.seller, north);
+        assert_eq!(replaced.end_cause, pb::AssignmentEndCause::Manual as i32);
+        assert!(!done.over_capacity, "one customer of one");
+        // Asked again: what stands is answered, nothing changes.
+        let again = assign(&mut client, asked).await.unwrap();
+        assert_eq!(again.assignment.unwrap().name, pinned.name);
+        assert!(again.replaced.is_none());
+
+        // A move does not undo the pin; a manual assignment may take a seller past
+        // capacity, and says so.
+        move_to(&mut registry, &buyer, "Región Metropolitana", "Providencia").await;
+        let other = customer_at(
+            &mut registry,
+            "Julio",
+            "Región de Valparaíso",
+            "Viña del Mar",
+        )
+        .await;
+        buy(&mut registry, &other, "o-2", 1, &["lubricantes"]).await;
+        let overflowed = coverage_when(&mut client, &other, |c| c.primary.is_some()).await;
+        assert_eq!(
+            overflowed.primary.as_ref().unwrap().cause,
+            pb::AssignmentCause::Overflow as i32
+        );
+        let held =
+            coverage_when(&mut client, &buyer, |c| c.territory_path == ["CL", "CL-RM"]).await;
+        assert_eq!(primary_seller(&held), coast, "the pin stands");
+        let third = customer_at(&mut registry, "Karla", "Región de Valparaíso", "Quilpué").await;
+        buy(&mut registry, &third, "o-3", 1, &["lubricantes"]).await;
+        coverage_when(&mut client, &third, |c| c.primary.is_some()).await;
+        let over = assign(
+            &mut client,
+            pb::AssignCustomerRequest {
+                customer: third.clone(),
+                seller: north.clone(),
+                role: pb::AssignmentRole::Primary as i32,
+                reason: "asked for Nico".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!over.over_capacity, "Nico has room");
+
+        // Unpinned, the next move follows the rules again.
+        let unpinned = client
+            .unpin_assignment(pb::UnpinAssignmentRequest {
+                name: pinned.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .assignment
+            .unwrap();
+        assert!(!unpinned.pinned);
+        assert_eq!(unpinned.seller, coast);
+        assert_eq!(unpinned.reason, "unpinned");
+        let err = client
+            .unpin_assignment(pb::UnpinAssignmentRequest {
+                name: pinned.name.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        move_to(&mut registry, &buyer, "Antofagasta", "Calama").await;
+        coverage_when(&mut client, &buyer, |c| primary_seller(c) == north).await;
+        let kinds: Vec<(String, i32)> = history(&mut client, &buyer)
+            .await
+            .into_iter()
+            .map(|a| (a.seller, a.end_cause))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (north.clone(), pb::AssignmentEndCause::Manual as i32),
+                (coast.clone(), pb::AssignmentEndCause::Manual as i32),
+                (coast.clone(), pb::AssignmentEndCause::AddressChange as i32),
+                (north.clone(), pb::AssignmentEndCause::Unspecified as i32),
+            ]
+        );
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    manual_assignments_refuse_what_the_rules_forbid,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let ana = add_seller(
+            &mut client,
+            seller("Ana Rojas", "ana", &["CL-V"], &["Baterías"]),
+        )
+        .await;
+        let prospect = customer_at(
+            &mut registry,
+            "Luis",
+            "Región de Valparaíso",
+            "Viña del Mar",
+        )
+        .await;
+        coverage_when(&mut client, &prospect, |_| true).await;
+        let base = pb::AssignCustomerRequest {
+            customer: prospect.clone(),
+            seller: ana.clone(),
+            role: pb::AssignmentRole::Primary as i32,
+            reason: "why not".into(),
+            ..Default::default()
+        };
+        let bad = |f: fn(&mut pb::AssignCustomerRequest)| {
+            let mut r = base.clone();
+            f(&mut r);
+            r
+        };
+        for (request, field) in [
+            (bad(|r| r.role = 0), "role"),
+            (bad(|r| r.reason = "  ".into()), "reason"),
+            (bad(|r| r.product_line = "baterias".into()), "product_line"),
+            (
+                bad(|r| r.role = pb::AssignmentRole::Specialist as i32),
+                "product_line",
+            ),
+            (
+                bad(|r| {
+                    r.pin_expire_time = Some(prost_types::Timestamp {
+                        seconds: 4_000_000_000,
+                        nanos: 0,
+                    })
+                }),
+                "pin_expire_time",
+            ),
+            (
+                bad(|r| {
+                    r.pin = true;
+                    r.pin_expire_time = Some(prost_types::Timestamp {
+                        seconds: 1_000_000_000,
+                        nanos: 0,
+                    });
+                }),
+                "pin_expire_time",
+            ),
+            (bad(|r| r.seller = "sellers/nope".into()), "seller"),
+            (bad(|r| r.role = pb::AssignmentRole::Kam as i32), "seller"),
+        ] {
+            let err = assign(&mut client, request).await.unwrap_err();
+            assert_eq!(violation(&err), field, "{err:?}");
+        }
+        let err = assign(&mut client, base.clone()).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::FailedPrecondition,
+            "a prospect has no PRIMARY: {err:?}"
+        );
+        let err = assign(
+            &mut client,
+            bad(|r| r.seller = "sellers/0190a5a4-0000-7000-8000-000000000000".into()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        let claimed = assign(
+            &mut client,
+            bad(|r| r.role = pb::AssignmentRole::Prospector as i32),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            claimed.assignment.unwrap().role,
+            pb::AssignmentRole::Prospector as i32
+        );
+        let c = coverage(&mut client, &prospect).await.unwrap();
+        assert_eq!(c.prospector.unwrap().seller, ana);
+        let err = assign(&mut client, bad(|r| r.seller = HOUSE.into()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::FailedPrecondition,
+            "still a prospect: {err:?}"
+        );
+    }
+);
