@@ -5,7 +5,7 @@ use clientela_domain::Violations;
 use clientela_domain::text::quote;
 use clientela_proto::clientela::territory::v1 as pb;
 use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryService;
-use clientela_runtime::auth::{Access, Caller};
+use clientela_runtime::auth::{Access, Caller, Role as TokenRole};
 use clientela_runtime::feed::{consistency, consumer};
 use clientela_runtime::idempotency::RequestKey;
 use clientela_runtime::time::{timestamp, to_time};
@@ -27,6 +27,7 @@ use crate::model::{
     validate_display_name, validate_priority, validate_specialties, validate_token_name,
 };
 use crate::sellers::{SellerCursor, SellerFilter, SellerPatch};
+use crate::store;
 use crate::territories::{Location, Territories, TerritoryPatch};
 
 type GrpcResult<T> = Result<Response<T>, Status>;
@@ -61,7 +62,8 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "GetSeller"
         | "ListSellers"
         | "GetCoverage"
-        | "ListAssignmentHistory" => Access::Read,
+        | "ListAssignmentHistory"
+        | "ListCartera" => Access::Read,
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
         | "ActivateTerritoryModel"
@@ -85,6 +87,47 @@ pub struct TerritoryApi {
 impl TerritoryApi {
     pub fn new(territories: Territories) -> Self {
         Self { territories }
+    }
+
+    /// What the caller may see: None, everything; a sales token, the seller it names
+    /// (TERRITORY.md: a sales token is one seller, and sees its own cartera).
+    async fn scope<T>(&self, request: &Request<T>) -> Result<Option<Uuid>, Error> {
+        match request.extensions().get::<Caller>() {
+            Some(caller) if caller.role == TokenRole::Sales => self
+                .territories
+                .seller_for_token(&caller.name)
+                .await?
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::PermissionDenied(format!(
+                        "token {} names no seller: set it as a seller's token_name",
+                        caller.name
+                    ))
+                }),
+            _ => Ok(None),
+        }
+    }
+
+    /// That a sales caller's seller `me` may see customer `id`.
+    async fn check_sees(&self, me: Option<Uuid>, id: Uuid) -> Result<(), Error> {
+        match me {
+            Some(me) if !self.territories.sees_customer(me, id).await? => {
+                Err(Error::PermissionDenied(format!(
+                    "customers/{id} is not in the cartera of sellers/{me}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// That a sales caller's seller `me` is `seller`.
+fn check_own(me: Option<Uuid>, seller: Uuid) -> Result<(), Error> {
+    match me {
+        Some(me) if me != seller => Err(Error::PermissionDenied(format!(
+            "a sales token reads only its own cartera (sellers/{me})"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -439,6 +482,73 @@ impl TerritoryService for TerritoryApi {
         }))
     }
 
+    async fn list_cartera(
+        &self,
+        request: Request<pb::ListCarteraRequest>,
+    ) -> GrpcResult<pb::ListCarteraResponse> {
+        let me = self.scope(&request).await?;
+        let pb::ListCarteraRequest {
+            seller,
+            as_of,
+            role,
+            territory_code,
+            page_size,
+            page_token,
+        } = request.get_ref();
+        let seller = seller_id(seller, "seller")?;
+        let as_of = to_time(as_of.as_ref(), "as_of").map_err(Error::from)?;
+        let role = match *role {
+            0 => None,
+            v => Some(role_from(v, "role")?),
+        };
+        let territory_code = match territory_code.as_str() {
+            "" => None,
+            code => Some(validate_code("territory_code", code).map_err(Error::from)?),
+        };
+        let limit = match *page_size {
+            0 => HISTORY_PAGE.0,
+            n => pagination::page_size(n, "page_size")?.min(HISTORY_PAGE.1),
+        };
+        check_own(me, seller)?;
+        let filter = store::cartera::CarteraFilter {
+            seller,
+            as_of: as_of.unwrap_or_else(clientela_runtime::time::now),
+            role,
+            territory_code,
+        };
+        // A page token carries the instant, so later pages answer for the same one.
+        let query = pagination::fingerprint(&(
+            "cartera",
+            seller,
+            role.map(Role::as_str),
+            &filter.territory_code,
+            as_of,
+        ));
+        let after: Option<(Uuid, i64, chrono::DateTime<chrono::Utc>)> =
+            pagination::decode(page_token, query, "page_token")?;
+        let filter = match after {
+            Some((_, _, at)) => store::cartera::CarteraFilter {
+                as_of: at,
+                ..filter
+            },
+            None => filter,
+        };
+        let page = self
+            .territories
+            .cartera(&filter, after.map(|(c, s, _)| (c, s)), limit)
+            .await?;
+        let next_page_token = match page.last() {
+            Some(last) if page.len() as u64 == limit => {
+                pagination::encode(query, &(last.customer, last.sequence, filter.as_of))
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListCarteraResponse {
+            assignments: page.iter().map(assignment_to).collect(),
+            next_page_token,
+        }))
+    }
+
     async fn unpin_assignment(
         &self,
         request: Request<pb::UnpinAssignmentRequest>,
@@ -471,6 +581,7 @@ impl TerritoryService for TerritoryApi {
         request: Request<pb::GetCoverageRequest>,
     ) -> GrpcResult<pb::GetCoverageResponse> {
         let budget = consistency::wait_budget(request.metadata());
+        let me = self.scope(&request).await?;
         let pb::GetCoverageRequest {
             customer,
             as_of,
@@ -485,6 +596,7 @@ impl TerritoryService for TerritoryApi {
             consumer::position(self.territories.db(), REGISTRY_FEED)
         })
         .await?;
+        self.check_sees(me, id).await?;
         let c = self.territories.coverage(id, as_of).await?;
         Ok(Response::new(pb::GetCoverageResponse {
             customer: format!("customers/{}", c.customer.id),
@@ -503,6 +615,7 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::ListAssignmentHistoryRequest>,
     ) -> GrpcResult<pb::ListAssignmentHistoryResponse> {
+        let me = self.scope(&request).await?;
         let pb::ListAssignmentHistoryRequest {
             customer,
             seller,
@@ -516,6 +629,7 @@ impl TerritoryService for TerritoryApi {
         let (assignments, next_page_token) = match (customer.is_empty(), seller.is_empty()) {
             (false, true) => {
                 let id = customer_id(customer, "customer")?;
+                self.check_sees(me, id).await?;
                 let query = pagination::fingerprint(&("customer history", id));
                 let after: Option<HistoryCursor> =
                     pagination::decode(page_token, query, "page_token")?;
@@ -530,6 +644,7 @@ impl TerritoryService for TerritoryApi {
             }
             (true, false) => {
                 let id = seller_id(seller, "seller")?;
+                check_own(me, id)?;
                 let query = pagination::fingerprint(&("seller history", id));
                 let after: Option<i64> = pagination::decode(page_token, query, "page_token")?;
                 let page = self

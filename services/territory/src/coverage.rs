@@ -260,3 +260,55 @@ impl Territories {
         store::cartera::seller_history(&tx, id, after, limit).await
     }
 }
+
+impl Territories {
+    /// A seller's cartera at an instant, a page of it.
+    pub async fn cartera(
+        &self,
+        filter: &store::cartera::CarteraFilter,
+        after: Option<(Uuid, i64)>,
+        limit: u64,
+    ) -> Result<Vec<Assignment>, Error> {
+        let tx = self.db().begin_planned_read().await?;
+        if store::seller(&tx, filter.seller).await?.is_none() {
+            return Err(Error::not_found(
+                "seller",
+                format!("sellers/{}", filter.seller),
+            ));
+        }
+        store::cartera::cartera(&tx, filter, after, limit).await
+    }
+
+    /// The seller a token name names, if any.
+    pub async fn seller_for_token(&self, name: &str) -> Result<Option<Uuid>, Error> {
+        store::seller_by_token(self.db().conn(), name).await
+    }
+
+    /// Whether `seller` may see customer `id`: it holds one of its assignments, or the
+    /// customer is a prospect in a territory it covers.
+    pub async fn sees_customer(&self, seller: Uuid, id: Uuid) -> Result<bool, Error> {
+        let tx = self.db().begin_planned_read().await?;
+        if store::cartera::holds(&tx, seller, id).await? {
+            return Ok(true);
+        }
+        let Some(customer) = store::cartera::customer(&tx, id).await? else {
+            return Ok(false);
+        };
+        if customer.standing != crate::cartera::Standing::Prospect {
+            return Ok(false);
+        }
+        let Some(me) = store::seller(&tx, seller).await? else {
+            return Ok(false);
+        };
+        let active = Self::active_model(&tx).await?;
+        let path = customer
+            .territory
+            .as_deref()
+            .and_then(|code| active.paths.get(code))
+            .cloned()
+            .unwrap_or_default();
+        Ok(path
+            .iter()
+            .any(|code| me.fields.territory_codes.contains(code)))
+    }
+}

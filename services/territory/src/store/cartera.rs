@@ -322,6 +322,72 @@ pub async fn seller_history(
         .collect()
 }
 
+/// Which assignments a cartera listing wants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CarteraFilter {
+    pub seller: Uuid,
+    pub as_of: DateTime<Utc>,
+    pub role: Option<Role>,
+    pub territory_code: Option<String>,
+}
+
+/// Up to `limit` assignments `filter` wants, after (customer, sequence) `after`, by
+/// customer.
+pub async fn cartera(
+    conn: &impl ConnectionTrait,
+    filter: &CarteraFilter,
+    after: Option<(Uuid, i64)>,
+    limit: u64,
+) -> Result<Vec<Assignment>, Error> {
+    let mut select = assignment_select()
+        .and_where(col("seller_id").eq(filter.seller))
+        .and_where(col("valid_from").lte(filter.as_of))
+        .and_where(
+            col("valid_to")
+                .is_null()
+                .or(col("valid_to").gt(filter.as_of)),
+        )
+        .order_by(t("customer_id"), Order::Asc)
+        .order_by(t("sequence"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some(role) = filter.role {
+        select.and_where(col("role").eq(role.as_str()));
+    }
+    if let Some(code) = &filter.territory_code {
+        select.and_where(col("territory_code").eq(code.as_str()));
+    }
+    if let Some((customer, sequence)) = after {
+        select.and_where(
+            col("customer_id").gt(customer).or(col("customer_id")
+                .eq(customer)
+                .and(col("sequence").gt(sequence))),
+        );
+    }
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(assignment_of)
+        .collect()
+}
+
+/// Whether seller `seller` holds any assignment of customer `customer` now.
+pub async fn holds(
+    conn: &impl ConnectionTrait,
+    seller: Uuid,
+    customer: Uuid,
+) -> Result<bool, Error> {
+    let select = Query::select()
+        .column(t("id"))
+        .from(t("assignments"))
+        .and_where(col("seller_id").eq(seller))
+        .and_where(col("customer_id").eq(customer))
+        .and_where(col("valid_to").is_null())
+        .limit(1)
+        .to_owned();
+    Ok(conn.query_one(&select).await?.is_some())
+}
+
 /// Assignment `id`, if stored.
 pub async fn assignment(
     conn: &impl ConnectionTrait,

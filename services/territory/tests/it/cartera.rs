@@ -764,3 +764,234 @@ clientela_testkit::both_engines!(
         );
     }
 );
+
+clientela_testkit::both_engines!(
+    crate::spawn_sales_app,
+    a_sales_token_sees_its_own_cartera_and_its_territories_prospects_only,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let model = client
+            .create_territory_model(as_token(
+                pb::CreateTerritoryModelRequest {
+                    territory_model: Some(pb::TerritoryModel {
+                        display_name: "Chile".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "ops",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .territory_model
+            .unwrap();
+        for (code, parent, criteria) in [
+            ("CL", "", crate::models::countries(&["CL"])),
+            (
+                "CL-V",
+                "CL",
+                crate::models::regions(&["Región de Valparaíso"]),
+            ),
+            ("CL-NORTE", "CL", crate::models::regions(&["Antofagasta"])),
+        ] {
+            client
+                .create_territory(as_token(
+                    pb::CreateTerritoryRequest {
+                        parent: model.name.clone(),
+                        territory: Some(pb::Territory {
+                            code: code.into(),
+                            display_name: code.into(),
+                            parent_code: parent.into(),
+                            criteria: Some(criteria),
+                            ..Default::default()
+                        }),
+                    },
+                    "ops",
+                ))
+                .await
+                .unwrap();
+        }
+        let mut sellers = Vec::new();
+        for (name, token, code) in [("Ana", "ana", "CL-V"), ("Beto", "beto", "CL-NORTE")] {
+            let s = client
+                .create_seller(as_token(
+                    pb::CreateSellerRequest {
+                        seller: Some(seller(name, token, &[code], &[])),
+                        request_id: String::new(),
+                    },
+                    "ops",
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .seller
+                .unwrap()
+                .name;
+            sellers.push(s);
+        }
+        let (ana, beto) = (sellers[0].clone(), sellers[1].clone());
+        client
+            .activate_territory_model(as_token(
+                pb::ActivateTerritoryModelRequest {
+                    name: model.name.clone(),
+                    etag: String::new(),
+                },
+                "ops",
+            ))
+            .await
+            .unwrap();
+        let create = |name: &str, region: &str| {
+            as_token(
+                rpb::CreateCustomerRequest {
+                    customer: Some(rpb::Customer {
+                        kind: rpb::CustomerKind::Person as i32,
+                        display_name: name.into(),
+                        address: Some(address(region, "")),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                "ops",
+            )
+        };
+        let buyer = registry
+            .create_customer(create("Mario", "Región de Valparaíso"))
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap()
+            .name;
+        let prospect = registry
+            .create_customer(create("Nora", "Antofagasta"))
+            .await
+            .unwrap()
+            .into_inner()
+            .customer
+            .unwrap()
+            .name;
+        let seq = registry
+            .record_purchase(as_token(
+                rpb::RecordPurchaseRequest {
+                    parent: buyer.clone(),
+                    purchase: Some(rpb::Purchase {
+                        order_id: "o-1".into(),
+                        occur_time: Some(prost_types::Timestamp {
+                            seconds: chrono::Utc::now().timestamp() - 60,
+                            nanos: 0,
+                        }),
+                        lines: vec![rpb::PurchaseLine {
+                            product_line: "lubricantes".into(),
+                            quantity: 1,
+                            unit_price: Some(Money {
+                                currency_code: "CLP".into(),
+                                amount_minor: 1000,
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                },
+                "ops",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .event_sequence;
+        let cover = |customer: &str, token: &str| {
+            as_token(
+                pb::GetCoverageRequest {
+                    customer: customer.into(),
+                    min_event_sequence: seq,
+                    ..Default::default()
+                },
+                token,
+            )
+        };
+        let mine = client
+            .get_coverage(cover(&buyer, "ana"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(primary_seller(&mine), ana);
+        for (customer, token) in [(&prospect, "ana"), (&buyer, "beto")] {
+            let err = client
+                .get_coverage(cover(customer, token))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::PermissionDenied, "{token}: {err:?}");
+        }
+        client
+            .get_coverage(cover(&prospect, "beto"))
+            .await
+            .expect("a prospect of Beto's territory");
+        client
+            .get_coverage(cover(&buyer, "bi"))
+            .await
+            .expect("readonly reads everything");
+        let err = client
+            .get_coverage(cover(&buyer, "ghost"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        assert!(err.message().contains("names no seller"), "{err:?}");
+
+        let cartera = |seller: &str, token: &str| {
+            as_token(
+                pb::ListCarteraRequest {
+                    seller: seller.into(),
+                    ..Default::default()
+                },
+                token,
+            )
+        };
+        let own = client
+            .list_cartera(cartera(&ana, "ana"))
+            .await
+            .unwrap()
+            .into_inner();
+        let customers: Vec<&str> = own
+            .assignments
+            .iter()
+            .map(|a| a.customer.as_str())
+            .collect();
+        assert_eq!(customers, [buyer.as_str()]);
+        let err = client
+            .list_cartera(cartera(&beto, "ana"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        let err = client
+            .list_assignment_history(as_token(
+                pb::ListAssignmentHistoryRequest {
+                    seller: beto.clone(),
+                    ..Default::default()
+                },
+                "ana",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        let empty = client
+            .list_cartera(cartera(&beto, "bi"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(empty.assignments.is_empty(), "a prospect is no cartera");
+        let err = client
+            .assign_customer(as_token(
+                pb::AssignCustomerRequest {
+                    customer: buyer.clone(),
+                    seller: ana.clone(),
+                    role: pb::AssignmentRole::Primary as i32,
+                    reason: "mine".into(),
+                    ..Default::default()
+                },
+                "ana",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+    }
+);

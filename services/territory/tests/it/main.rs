@@ -37,6 +37,15 @@ impl Drop for TestApp {
 /// The registry and the territory service over fresh databases of `engine`; None
 /// without PostgreSQL.
 pub async fn spawn_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
+    spawn_app_with_tokens(engine, &[]).await
+}
+
+/// The same with auth on: a token `{name}-secret-0123456789` per (name, role), the
+/// territory service reading the registry's feed with the first `service` one.
+pub async fn spawn_app_with_tokens(
+    engine: clientela_testkit::Engine,
+    tokens: &[(&str, clientela_runtime::auth::Role)],
+) -> Option<TestApp> {
     // Warnings (a consumer retrying, a skipped event) show with a failing test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn,clientela_territory=debug")
@@ -53,6 +62,19 @@ pub async fn spawn_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
     registry.feed_poll_interval_ms = 50;
     let mut settings = TerritorySettings::default();
     settings.database.url = Secret::new(url);
+    for (name, role) in tokens {
+        common.auth.tokens.insert(
+            (*name).into(),
+            clientela_runtime::settings::TokenSettings {
+                role: role.name().to_owned(),
+                secret: Some(Secret::new(secret(name))),
+                secret_file: None,
+            },
+        );
+        if *role == clientela_runtime::auth::Role::Service && settings.registry_token.is_none() {
+            settings.registry_token = Some(Secret::new(secret(name)));
+        }
+    }
     let mut app = App::bind(common).await.unwrap();
     clientela_registry::register(&mut app, &registry)
         .await
@@ -74,6 +96,39 @@ pub async fn spawn_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
         shutdown,
         _dirs: [dir1, dir2].into_iter().flatten().collect(),
     })
+}
+
+/// With tokens: `ops` admin, `svc` service, `bi` readonly, and the sales tokens `ana`,
+/// `beto` and `ghost` (which names no seller).
+pub async fn spawn_sales_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
+    use clientela_runtime::auth::Role;
+    spawn_app_with_tokens(
+        engine,
+        &[
+            ("ops", Role::Admin),
+            ("svc", Role::Service),
+            ("bi", Role::Readonly),
+            ("ana", Role::Sales),
+            ("beto", Role::Sales),
+            ("ghost", Role::Sales),
+        ],
+    )
+    .await
+}
+
+/// Token `name`'s secret.
+pub fn secret(name: &str) -> String {
+    format!("{name}-secret-0123456789")
+}
+
+/// `message` as token `name` sends it.
+pub fn as_token<T>(message: T, name: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", secret(name)).parse().unwrap(),
+    );
+    request
 }
 
 /// A new PLANNING model.
