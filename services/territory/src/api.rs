@@ -6,10 +6,13 @@ use clientela_domain::text::quote;
 use clientela_proto::clientela::territory::v1 as pb;
 use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryService;
 use clientela_runtime::auth::{Access, Caller, Role as TokenRole};
-use clientela_runtime::feed::{consistency, consumer};
+use clientela_runtime::feed::{self, Feed, consistency, consumer};
 use clientela_runtime::idempotency::RequestKey;
 use clientela_runtime::time::{timestamp, to_time};
 use clientela_runtime::{Error, names, pagination};
+use futures::StreamExt;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -17,6 +20,7 @@ use clientela_domain::FieldViolation;
 use clientela_domain::contact::Email;
 
 use crate::assign::{Assignment, Cause, EndCause, Role};
+use crate::cartera::Logged;
 use crate::coverage::HistoryCursor;
 use crate::following::REGISTRY_FEED;
 use crate::locate::{Criteria, Place};
@@ -63,7 +67,8 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "ListSellers"
         | "GetCoverage"
         | "ListAssignmentHistory"
-        | "ListCartera" => Access::Read,
+        | "ListCartera"
+        | "WatchAssignmentChanges" => Access::Read,
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
         | "ActivateTerritoryModel"
@@ -82,11 +87,25 @@ pub fn method_access(method: &str) -> Option<Access> {
 #[derive(Debug, Clone)]
 pub struct TerritoryApi {
     territories: Territories,
+    stopping: CancellationToken,
+    poll_interval: Duration,
 }
 
+type BoxStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
 impl TerritoryApi {
-    pub fn new(territories: Territories) -> Self {
-        Self { territories }
+    /// Handlers over `territories`; feed streams end when `stopping` is cancelled and
+    /// look for other replicas' commits every `poll_interval`.
+    pub fn new(
+        territories: Territories,
+        stopping: CancellationToken,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            territories,
+            stopping,
+            poll_interval,
+        }
     }
 
     /// What the caller may see: None, everything; a sales token, the seller it names
@@ -395,6 +414,29 @@ fn actor<T>(request: &Request<T>) -> String {
         .map_or_else(|| "anonymous (auth off)".to_owned(), |c| c.name.clone())
 }
 
+fn change_to(c: &Logged) -> pb::AssignmentChange {
+    pb::AssignmentChange {
+        sequence: c.sequence,
+        assignment: format!("assignments/{}", c.assignment),
+        kind: if c.opened {
+            pb::AssignmentChangeKind::Opened
+        } else {
+            pb::AssignmentChangeKind::Closed
+        } as i32,
+        customer: format!("customers/{}", c.customer),
+        seller: format!("sellers/{}", c.seller),
+        role: role_to(c.role) as i32,
+        product_line: c.product_line.clone(),
+        time: Some(timestamp(c.at)),
+        cause: Cause::parse(c.cause)
+            .filter(|_| c.opened)
+            .map_or(0, |v| cause_to(v) as i32),
+        end_cause: EndCause::parse(c.cause)
+            .filter(|_| !c.opened)
+            .map_or(0, |v| end_cause_to(Some(v)) as i32),
+    }
+}
+
 fn customer_id(name: &str, field: &str) -> Result<Uuid, Error> {
     names::parse_customer(name, field).map(|c| c.as_uuid())
 }
@@ -547,6 +589,43 @@ impl TerritoryService for TerritoryApi {
             assignments: page.iter().map(assignment_to).collect(),
             next_page_token,
         }))
+    }
+
+    type WatchAssignmentChangesStream = BoxStream<pb::WatchAssignmentChangesResponse>;
+
+    async fn watch_assignment_changes(
+        &self,
+        request: Request<pb::WatchAssignmentChangesRequest>,
+    ) -> GrpcResult<Self::WatchAssignmentChangesStream> {
+        if self.scope(&request).await?.is_some() {
+            return Err(Error::PermissionDenied(
+                "a sales token may not watch every cartera's changes".into(),
+            )
+            .into());
+        }
+        let pb::WatchAssignmentChangesRequest {
+            after_sequence,
+            max_batch_size,
+        } = *request.get_ref();
+        let batch = feed::check_request(after_sequence, max_batch_size)?;
+        let changes = self.territories.changes().clone();
+        let fetch = move |after, limit| {
+            let changes = changes.clone();
+            async move { changes.read_after(after, limit).await }
+        };
+        let feed = Feed {
+            fetch,
+            woken: self.territories.changes().subscribe(),
+            stopping: self.stopping.clone(),
+            poll: self.poll_interval,
+        };
+        let stream =
+            feed::watch(feed, after_sequence, batch, |c: &Logged| c.sequence).map(|batch| {
+                batch.map(|changes| pb::WatchAssignmentChangesResponse {
+                    changes: changes.iter().map(change_to).collect(),
+                })
+            });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn unpin_assignment(

@@ -17,6 +17,7 @@ pub mod territories;
 
 use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryServiceServer;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clientela_runtime::feed::consumer::{Batching, Consumer, Source};
 use clientela_runtime::feed::registry::RegistryEvents;
@@ -53,6 +54,8 @@ pub struct TerritorySettings {
     pub feed_batch: i32,
     /// While the consumer replays a long feed, registry events applied per transaction.
     pub feed_commit_events: usize,
+    /// How often change-feed watchers look for other replicas' commits, in milliseconds.
+    pub feed_poll_interval_ms: u64,
 }
 
 impl Default for TerritorySettings {
@@ -65,6 +68,7 @@ impl Default for TerritorySettings {
             registry_tls: ClientTlsSettings::default(),
             feed_batch: 2000,
             feed_commit_events: 100_000,
+            feed_poll_interval_ms: 1000,
         }
     }
 }
@@ -111,7 +115,11 @@ impl Service for TerritoryService {
         };
         app.tasks().spawn(consumer.run(app.stopping()));
         app.add_service(
-            TerritoryServiceServer::new(TerritoryApi::new(territories.clone())),
+            TerritoryServiceServer::new(TerritoryApi::new(
+                territories.clone(),
+                app.stopping(),
+                Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
+            )),
             api::method_access,
             Some(db),
         )

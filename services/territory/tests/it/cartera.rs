@@ -270,6 +270,50 @@ clientela_testkit::both_engines!(
             .into_inner();
         assert_eq!(primary_seller(&then), HOUSE);
 
+        // The same three changes on the service's own feed, in order.
+        let mut watch = client
+            .watch_assignment_changes(pb::WatchAssignmentChangesRequest {
+                after_sequence: 0,
+                max_batch_size: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap().changes;
+        let seen: Vec<(i64, i32, &str, i32, i32)> = first
+            .iter()
+            .map(|c| (c.sequence, c.kind, c.seller.as_str(), c.cause, c.end_cause))
+            .collect();
+        use pb::AssignmentChangeKind as K;
+        assert_eq!(
+            seen,
+            [
+                (
+                    1,
+                    K::Opened as i32,
+                    HOUSE,
+                    pb::AssignmentCause::Rule as i32,
+                    0
+                ),
+                (
+                    2,
+                    K::Closed as i32,
+                    HOUSE,
+                    0,
+                    pb::AssignmentEndCause::Realignment as i32
+                ),
+                (
+                    3,
+                    K::Opened as i32,
+                    ana.as_str(),
+                    pb::AssignmentCause::Rule as i32,
+                    0
+                ),
+            ]
+        );
+        assert_eq!(first[0].assignment, intervals[0].name);
+        drop(watch);
+
         // Activating it again changes nothing; a second model archives the first.
         assert_eq!(activate(&mut client, &model).await.assignments_moved, 0);
         let next = new_model(&mut client, "Chile 2028").await;
