@@ -21,7 +21,8 @@ use clientela_domain::contact::Email;
 
 use crate::assign::{Assignment, Cause, EndCause, Role};
 use crate::cartera::Logged;
-use crate::coverage::HistoryCursor;
+use crate::coverage::{HistoryCursor, ViolationKind};
+use crate::explain::{self, Lang};
 use crate::following::REGISTRY_FEED;
 use crate::locate::{Criteria, Place};
 use crate::manual::ManualAssignment;
@@ -68,6 +69,8 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "GetCoverage"
         | "ListAssignmentHistory"
         | "ListCartera"
+        | "ExplainAssignment"
+        | "ListCoverageViolations"
         | "WatchAssignmentChanges" => Access::Read,
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
@@ -380,7 +383,9 @@ fn assignment_to(a: &Assignment) -> pb::Assignment {
         weight: a.weight,
         end_cause: end_cause_to(a.end_cause) as i32,
         explanation: Some(pb::AssignmentExplanation {
-            rule: a.explanation.rule.clone(),
+            rule: a.explanation.rule.code().to_owned(),
+            rule_en: explain::rule_text(a, Lang::En),
+            rule_es: explain::rule_text(a, Lang::Es),
             territory_code: a.explanation.territory.clone().unwrap_or_default(),
             considered: a
                 .explanation
@@ -392,7 +397,8 @@ fn assignment_to(a: &Assignment) -> pb::Assignment {
                     capacity: c.capacity,
                 })
                 .collect(),
-            tie_break: a.explanation.tie_break.clone(),
+            tie_break_en: explain::tie_break_text(a, Lang::En),
+            tie_break_es: explain::tie_break_text(a, Lang::Es),
         }),
     }
 }
@@ -434,6 +440,15 @@ fn change_to(c: &Logged) -> pb::AssignmentChange {
         end_cause: EndCause::parse(c.cause)
             .filter(|_| !c.opened)
             .map_or(0, |v| end_cause_to(Some(v)) as i32),
+    }
+}
+
+fn violation_kind_to(kind: ViolationKind) -> pb::CoverageViolationKind {
+    match kind {
+        ViolationKind::HouseCartera => pb::CoverageViolationKind::HouseCartera,
+        ViolationKind::Overflow => pb::CoverageViolationKind::Overflow,
+        ViolationKind::OverCapacity => pb::CoverageViolationKind::OverCapacity,
+        ViolationKind::UnassignedAddress => pb::CoverageViolationKind::UnassignedAddress,
     }
 }
 
@@ -587,6 +602,77 @@ impl TerritoryService for TerritoryApi {
         };
         Ok(Response::new(pb::ListCarteraResponse {
             assignments: page.iter().map(assignment_to).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn explain_assignment(
+        &self,
+        request: Request<pb::ExplainAssignmentRequest>,
+    ) -> GrpcResult<pb::ExplainAssignmentResponse> {
+        let me = self.scope(&request).await?;
+        let id = names::parse_top(&request.get_ref().name, "assignments", "name")?;
+        let (a, seller, considered) = self.territories.explain(id).await?;
+        self.check_sees(me, a.customer).await?;
+        Ok(Response::new(pb::ExplainAssignmentResponse {
+            assignment: Some(assignment_to(&a)),
+            seller_display_name: seller,
+            considered_display_names: considered,
+        }))
+    }
+
+    async fn list_coverage_violations(
+        &self,
+        request: Request<pb::ListCoverageViolationsRequest>,
+    ) -> GrpcResult<pb::ListCoverageViolationsResponse> {
+        if self.scope(&request).await?.is_some() {
+            return Err(Error::PermissionDenied(
+                "a sales token reads its own cartera, not the company's violations".into(),
+            )
+            .into());
+        }
+        let pb::ListCoverageViolationsRequest {
+            kind,
+            page_size,
+            page_token,
+        } = request.get_ref();
+        let kinds: Vec<ViolationKind> = match *kind {
+            0 => ViolationKind::ALL.to_vec(),
+            v => vec![
+                ViolationKind::ALL
+                    .into_iter()
+                    .find(|k| violation_kind_to(*k) as i32 == v)
+                    .ok_or_else(|| Error::invalid("kind", "a COVERAGE_VIOLATION_KIND_* value"))?,
+            ],
+        };
+        let limit = match *page_size {
+            0 => HISTORY_PAGE.0,
+            n => pagination::page_size(n, "page_size")?.min(HISTORY_PAGE.1),
+        };
+        let query = pagination::fingerprint(&("violations", &kinds));
+        let after: Option<(ViolationKind, Uuid)> =
+            pagination::decode(page_token, query, "page_token")?;
+        let found = self.territories.violations(&kinds, after, limit).await?;
+        let next_page_token = match found.last() {
+            Some(last) if found.len() as u64 == limit => {
+                pagination::encode(query, &(last.kind, last.key))
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListCoverageViolationsResponse {
+            violations: found
+                .iter()
+                .map(|v| pb::CoverageViolation {
+                    kind: violation_kind_to(v.kind) as i32,
+                    customer: v
+                        .customer
+                        .map(|c| format!("customers/{c}"))
+                        .unwrap_or_default(),
+                    seller: v.seller.map(|s| format!("sellers/{s}")).unwrap_or_default(),
+                    assignment: v.assignment.as_ref().map(assignment_to),
+                    detail: v.detail.clone(),
+                })
+                .collect(),
             next_page_token,
         }))
     }

@@ -11,6 +11,7 @@ use clientela_domain::text::fold;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::explain::{Rule, TieBreak};
 use crate::model::{HOUSE_SELLER, Seller, SellerStatus};
 
 // An enum stored and shown by its upper-case code (a few lines, not a derive crate).
@@ -148,20 +149,30 @@ pub struct Considered {
     pub capacity: i64,
 }
 
-/// Why a choice fell where it did: stored with the assignment, shown by
-/// ExplainAssignment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a choice fell where it did: stored with the assignment (as data: see
+/// [`crate::explain`] for its sentences), shown by ExplainAssignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
-    /// The rule, in a sentence.
-    pub rule: String,
+    pub rule: Rule,
     /// The territory whose sellers were considered (None: none of the path had any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub territory: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub considered: Vec<Considered>,
-    /// How the winner was told from the others ("" when there was one).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tie_break: String,
+    #[serde(default)]
+    pub tie_break: TieBreak,
+}
+
+impl Explanation {
+    /// `rule`, with nothing considered.
+    pub fn of(rule: Rule) -> Self {
+        Self {
+            rule,
+            territory: None,
+            considered: Vec::new(),
+            tie_break: TieBreak::None,
+        }
+    }
 }
 
 /// Where a choice fell.
@@ -255,17 +266,6 @@ impl Roster {
     /// specialist or KAM nobody serves; the house for a PRIMARY nobody covers).
     pub fn choose(&self, path: &[String], need: &Need, weight: i64) -> Option<Choice> {
         let (territory, candidates) = self.candidates(path, need);
-        let what = match need {
-            Need::Primary => "the sellers".to_owned(),
-            Need::Specialist(line) => format!("the specialists in {line}"),
-            Need::Kam => "the KAMs".to_owned(),
-        };
-        let place = match (&territory, path.last()) {
-            (Some(code), _) => format!("of territory {code}"),
-            (None, _) if *need != Need::Primary => "of the company".to_owned(),
-            (None, Some(code)) => format!("on territory {code}'s path"),
-            (None, None) => "(the address is unassigned)".to_owned(),
-        };
         let considered: Vec<Considered> = candidates
             .iter()
             .map(|&i| Considered {
@@ -282,13 +282,9 @@ impl Roster {
                 seller: HOUSE_SELLER,
                 cause: Cause::Rule,
                 territory: None,
-                explanation: Explanation {
-                    rule: format!(
-                        "no active seller covers the customer {place}: the company's own \
-                         cartera holds it until a seller does"
-                    ),
-                    ..Explanation::default()
-                },
+                explanation: Explanation::of(Rule::House {
+                    last: path.last().cloned(),
+                }),
             });
         }
         let with_room: Vec<usize> = candidates
@@ -305,17 +301,9 @@ impl Roster {
                 .filter(|&i| self.desks[i].capacity > 0)
                 .collect();
             let pool = if sized.is_empty() { candidates } else { sized };
-            (
-                pool,
-                Cause::Overflow,
-                format!("none of {what} {place} has capacity left: the least overloaded takes it"),
-            )
+            (pool, Cause::Overflow, Rule::Overflow)
         } else {
-            (
-                with_room,
-                Cause::Rule,
-                format!("the least loaded of {what} {place} with capacity left"),
-            )
+            (with_room, Cause::Rule, Rule::LeastLoaded)
         };
         let key = |i: usize| {
             let d = &self.desks[i];
@@ -330,16 +318,16 @@ impl Roster {
         let (best_load, best_turn, _) = key(best);
         let tied = pool.iter().filter(|&&i| key(i).0 == best_load).count();
         let tie_break = if tied < 2 {
-            String::new()
+            TieBreak::None
         } else if pool
             .iter()
             .filter(|&&i| key(i).0 == best_load && key(i).1 == best_turn)
             .count()
             > 1
         {
-            format!("{tied} tied on load, never chosen or chosen at once: the lowest id")
+            TieBreak::LowestId { tied }
         } else {
-            format!("{tied} tied on load: the one chosen longest ago (round robin)")
+            TieBreak::RoundRobin { tied }
         };
         Some(Choice {
             seller: self.desks[best].id,
@@ -452,7 +440,10 @@ mod tests {
         let mut roster = Roster::new(vec![a, b]);
         let first = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
         assert_eq!(first.seller, Uuid::from_u128(2), "chosen longest ago");
-        assert!(first.explanation.tie_break.contains("round robin"));
+        assert_eq!(
+            first.explanation.tie_break,
+            TieBreak::RoundRobin { tied: 2 }
+        );
         roster.charge(first.seller, 1, Some(10));
         let second = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
         assert_eq!(second.seller, Uuid::from_u128(1));
@@ -473,7 +464,12 @@ mod tests {
         let roster = Roster::new(vec![away]);
         let choice = roster.choose(&path(&["Z"]), &Need::Primary, 1).unwrap();
         assert_eq!(choice.seller, HOUSE_SELLER);
-        assert!(choice.explanation.rule.contains("company's own cartera"));
+        assert_eq!(
+            choice.explanation.rule,
+            Rule::House {
+                last: Some("Z".into())
+            }
+        );
         assert_eq!(
             roster.choose(&[], &Need::Primary, 1).map(|c| c.seller),
             Some(HOUSE_SELLER)

@@ -11,6 +11,7 @@ use clientela_domain::text::fold;
 use uuid::Uuid;
 
 use crate::assign::{Assignment, Cause, Choice, EndCause, Explanation, Need, Role, Roster};
+use crate::explain::Rule;
 use crate::locate::{Forest, Located, Place};
 
 /// How the registry last described a customer's standing.
@@ -417,13 +418,7 @@ impl Book {
             pin_expires_at: None,
             weight,
             end_cause: Some(EndCause::Continued),
-            explanation: Explanation {
-                rule: format!(
-                    "a purchase dated before the first one known ({first}) arrived: the \
-                     responsible salesperson from then on is taken back to it"
-                ),
-                ..Explanation::default()
-            },
+            explanation: Explanation::of(Rule::EarlierPurchase { first }),
             sequence: self.sequence,
         };
         self.log(&assignment, true, at, Cause::Rule.as_str());
@@ -503,13 +498,7 @@ impl Book {
                     seller: a.seller,
                     cause: Cause::Merge,
                     territory: a.territory.clone(),
-                    explanation: Explanation {
-                        rule: format!(
-                            "customers/{merged} was merged into this customer: its seller in \
-                             this role carries on"
-                        ),
-                        ..Explanation::default()
-                    },
+                    explanation: Explanation::of(Rule::Merged { from: merged }),
                 };
                 self.open_choice(survivor, a.role, &a.product_line, at, choice, a.weight);
             }
@@ -574,10 +563,7 @@ impl Book {
             seller,
             cause: Cause::Manual,
             territory: None,
-            explanation: Explanation {
-                rule: format!("assigned by hand by {actor}: {reason}"),
-                ..Explanation::default()
-            },
+            explanation: Explanation::of(Rule::Manual),
         };
         self.open_choice(customer, role, line, at, choice, 1);
         let patch = |a: &mut Assignment| {

@@ -312,3 +312,148 @@ impl Territories {
             .any(|code| me.fields.territory_codes.contains(code)))
     }
 }
+
+/// What keeps coverage short of the rules.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum ViolationKind {
+    HouseCartera,
+    Overflow,
+    OverCapacity,
+    UnassignedAddress,
+}
+
+impl ViolationKind {
+    pub const ALL: [ViolationKind; 4] = [
+        ViolationKind::HouseCartera,
+        ViolationKind::Overflow,
+        ViolationKind::OverCapacity,
+        ViolationKind::UnassignedAddress,
+    ];
+}
+
+/// One violation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    pub customer: Option<Uuid>,
+    pub seller: Option<Uuid>,
+    pub assignment: Option<Assignment>,
+    pub detail: String,
+    /// Where a listing resumes after it.
+    pub key: Uuid,
+}
+
+impl Territories {
+    /// Up to `limit` violations of `kinds` (in their order) after `after` (a kind and
+    /// the key of the last one listed).
+    pub async fn violations(
+        &self,
+        kinds: &[ViolationKind],
+        after: Option<(ViolationKind, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Violation>, Error> {
+        let tx = self.db().begin_planned_read().await?;
+        let mut out: Vec<Violation> = Vec::new();
+        for &kind in kinds {
+            let from = match after {
+                Some((k, _)) if k > kind => continue,
+                Some((k, key)) if k == kind => Some(key),
+                _ => None,
+            };
+            let left = limit - out.len() as u64;
+            if left == 0 {
+                break;
+            }
+            match kind {
+                ViolationKind::HouseCartera | ViolationKind::Overflow => {
+                    let house = kind == ViolationKind::HouseCartera;
+                    for a in store::cartera::open_violations(&tx, house, from, left).await? {
+                        let detail = if house {
+                            "no seller covers the customer: it waits on the company's own \
+                             cartera"
+                                .to_owned()
+                        } else {
+                            format!(
+                                "no seller of territory {} had capacity left when it was \
+                                 assigned",
+                                a.explanation.territory.as_deref().unwrap_or("?")
+                            )
+                        };
+                        out.push(Violation {
+                            kind,
+                            customer: Some(a.customer),
+                            seller: Some(a.seller),
+                            key: a.id,
+                            assignment: Some(a),
+                            detail,
+                        });
+                    }
+                }
+                ViolationKind::OverCapacity => {
+                    let desks = store::cartera::desks(&tx).await?;
+                    let mut over: Vec<_> = desks
+                        .into_iter()
+                        .filter(|d| !d.house && d.load > d.capacity)
+                        .filter(|d| from.is_none_or(|f| d.id > f))
+                        .collect();
+                    over.sort_by_key(|d| d.id);
+                    for d in over.into_iter().take(left as usize) {
+                        out.push(Violation {
+                            kind,
+                            customer: None,
+                            seller: Some(d.id),
+                            assignment: None,
+                            detail: format!(
+                                "carries {} against a capacity of {}",
+                                d.load, d.capacity
+                            ),
+                            key: d.id,
+                        });
+                    }
+                }
+                ViolationKind::UnassignedAddress => {
+                    for c in store::cartera::unassigned(&tx, from, left).await? {
+                        out.push(Violation {
+                            kind,
+                            customer: Some(c.id),
+                            seller: None,
+                            assignment: None,
+                            detail: c
+                                .unassigned_reason
+                                .clone()
+                                .unwrap_or_else(|| "in no territory".into()),
+                            key: c.id,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Assignment `id` and the display names of its seller and of the sellers its
+    /// choice considered.
+    pub async fn explain(&self, id: Uuid) -> Result<(Assignment, String, Vec<String>), Error> {
+        let tx = self.db().begin_planned_read().await?;
+        let a = store::cartera::assignment(&tx, id)
+            .await?
+            .ok_or_else(|| Error::not_found("assignment", format!("assignments/{id}")))?;
+        let sellers = store::sellers(&tx).await?;
+        let name = |s: Uuid| {
+            sellers
+                .iter()
+                .find(|x| x.id == s)
+                .map(|x| x.fields.display_name.clone())
+                .unwrap_or_default()
+        };
+        let considered = a
+            .explanation
+            .considered
+            .iter()
+            .map(|c| name(c.seller))
+            .collect();
+        Ok((a.clone(), name(a.seller), considered))
+    }
+}

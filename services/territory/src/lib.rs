@@ -6,6 +6,7 @@ pub mod api;
 pub mod assign;
 pub mod cartera;
 pub mod coverage;
+pub mod explain;
 pub mod following;
 pub mod locate;
 pub mod manual;

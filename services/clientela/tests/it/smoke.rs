@@ -235,7 +235,7 @@ fn the_readme_examples_work_as_written() {
     // of V Región, chosen by the rule.
     assert!(
         stdout.contains(
-            r#""rule": "the least loaded of the sellers of territory CL-V with capacity left""#
+            r#""ruleEn": "the least loaded of the sellers of territory CL-V with capacity left""#
         ),
         "{stdout}"
     );

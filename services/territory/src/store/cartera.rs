@@ -371,6 +371,60 @@ pub async fn cartera(
         .collect()
 }
 
+/// Up to `limit` open assignments after assignment id `after`, by id: of the house
+/// seller's PRIMARY (`house`), or of cause OVERFLOW.
+pub async fn open_violations(
+    conn: &impl ConnectionTrait,
+    house: bool,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Assignment>, Error> {
+    let mut select = assignment_select()
+        .and_where(col("valid_to").is_null())
+        .order_by(t("id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if house {
+        select
+            .and_where(col("seller_id").eq(crate::model::HOUSE_SELLER))
+            .and_where(col("role").eq(Role::Primary.as_str()));
+    } else {
+        select.and_where(col("cause").eq(Cause::Overflow.as_str()));
+    }
+    if let Some(after) = after {
+        select.and_where(col("id").gt(after));
+    }
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(assignment_of)
+        .collect()
+}
+
+/// Up to `limit` live customers in no territory after `after`, by id.
+pub async fn unassigned(
+    conn: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Customer>, Error> {
+    let mut select = customer_select()
+        .and_where(col("territory_code").is_null())
+        .and_where(
+            col("standing").is_in([Standing::Prospect.as_str(), Standing::Customer.as_str()]),
+        )
+        .order_by(t("id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some(after) = after {
+        select.and_where(col("id").gt(after));
+    }
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(customer_of)
+        .collect()
+}
+
 /// Whether seller `seller` holds any assignment of customer `customer` now.
 pub async fn holds(
     conn: &impl ConnectionTrait,

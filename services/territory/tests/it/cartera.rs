@@ -189,10 +189,34 @@ clientela_testkit::both_engines!(
         let explanation = primary.explanation.unwrap();
         assert_eq!(explanation.territory_code, "CL-V");
         assert_eq!(explanation.considered.len(), 2);
-        assert!(
-            explanation.tie_break.contains("lowest id"),
-            "{explanation:?}"
+        assert_eq!(explanation.rule, "LEAST_LOADED");
+        assert_eq!(
+            explanation.rule_en,
+            "the least loaded of the sellers of territory CL-V with capacity left"
         );
+        assert_eq!(
+            explanation.rule_es,
+            "el de menor carga entre los vendedores del territorio CL-V con capacidad disponible"
+        );
+        assert_eq!(
+            explanation.tie_break_en,
+            "2 tied on load and turn: the lowest id"
+        );
+        assert_eq!(
+            explanation.tie_break_es,
+            "2 empatados en carga y turno: el id menor"
+        );
+        let explained = client
+            .explain_assignment(pb::ExplainAssignmentRequest {
+                name: primary.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let names = explained.considered_display_names;
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"Ana Rojas".to_owned()) && names.contains(&"Beto Soto".to_owned()));
+        assert!(["Ana Rojas", "Beto Soto"].contains(&explained.seller_display_name.as_str()));
         // From the purchase's own instant: responsible from the first purchase on.
         let bought = primary.valid_from.unwrap().seconds;
         assert!(
@@ -224,16 +248,40 @@ clientela_testkit::both_engines!(
         let housed = coverage_when(&mut client, &buyer, |c| c.primary.is_some()).await;
         assert_eq!(primary_seller(&housed), HOUSE);
         assert_eq!(housed.unassigned_reason, "no territory model is active");
-        let rule = housed
+        let why = housed
             .primary
             .as_ref()
             .unwrap()
             .explanation
-            .as_ref()
+            .clone()
+            .unwrap();
+        assert_eq!(why.rule, "HOUSE");
+        assert!(why.rule_en.contains("company's own cartera"), "{why:?}");
+        assert!(why.rule_es.contains("cartera de la empresa"), "{why:?}");
+        // Listed as a violation until a seller takes it, with the unassigned address.
+        let violations = client
+            .list_coverage_violations(pb::ListCoverageViolationsRequest::default())
+            .await
             .unwrap()
-            .rule
-            .clone();
-        assert!(rule.contains("company's own cartera"), "{rule}");
+            .into_inner()
+            .violations;
+        let kinds: Vec<(i32, &str)> = violations
+            .iter()
+            .map(|v| (v.kind, v.customer.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    pb::CoverageViolationKind::HouseCartera as i32,
+                    buyer.as_str()
+                ),
+                (
+                    pb::CoverageViolationKind::UnassignedAddress as i32,
+                    buyer.as_str()
+                ),
+            ]
+        );
         let before = prost_types::Timestamp {
             seconds: chrono::Utc::now().timestamp(),
             nanos: 0,
@@ -247,6 +295,13 @@ clientela_testkit::both_engines!(
         assert_eq!((done.customers_placed, done.assignments_moved), (1, 1));
         let now = coverage(&mut client, &buyer).await.unwrap();
         assert_eq!(primary_seller(&now), ana, "the parent territory's seller");
+        let left = client
+            .list_coverage_violations(pb::ListCoverageViolationsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .violations;
+        assert!(left.is_empty(), "{left:?}");
         assert_eq!(now.territory_path, ["CL", "CL-V"]);
 
         // History keeps the house's interval, closed by the realignment, and the past
@@ -651,6 +706,39 @@ clientela_testkit::both_engines!(
             overflowed.primary.as_ref().unwrap().cause,
             pb::AssignmentCause::Overflow as i32
         );
+        let page = client
+            .list_coverage_violations(pb::ListCoverageViolationsRequest {
+                kind: pb::CoverageViolationKind::Overflow as i32,
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.violations.len(), 1);
+        assert_eq!(page.violations[0].customer, other);
+        let rest = client
+            .list_coverage_violations(pb::ListCoverageViolationsRequest {
+                kind: pb::CoverageViolationKind::Overflow as i32,
+                page_size: 1,
+                page_token: page.next_page_token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(rest.violations.is_empty() && rest.next_page_token.is_empty());
+        let over = client
+            .list_coverage_violations(pb::ListCoverageViolationsRequest {
+                kind: pb::CoverageViolationKind::OverCapacity as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .violations;
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].seller, coast);
+        assert_eq!(over[0].detail, "carries 2 against a capacity of 1");
         let held =
             coverage_when(&mut client, &buyer, |c| c.territory_path == ["CL", "CL-RM"]).await;
         assert_eq!(primary_seller(&held), coast, "the pin stands");
