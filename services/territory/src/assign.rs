@@ -190,6 +190,11 @@ pub struct Roster {
     desks: Vec<Desk>,
     index: HashMap<Uuid, usize>,
     by_territory: HashMap<String, Vec<usize>>,
+    /// The specialists of each (folded) line, and the KAMs: a need nobody on the path
+    /// serves looks here, not through every seller (a line without specialists, asked
+    /// for by most purchases, was most of an ingest's time).
+    by_specialty: HashMap<String, Vec<usize>>,
+    kams: Vec<usize>,
 }
 
 impl Roster {
@@ -197,15 +202,25 @@ impl Roster {
         desks.sort_by_key(|d| d.id);
         let index = desks.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
         let mut by_territory: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_specialty: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut kams = Vec::new();
         for (i, desk) in desks.iter().enumerate() {
             for code in &desk.territory_codes {
                 by_territory.entry(code.clone()).or_default().push(i);
+            }
+            for line in &desk.specialties {
+                by_specialty.entry(line.clone()).or_default().push(i);
+            }
+            if desk.kam {
+                kams.push(i);
             }
         }
         Self {
             desks,
             index,
             by_territory,
+            by_specialty,
+            kams,
         }
     }
 
@@ -240,6 +255,14 @@ impl Roster {
     /// The sellers serving `need` in the deepest territory of `path` that has any; for
     /// a specialist or KAM with none on the path, those of the whole company.
     fn candidates(&self, path: &[String], need: &Need) -> (Option<String>, Vec<usize>) {
+        let pool: &[usize] = match need {
+            Need::Primary => &[],
+            Need::Specialist(line) => self.by_specialty.get(line).map_or(&[], Vec::as_slice),
+            Need::Kam => &self.kams,
+        };
+        if *need != Need::Primary && pool.is_empty() {
+            return (None, Vec::new());
+        }
         for code in path.iter().rev() {
             let here: Vec<usize> = self
                 .by_territory
@@ -256,7 +279,9 @@ impl Roster {
         if *need == Need::Primary {
             return (None, Vec::new());
         }
-        let anywhere = (0..self.desks.len())
+        let anywhere = pool
+            .iter()
+            .copied()
             .filter(|&i| self.desks[i].serves(need))
             .collect();
         (None, anywhere)

@@ -6,6 +6,7 @@ mod classification;
 mod drive;
 mod scenarios;
 mod server;
+mod territory;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,6 +114,9 @@ enum Scenario {
     Feed,
     /// Ingest of the generated base, full Reclassify, then GetClassification.
     Classification,
+    /// The same base's feed into the territory service's projection (500 territories,
+    /// 2,000 sellers).
+    Territory,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -240,6 +244,42 @@ fn own_rss_kib() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The territory ingest on one engine, in this process.
+async fn run_territory(cli: &Cli, engine: Engine) -> anyhow::Result<()> {
+    let (url, _dir, engine_name) = match engine {
+        Engine::Sqlite => {
+            let (url, dir) = clientela_testkit::sqlite_database();
+            (url, Some(dir), "sqlite")
+        }
+        Engine::Postgres => (
+            clientela_testkit::postgres_database()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not available here"))?,
+            None,
+            "postgres",
+        ),
+    };
+    let (idle, _) = own_rss_kib();
+    let stats =
+        territory::ingest(&url, cli.base_customers, cli.base_purchases, cli.base_batch).await?;
+    print(
+        cli,
+        &Report {
+            scenario: "territory-ingest",
+            engine: engine_name,
+            concurrency: 1,
+            connections: 0,
+            stats: &stats,
+            rps: stats.rps(),
+            items_per_second: stats.items_per_second(),
+            vs_baseline: None,
+            server_idle_rss_kib: idle,
+            server_peak_rss_kib: own_rss_kib().1,
+        },
+    );
+    Ok(())
 }
 
 /// The classification scenarios on one engine: ingest and Reclassify in this process,
@@ -439,6 +479,10 @@ async fn main() -> anyhow::Result<()> {
                 failed |= run_classification(&cli, &load, engine, baseline_rps).await?;
                 continue;
             }
+            if scenario == Scenario::Territory {
+                run_territory(&cli, engine).await?;
+                continue;
+            }
             let name = scenario
                 .to_possible_value()
                 .map(|v| v.get_name().to_owned())
@@ -491,7 +535,9 @@ async fn main() -> anyhow::Result<()> {
                     );
                     scenarios::registry_import(&channels, &load, names, "import").await
                 }
-                Scenario::Classification => unreachable!("run by run_classification"),
+                Scenario::Classification | Scenario::Territory => {
+                    unreachable!("run in this process")
+                }
                 Scenario::Feed => {
                     let customers = 1000.min(load.events.max(1));
                     let names = Arc::new(scenarios::seed_customers(&channels, customers).await?);
