@@ -476,25 +476,7 @@ clientela_testkit::both_engines!(
         buy(&mut registry, &buyer, "o-1", 1, &["lubricantes"]).await;
         coverage_when(&mut client, &buyer, |c| primary_seller(c) == coast).await;
 
-        let mut moved = registry
-            .get_customer(rpb::GetCustomerRequest {
-                name: buyer.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .customer
-            .unwrap();
-        moved.address = Some(address("Antofagasta", "Calama"));
-        registry
-            .update_customer(rpb::UpdateCustomerRequest {
-                customer: Some(moved),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["address".into()],
-                }),
-            })
-            .await
-            .unwrap();
+        move_to(&mut registry, &buyer, "Antofagasta", "Calama").await;
         let c = coverage_when(&mut client, &buyer, |c| primary_seller(c) == north).await;
         assert_eq!(c.territory_path, ["CL", "CL-NORTE"]);
         let intervals = history(&mut client, &buyer).await;
