@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clientela_proto::clientela::classification::v1::classification_service_server::ClassificationServiceServer;
 use clientela_runtime::feed::consumer::{Batching, Consumer, Source};
-use clientela_runtime::feed::registry::RegistryEvents;
+use clientela_runtime::feed::upstream::RegistryEvents;
 use clientela_runtime::service::{self, Service};
 use clientela_runtime::settings::ClientTlsSettings;
 use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, Secret, ServeError};
@@ -139,6 +139,7 @@ impl Service for ClassificationService {
         let source = Source::of_settings(
             app,
             "classification.registry",
+            clientela_proto::clientela::registry::v1::customer_registry_service_server::SERVICE_NAME,
             &settings.registry_url,
             settings.registry_token.as_ref(),
             settings.registry_token_file.as_deref(),

@@ -449,6 +449,7 @@ fn violation_kind_to(kind: ViolationKind) -> pb::CoverageViolationKind {
         ViolationKind::Overflow => pb::CoverageViolationKind::Overflow,
         ViolationKind::OverCapacity => pb::CoverageViolationKind::OverCapacity,
         ViolationKind::UnassignedAddress => pb::CoverageViolationKind::UnassignedAddress,
+        ViolationKind::KamWanted => pb::CoverageViolationKind::KamWanted,
     }
 }
 
@@ -773,6 +774,8 @@ impl TerritoryService for TerritoryApi {
             kam: c.kam.as_ref().map(assignment_to),
             prospector: c.prospector.as_ref().map(assignment_to),
             event_sequence,
+            account_tier: c.customer.tier.clone().unwrap_or_default(),
+            kam_grace_end_time: c.customer.kam_until.map(timestamp),
         }))
     }
 

@@ -73,6 +73,13 @@ pub enum Change {
         merged: Uuid,
         at: DateTime<Utc>,
     },
+    /// The classification engine gave `customer` account tier `tier` (its code; None:
+    /// no tier) at `at`.
+    Tier {
+        customer: Uuid,
+        tier: Option<String>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Change {
@@ -80,7 +87,9 @@ impl Change {
     pub fn customers(&self) -> Vec<Uuid> {
         match self {
             Change::Profile { id, .. } => vec![*id],
-            Change::Purchase { customer, .. } => vec![*customer],
+            Change::Purchase { customer, .. } | Change::Tier { customer, .. } => {
+                vec![*customer]
+            }
             Change::Merged {
                 survivor, merged, ..
             } => vec![*survivor, *merged],
@@ -100,6 +109,11 @@ pub struct Customer {
     pub unassigned_reason: Option<String>,
     pub first_purchase_at: Option<DateTime<Utc>>,
     pub profile_at: DateTime<Utc>,
+    /// The account tier the classification engine last gave it, and when.
+    pub tier: Option<String>,
+    pub tier_at: Option<DateTime<Utc>>,
+    /// When its KAM ends if the tier stays below KEY (the grace period's end).
+    pub kam_until: Option<DateTime<Utc>>,
 }
 
 impl Customer {
@@ -114,9 +128,25 @@ impl Customer {
             unassigned_reason: Some("the registry has not described the customer yet".into()),
             first_purchase_at: None,
             profile_at: DateTime::<Utc>::MIN_UTC,
+            tier: None,
+            tier_at: None,
+            kam_until: None,
         }
     }
+
+    /// Whether its account tier calls for a KAM (KEY or BOSS, TERRITORY.md invariant 3).
+    pub fn key_account(&self) -> bool {
+        self.tier.as_deref().is_some_and(is_key_tier)
+    }
 }
+
+/// Whether account tier `code` calls for a KAM.
+pub fn is_key_tier(code: &str) -> bool {
+    matches!(code, "KEY" | "BOSS")
+}
+
+/// How long a KAM stays after the tier falls below KEY, unless set otherwise.
+pub const DEFAULT_KAM_GRACE_DAYS: i64 = 30;
 
 /// The active model as assignments read it.
 #[derive(Debug, Clone, Default)]
@@ -179,6 +209,8 @@ pub struct Book {
     pub last_end: HashMap<(Uuid, Role, String), DateTime<Utc>>,
     /// The last assignment change's sequence.
     pub sequence: i64,
+    /// How long a KAM outlives its account's fall below KEY.
+    pub kam_grace: chrono::Duration,
     /// Assignments opened, in order (some closed again within the batch).
     pub opened: Vec<Assignment>,
     /// Stored assignments closed: id, end, cause.
@@ -214,6 +246,7 @@ impl Book {
             earliest_primary: HashMap::new(),
             last_end: HashMap::new(),
             sequence,
+            kam_grace: chrono::Duration::days(DEFAULT_KAM_GRACE_DAYS),
             opened: Vec::new(),
             closed: Vec::new(),
             log: Vec::new(),
@@ -270,7 +303,80 @@ impl Book {
                 merged,
                 at,
             } => self.merged(*survivor, *merged, *at),
+            Change::Tier { customer, tier, at } => self.tier(*customer, tier.as_deref(), *at),
         }
+    }
+
+    /// A new account tier: KEY or BOSS wants a KAM (kept if it has one, the grace
+    /// period's end forgotten); a fall below starts the grace period of the KAM it has.
+    fn tier(&mut self, id: Uuid, tier: Option<&str>, at: DateTime<Utc>) {
+        if self
+            .customers
+            .get(&id)
+            .and_then(|c| c.tier_at)
+            .is_some_and(|seen| at < seen)
+        {
+            return;
+        }
+        self.expire_kam(id, at);
+        let grace = self.kam_grace;
+        let has_kam = self.has_open(id, Role::Kam, "");
+        let c = self.customer(id);
+        c.tier = tier.map(str::to_owned);
+        c.tier_at = Some(at);
+        if c.key_account() {
+            c.kam_until = None;
+            self.ensure_kam(id, at);
+        } else if has_kam && c.kam_until.is_none() {
+            c.kam_until = Some(at + grace);
+        }
+    }
+
+    /// Ends customer `id`'s KAM if its grace period ended by `now` (at the period's end,
+    /// or at its pin's expiry when pinned past it); whether it ended.
+    pub fn expire_kam(&mut self, id: Uuid, now: DateTime<Utc>) -> bool {
+        let Some(until) = self.customers.get(&id).and_then(|c| c.kam_until) else {
+            return false;
+        };
+        let Some(kam) = self.open_in(id, Role::Kam, "").cloned() else {
+            self.customer(id).kam_until = None;
+            return false;
+        };
+        let end = if kam.pinned_at(until) {
+            match kam.pin_expires_at {
+                Some(pin) => pin,
+                // Pinned for good: the pin's owner decides.
+                None => return false,
+            }
+        } else {
+            until
+        };
+        if now < end {
+            return false;
+        }
+        self.customer(id).kam_until = None;
+        self.close(id, kam.id, end, EndCause::TierChange);
+        true
+    }
+
+    /// Gives a live KEY or BOSS account a KAM when it has none and a KAM seller can take
+    /// it; whether one was opened.
+    pub fn ensure_kam(&mut self, id: Uuid, at: DateTime<Utc>) -> bool {
+        let Some(c) = self.customers.get(&id) else {
+            return false;
+        };
+        if !c.standing.live() || !c.key_account() || self.has_open(id, Role::Kam, "") {
+            return false;
+        }
+        let path = self.model.path(c.territory.as_deref()).to_vec();
+        let Some(mut choice) = self.roster.choose(&path, &Need::Kam, 1) else {
+            return false;
+        };
+        if choice.cause == Cause::Rule {
+            choice.cause = Cause::TierChange;
+        }
+        self.open_choice(id, Role::Kam, "", at, choice, 1);
+        true
     }
 
     fn customer(&mut self, id: Uuid) -> &mut Customer {
@@ -322,10 +428,11 @@ impl Book {
             return;
         }
         if !was_live {
-            // Restored: a buyer needs its PRIMARY again.
+            // Restored: a buyer needs its PRIMARY again, a key account its KAM.
             if self.customers[&id].first_purchase_at.is_some() {
                 self.ensure_primary(id, at);
             }
+            self.ensure_kam(id, at);
             return;
         }
         if moved {
@@ -528,6 +635,10 @@ impl Book {
             return;
         };
         let mut a = list.remove(i);
+        if a.role == Role::Kam {
+            // No KAM, no grace period pending.
+            self.customer(customer).kam_until = None;
+        }
         let end = at.max(a.valid_from);
         a.valid_to = Some(end);
         a.end_cause = Some(cause);
@@ -608,7 +719,10 @@ impl Book {
             .get(&(customer, role, line.to_owned()))
             .map_or(at, |end| at.max(*end));
         self.sequence += 1;
-        let automatic = matches!(choice.cause, Cause::Rule | Cause::Overflow);
+        let automatic = matches!(
+            choice.cause,
+            Cause::Rule | Cause::Overflow | Cause::TierChange
+        );
         self.roster
             .charge(choice.seller, weight, automatic.then_some(self.sequence));
         let assignment = Assignment {
@@ -747,6 +861,10 @@ mod tests {
             desk(3, &["CL-RM"], &["baterias"], 4),
             desk(4, &["RM-SUR"], &[], 2),
             desk(5, &[], &["baterias"], 10),
+            Desk {
+                kam: true,
+                ..desk(6, &[], &[], 3)
+            },
         ]
     }
 
@@ -877,6 +995,13 @@ mod tests {
                     assert!(open.is_empty(), "assignments left on {c:?}");
                     continue;
                 }
+                let kams = open.iter().filter(|a| a.role == Role::Kam).count();
+                let kam_due = c.key_account() || c.kam_until.is_some();
+                assert_eq!(
+                    kams,
+                    usize::from(kam_due),
+                    "a KAM exactly while KEY or BOSS or in grace: {c:?}"
+                );
                 let primaries = open.iter().filter(|a| a.role == Role::Primary).count();
                 assert_eq!(
                     primaries,
@@ -917,7 +1042,7 @@ mod tests {
 
     /// A random feed over 25 customers: profiles in five places (one outside every
     /// territory), purchases dated before and after what came earlier, archives and
-    /// restores, merges.
+    /// restores, merges, account tiers rising and falling.
     fn feed(seed: u64) -> (Vec<Change>, HashMap<Uuid, DateTime<Utc>>, BTreeSet<Uuid>) {
         let mut rng = StdRng::seed_from_u64(seed);
         let places = [
@@ -949,6 +1074,15 @@ mod tests {
             clock += Duration::minutes(1);
             let id = ids[rng.random_range(0..ids.len())];
             if gone.contains(&id) {
+                continue;
+            }
+            if rng.random_range(0..6) == 0 {
+                let tiers = [Some("KEY"), Some("BOSS"), Some("REGULAR"), None];
+                changes.push(Change::Tier {
+                    customer: id,
+                    tier: tiers[rng.random_range(0..tiers.len())].map(str::to_owned),
+                    at: clock,
+                });
                 continue;
             }
             match rng.random_range(0..10) {

@@ -4,14 +4,13 @@
 use chrono::{DateTime, Utc};
 use clientela_runtime::db::transaction_lock;
 use clientela_runtime::error::check_etag;
-use clientela_runtime::feed::outbox::read_sequence;
 use clientela_runtime::time::now;
 use clientela_runtime::{Conn, Error};
 use uuid::Uuid;
 
-use crate::assign::{Assignment, Role, Roster};
-use crate::cartera::{Book, Customer};
-use crate::following::{CARTERA_LOCK, CHANGE_COUNTER};
+use crate::assign::{Assignment, Role};
+use crate::cartera::Customer;
+use crate::following::CARTERA_LOCK;
 use crate::model::{ModelState, TerritoryModel, model_name};
 use crate::store;
 use crate::territories::Territories;
@@ -106,10 +105,7 @@ impl Territories {
                 "the territory model changed concurrently; retry",
             ));
         }
-        let active = Self::active_model(conn).await?;
-        let desks = store::cartera::desks(conn).await?;
-        let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
-        let mut book = Book::new(active, Roster::new(desks.clone()), sequence);
+        let (mut book, desks) = self.open_book(conn).await?;
         let (mut placed, mut moved) = (0u64, 0u64);
         let mut after = None;
         loop {
@@ -322,14 +318,17 @@ pub enum ViolationKind {
     Overflow,
     OverCapacity,
     UnassignedAddress,
+    /// A KEY or BOSS account without a KAM (no KAM seller could take it).
+    KamWanted,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 4] = [
+    pub const ALL: [ViolationKind; 5] = [
         ViolationKind::HouseCartera,
         ViolationKind::Overflow,
         ViolationKind::OverCapacity,
         ViolationKind::UnassignedAddress,
+        ViolationKind::KamWanted,
     ];
 }
 
@@ -410,6 +409,20 @@ impl Territories {
                                 d.load, d.capacity
                             ),
                             key: d.id,
+                        });
+                    }
+                }
+                ViolationKind::KamWanted => {
+                    for (id, tier) in store::cartera::kams_wanted_page(&tx, from, left).await? {
+                        out.push(Violation {
+                            kind,
+                            customer: Some(id),
+                            seller: None,
+                            assignment: None,
+                            detail: format!(
+                                "a {tier} account without a KAM: no KAM seller could take it"
+                            ),
+                            key: id,
                         });
                     }
                 }

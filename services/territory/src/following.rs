@@ -1,8 +1,11 @@
 //! How the service follows the registry's feed: creation and address changes place a
 //! customer, the first purchase gives it a PRIMARY in the transaction that applies it,
-//! purchase lines their SPECIALISTs, merges and archives end assignments
+//! purchase lines their SPECIALISTs, merges and archives end assignments; and the
+//! classification engine's label feed: account tiers KEY and BOSS get a KAM
 //! (TERRITORY.md, "What it follows").
 
+use chrono::{DateTime, Utc};
+use clientela_proto::clientela::classification::v1 as classification;
 use clientela_proto::clientela::registry::v1 as registry;
 use clientela_runtime::db::transaction_lock;
 use clientela_runtime::feed::consumer::{Cursor, Projection};
@@ -12,7 +15,7 @@ use clientela_runtime::{Conn, Error, WriteTx};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::assign::Roster;
+use crate::assign::{Desk, Roster};
 use crate::cartera::{ActiveModel, Book, Change, Standing, lines_of};
 use crate::locate::{Forest, Node, Place};
 use crate::model::ModelState;
@@ -23,6 +26,12 @@ use crate::territories::Territories;
 pub const REGISTRY_FEED: Cursor = Cursor {
     table: "registry_cursor",
     lock: "territory-registry-consumer",
+};
+
+/// The cursor over the classification engine's label feed.
+pub const CLASSIFICATION_FEED: Cursor = Cursor {
+    table: "classification_cursor",
+    lock: "territory-classification-consumer",
 };
 
 /// Held by every transaction that writes assignments (the feed, manual commands, an
@@ -77,7 +86,65 @@ pub fn change_from(event: &registry::Event) -> Result<Option<Change>, Error> {
     }))
 }
 
+/// What a label change is to carteras: an account tier's change (None: another
+/// dimension).
+pub fn tier_from(change: &classification::LabelChange) -> Result<Option<Change>, Error> {
+    if change.dimension != classification::Dimension::AccountTier as i32 {
+        return Ok(None);
+    }
+    let seq = change.sequence;
+    let tier = change
+        .new_label
+        .as_ref()
+        .map(|l| l.code.clone())
+        .filter(|code| !code.is_empty());
+    Ok(Some(Change::Tier {
+        customer: customer(&change.customer, seq)?,
+        tier,
+        at: time(change.change_time.as_ref(), seq)?,
+    }))
+}
+
 impl Territories {
+    /// Under the cartera lock, a book over the active model, the sellers with their
+    /// loads and the last change's sequence; and the sellers as read (to write back
+    /// only what moved).
+    pub(crate) async fn open_book(&self, conn: &impl Conn) -> Result<(Book, Vec<Desk>), Error> {
+        transaction_lock(conn, CARTERA_LOCK).await?;
+        let model = Self::active_model(conn).await?;
+        let desks = store::cartera::desks(conn).await?;
+        let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
+        let mut book = Book::new(model, Roster::new(desks.clone()), sequence);
+        book.kam_grace = self.kam_grace();
+        Ok((book, desks))
+    }
+
+    /// Ends the KAMs whose grace period ended by `now`, and gives a KAM to key accounts
+    /// waiting for one (a KAM seller added or freed since); how many changed. The
+    /// scheduled sweep.
+    pub async fn sweep_kams(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+        let tx = self.db().begin_write().await?;
+        let conn = tx.conn();
+        let (mut book, desks) = self.open_book(conn).await?;
+        let mut due = store::cartera::kams_due(conn, now).await?;
+        due.extend(store::cartera::kams_wanted(conn).await?);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        due.sort_unstable();
+        due.dedup();
+        Self::load(conn, &mut book, &due).await?;
+        let mut changed = 0;
+        for id in &due {
+            changed += usize::from(book.expire_kam(*id, now));
+            changed += usize::from(book.ensure_kam(*id, now));
+        }
+        self.write_page(&tx, &mut book).await?;
+        store::cartera::write_desks(conn, &book.roster, &desks).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     /// The active model as assignments read it.
     pub(crate) async fn active_model(conn: &impl Conn) -> Result<ActiveModel, Error> {
         let Some(model) = store::models(conn, Some(ModelState::Active), None, 1)
@@ -116,18 +183,14 @@ impl Territories {
         Ok(())
     }
 
-    /// Applies registry changes inside the feed's transaction; how many customers they
-    /// touched.
-    pub async fn apply_registry(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {
+    /// Applies feed changes (the registry's or the label feed's) inside the feed's
+    /// transaction; how many customers they touched.
+    pub async fn apply_changes(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {
         let conn = tx.conn();
-        transaction_lock(conn, CARTERA_LOCK).await?;
-        let model = Self::active_model(conn).await?;
-        let desks = store::cartera::desks(conn).await?;
-        let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
+        let (mut book, desks) = self.open_book(conn).await?;
         let mut ids: Vec<Uuid> = changes.iter().flat_map(Change::customers).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut book = Book::new(model, Roster::new(desks.clone()), sequence);
         Self::load(conn, &mut book, &ids).await?;
         // Purchases dated before a stored customer's first need its earliest PRIMARY.
         let mut backdated: Vec<Uuid> = changes
@@ -176,7 +239,7 @@ impl Territories {
     }
 }
 
-/// The service as the registry feed's projection.
+/// The service as the projection of the feeds it follows.
 #[derive(Debug, Clone)]
 pub struct Following(pub Territories);
 
@@ -188,6 +251,6 @@ impl Projection for Following {
         tx: &'a WriteTx,
         events: Vec<Change>,
     ) -> BoxFuture<'a, Result<usize, Error>> {
-        Box::pin(self.0.apply_registry(tx, events))
+        Box::pin(self.0.apply_changes(tx, events))
     }
 }

@@ -1,6 +1,7 @@
 //! Territory & cartera (docs/TERRITORY.md): territory models, their hierarchy of
-//! territories with the address criteria that place customers in them. Sellers,
-//! assignments and carteras are built on these.
+//! territories with the address criteria that place customers in them, sellers, and
+//! the assignments that follow the registry's feed and the classification engine's
+//! account tiers.
 
 pub mod api;
 pub mod assign;
@@ -16,18 +17,21 @@ pub mod sellers;
 pub mod store;
 pub mod territories;
 
+use clientela_proto::clientela::classification::v1::classification_service_server;
+use clientela_proto::clientela::registry::v1::customer_registry_service_server;
 use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryServiceServer;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clientela_runtime::feed::consumer::{Batching, Consumer, Source};
-use clientela_runtime::feed::registry::RegistryEvents;
+use clientela_runtime::feed::upstream::{LabelChanges, RegistryEvents};
 use clientela_runtime::service::{self, Service};
 use clientela_runtime::settings::ClientTlsSettings;
 use clientela_runtime::{App, CommonSettings, DatabaseSettings, Db, Secret, ServeError};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
-use crate::following::{Following, REGISTRY_FEED};
+use crate::following::{CLASSIFICATION_FEED, Following, REGISTRY_FEED};
 
 pub use api::TerritoryApi;
 pub use territories::Territories;
@@ -51,6 +55,21 @@ pub struct TerritorySettings {
     pub registry_token_file: Option<PathBuf>,
     /// TLS to the registry (`https://` URLs).
     pub registry_tls: ClientTlsSettings,
+    /// The classification engine whose label feed (account tiers: KAMs) it follows;
+    /// empty: this process's own address.
+    pub classification_url: String,
+    /// Bearer token for the classification engine.
+    pub classification_token: Option<Secret>,
+    /// A file holding that token; used when `classification_token` is not set.
+    pub classification_token_file: Option<PathBuf>,
+    /// TLS to the classification engine.
+    pub classification_tls: ClientTlsSettings,
+    /// Days a KAM stays after its account's tier falls below KEY (a tier that
+    /// flickers does not churn the KAM).
+    pub kam_grace_days: i64,
+    /// How often ended grace periods close their KAMs and waiting key accounts are
+    /// offered to KAM sellers, in seconds.
+    pub kam_sweep_interval_secs: u64,
     /// Registry events per batch.
     pub feed_batch: i32,
     /// While the consumer replays a long feed, registry events applied per transaction.
@@ -67,6 +86,12 @@ impl Default for TerritorySettings {
             registry_token: None,
             registry_token_file: None,
             registry_tls: ClientTlsSettings::default(),
+            classification_url: String::new(),
+            classification_token: None,
+            classification_token_file: None,
+            classification_tls: ClientTlsSettings::default(),
+            kam_grace_days: cartera::DEFAULT_KAM_GRACE_DAYS,
+            kam_sweep_interval_secs: 60,
             feed_batch: 2000,
             feed_commit_events: 100_000,
             feed_poll_interval_ms: 1000,
@@ -88,33 +113,63 @@ impl Service for TerritoryService {
         &settings.database
     }
 
-    /// Handlers, access rules, health, and the consumer of the registry's feed (which
-    /// stops with the server).
+    /// Handlers, access rules, health, the consumers of the registry's and the label
+    /// feed, and the KAM sweep (which stop with the server).
     async fn start(
         app: &mut App,
         settings: &TerritorySettings,
         db: Db,
     ) -> Result<Territories, ServeError> {
+        if !(0..=3650).contains(&settings.kam_grace_days) {
+            return Err(ServeError::Config(format!(
+                "territory.kam_grace_days {}: must be between 0 and 3650",
+                settings.kam_grace_days
+            )));
+        }
         let territories = Territories::open(db.clone())
             .await
-            .map_err(service::start_failed::<TerritoryService>)?;
-        let source = Source::of_settings(
-            app,
-            "territory.registry",
-            &settings.registry_url,
-            settings.registry_token.as_ref(),
-            settings.registry_token_file.as_deref(),
-            &settings.registry_tls,
-        )?;
-        let consumer = Consumer {
-            source,
+            .map_err(service::start_failed::<TerritoryService>)?
+            .with_kam_grace_days(settings.kam_grace_days);
+        let batching = Batching::of_settings(settings.feed_batch, settings.feed_commit_events);
+        let registry = Consumer {
+            source: Source::of_settings(
+                app,
+                "territory.registry",
+                customer_registry_service_server::SERVICE_NAME,
+                &settings.registry_url,
+                settings.registry_token.as_ref(),
+                settings.registry_token_file.as_deref(),
+                &settings.registry_tls,
+            )?,
             upstream: RegistryEvents::new(following::change_from),
             projection: Following(territories.clone()),
             db: db.clone(),
             cursor: REGISTRY_FEED,
-            batching: Batching::of_settings(settings.feed_batch, settings.feed_commit_events),
+            batching,
         };
-        app.tasks().spawn(consumer.run(app.stopping()));
+        let labels = Consumer {
+            source: Source::of_settings(
+                app,
+                "territory.classification",
+                classification_service_server::SERVICE_NAME,
+                &settings.classification_url,
+                settings.classification_token.as_ref(),
+                settings.classification_token_file.as_deref(),
+                &settings.classification_tls,
+            )?,
+            upstream: LabelChanges::new(following::tier_from),
+            projection: Following(territories.clone()),
+            db: db.clone(),
+            cursor: CLASSIFICATION_FEED,
+            batching,
+        };
+        app.tasks().spawn(registry.run(app.stopping()));
+        app.tasks().spawn(labels.run(app.stopping()));
+        app.tasks().spawn(sweep_kams(
+            territories.clone(),
+            Duration::from_secs(settings.kam_sweep_interval_secs.max(1)),
+            app.stopping(),
+        ));
         app.add_service(
             TerritoryServiceServer::new(TerritoryApi::new(
                 territories.clone(),
@@ -126,6 +181,22 @@ impl Service for TerritoryService {
         )
         .await?;
         Ok(territories)
+    }
+}
+
+/// Every `every`: ends the KAMs whose grace period is over and offers waiting key
+/// accounts to KAM sellers. A failure is logged and tried again next time.
+async fn sweep_kams(territories: Territories, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match territories.sweep_kams(clientela_runtime::time::now()).await {
+            Ok(0) => {}
+            Ok(changed) => tracing::info!(changed, "KAM sweep"),
+            Err(error) => tracing::warn!(%error, "KAM sweep failed; retrying next time"),
+        }
     }
 }
 

@@ -3,15 +3,12 @@
 //! who pinned and who unpinned.
 
 use chrono::{DateTime, Utc};
-use clientela_runtime::db::transaction_lock;
-use clientela_runtime::feed::outbox::read_sequence;
 use clientela_runtime::time::now;
 use clientela_runtime::{Error, WriteTx};
 use uuid::Uuid;
 
-use crate::assign::{Assignment, EndCause, Role, Roster};
+use crate::assign::{Assignment, EndCause, Role};
 use crate::cartera::{Book, Standing};
-use crate::following::{CARTERA_LOCK, CHANGE_COUNTER};
 use crate::model::SellerStatus;
 use crate::store;
 use crate::territories::Territories;
@@ -47,11 +44,7 @@ impl Territories {
         id: Uuid,
     ) -> Result<(Book, Vec<crate::assign::Desk>), Error> {
         let conn = tx.conn();
-        transaction_lock(conn, CARTERA_LOCK).await?;
-        let model = Self::active_model(conn).await?;
-        let desks = store::cartera::desks(conn).await?;
-        let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
-        let mut book = Book::new(model, Roster::new(desks.clone()), sequence);
+        let (mut book, desks) = self.open_book(conn).await?;
         Self::load(conn, &mut book, &[id]).await?;
         if !book.customers.contains_key(&id) {
             return Err(Error::not_found(

@@ -11,7 +11,7 @@ use clientela_runtime::time::now;
 use clientela_runtime::{Db, Error, WriteTx};
 use uuid::Uuid;
 
-use crate::cartera::Logged;
+use crate::cartera::{DEFAULT_KAM_GRACE_DAYS, Logged};
 use crate::following::CHANGE_COUNTER;
 use crate::locate::{self, Located, Node, Place};
 use crate::model::{
@@ -82,13 +82,29 @@ pub fn tree_order(mut territories: Vec<Territory>) -> Vec<Territory> {
 pub struct Territories {
     db: Db,
     changes: Outbox<Logged>,
+    kam_grace: chrono::Duration,
 }
 
 impl Territories {
     /// The service over a migrated database.
     pub async fn open(db: Db) -> Result<Self, Error> {
         let changes = Outbox::open(db.clone(), "assignment_changes", CHANGE_COUNTER).await?;
-        Ok(Self { db, changes })
+        Ok(Self {
+            db,
+            changes,
+            kam_grace: chrono::Duration::days(DEFAULT_KAM_GRACE_DAYS),
+        })
+    }
+
+    /// The same with KAMs kept `days` after their account falls below KEY.
+    pub fn with_kam_grace_days(mut self, days: i64) -> Self {
+        self.kam_grace = chrono::Duration::days(days);
+        self
+    }
+
+    /// How long a KAM outlives its account's fall below KEY.
+    pub fn kam_grace(&self) -> chrono::Duration {
+        self.kam_grace
     }
 
     pub fn db(&self) -> &Db {

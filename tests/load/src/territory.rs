@@ -141,7 +141,7 @@ pub async fn ingest(
         let territories = territories.clone();
         async move {
             let tx = territories.db().begin_write().await?;
-            territories.apply_registry(&tx, pending).await?;
+            territories.apply_changes(&tx, pending).await?;
             tx.commit().await?;
             anyhow::Ok(())
         }

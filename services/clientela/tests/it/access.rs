@@ -28,6 +28,38 @@ async fn every_service_in_the_descriptor_set_is_served_with_a_rule_for_every_met
     }
 }
 
+#[tokio::test]
+async fn a_service_started_without_the_feeds_it_follows_says_which_url_to_set() {
+    use clientela::Service;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.common.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.common.server.metrics_listen = None;
+    settings.common.data_dir = dir.path().to_owned();
+    // Alone, with no URL, it would call its own address forever.
+    for (services, setting) in [
+        (vec![Service::Classification], "classification.registry_url"),
+        (vec![Service::Territory], "territory.registry_url"),
+        (
+            vec![Service::Registry, Service::Territory],
+            "territory.classification_url",
+        ),
+    ] {
+        let err = clientela::build(&settings, services.clone())
+            .await
+            .expect_err("refused at start-up");
+        assert!(
+            err.to_string().contains(&format!("{setting} is required")),
+            "{services:?}: {err}"
+        );
+    }
+    settings.territory.registry_url = "http://127.0.0.1:1".into();
+    settings.territory.classification_url = "http://127.0.0.1:1".into();
+    clientela::build(&settings, vec![Service::Territory])
+        .await
+        .expect("with both URLs it starts (and retries until they answer)");
+}
+
 #[test]
 fn a_table_that_misses_a_method_is_found_out() {
     fn all_but_get(method: &str) -> Option<Access> {

@@ -80,6 +80,7 @@ async fn mutual_tls_guards_the_listener_and_carries_the_feed() {
     settings.classification.registry_tls.cert_file = Some(pki.client_cert.clone());
     settings.classification.registry_tls.key_file = Some(pki.client_key.clone());
     settings.territory.registry_tls = settings.classification.registry_tls.clone();
+    settings.territory.classification_tls = settings.classification.registry_tls.clone();
     let app = clientela::build(&settings, ALL_SERVICES.to_vec())
         .await
         .unwrap();

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261204_000001_initial;
 mod m20261204_000002_sellers;
 mod m20261205_000003_assignments;
+mod m20261206_000004_account_tiers;
 
 /// The territory service's migrator.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_initial::Migration),
             Box::new(m20261204_000002_sellers::Migration),
             Box::new(m20261205_000003_assignments::Migration),
+            Box::new(m20261206_000004_account_tiers::Migration),
         ]
     }
 

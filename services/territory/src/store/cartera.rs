@@ -35,7 +35,7 @@ pub async fn desks(conn: &impl ConnectionTrait) -> Result<Vec<Desk>, Error> {
         .collect()
 }
 
-const CUSTOMER_COLUMNS: [&str; 11] = [
+const CUSTOMER_COLUMNS: [&str; 14] = [
     "id",
     "standing",
     "merged_into",
@@ -47,6 +47,9 @@ const CUSTOMER_COLUMNS: [&str; 11] = [
     "unassigned_reason",
     "first_purchase_at",
     "profile_at",
+    "account_tier",
+    "tier_at",
+    "kam_until",
 ];
 
 fn customer_of(row: &QueryResult) -> Result<Customer, Error> {
@@ -66,6 +69,9 @@ fn customer_of(row: &QueryResult) -> Result<Customer, Error> {
         unassigned_reason: row.try_get("", "unassigned_reason")?,
         first_purchase_at: row.try_get("", "first_purchase_at")?,
         profile_at: row.try_get("", "profile_at")?,
+        tier: row.try_get("", "account_tier")?,
+        tier_at: row.try_get("", "tier_at")?,
+        kam_until: row.try_get("", "kam_until")?,
     })
 }
 
@@ -99,12 +105,81 @@ pub async fn customers(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<
     Ok(out)
 }
 
+/// The customers whose KAM's grace period ended by `now`.
+pub async fn kams_due(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<Uuid>, Error> {
+    let select = Query::select()
+        .column(t("id"))
+        .from(t("cartera_customers"))
+        .and_where(col("kam_until").lte(now))
+        .to_owned();
+    ids_of(conn, &select).await
+}
+
+/// Live KEY and BOSS accounts without a KAM.
+pub async fn kams_wanted(conn: &impl ConnectionTrait) -> Result<Vec<Uuid>, Error> {
+    ids_of(conn, &kam_wanted_select(None, u64::MAX)).await
+}
+
+/// Up to `limit` live KEY and BOSS accounts without a KAM after id `after`: id and
+/// tier.
+pub async fn kams_wanted_page(
+    conn: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<(Uuid, String)>, Error> {
+    conn.query_all(&kam_wanted_select(after, limit))
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "account_tier")?)))
+        .collect()
+}
+
+fn kam_wanted_select(after: Option<Uuid>, limit: u64) -> SelectStatement {
+    let mut select = Query::select()
+        .columns([(t("c"), t("id")), (t("c"), t("account_tier"))])
+        .from_as(t("cartera_customers"), t("c"))
+        .and_where(Expr::col((t("c"), t("account_tier"))).is_in(["KEY", "BOSS"]))
+        .and_where(
+            Expr::col((t("c"), t("standing")))
+                .is_in([Standing::Prospect.as_str(), Standing::Customer.as_str()]),
+        )
+        .and_where(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from_as(t("assignments"), t("a"))
+                    .and_where(Expr::col((t("a"), t("customer_id"))).equals((t("c"), t("id"))))
+                    .and_where(Expr::col((t("a"), t("role"))).eq(Role::Kam.as_str()))
+                    .and_where(Expr::col((t("a"), t("valid_to"))).is_null())
+                    .to_owned(),
+            )
+            .not(),
+        )
+        .order_by((t("c"), t("id")), Order::Asc)
+        .to_owned();
+    if limit != u64::MAX {
+        select.limit(limit);
+    }
+    if let Some(after) = after {
+        select.and_where(Expr::col((t("c"), t("id"))).gt(after));
+    }
+    select
+}
+
+async fn ids_of(conn: &impl ConnectionTrait, select: &SelectStatement) -> Result<Vec<Uuid>, Error> {
+    conn.query_all(select)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get("", "id")?))
+        .collect()
+}
+
 /// Writes `rows` (new or changed).
 pub async fn upsert_customers(
     conn: &impl ConnectionTrait,
     rows: &[&Customer],
 ) -> Result<(), Error> {
-    // 11 values a row.
+    // 14 values a row.
     for chunk in rows.chunks(IDS_PER_QUERY) {
         let mut insert = Query::insert()
             .into_table(t("cartera_customers"))
@@ -129,6 +204,9 @@ pub async fn upsert_customers(
                     c.unassigned_reason.clone().into(),
                     c.first_purchase_at.into(),
                     c.profile_at.into(),
+                    c.tier.clone().into(),
+                    c.tier_at.into(),
+                    c.kam_until.into(),
                 ])
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }

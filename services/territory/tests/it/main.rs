@@ -1,14 +1,16 @@
 //! The territory service through its gRPC API, on SQLite and PostgreSQL, beside the
-//! registry whose feed it follows (as in `clientela serve`): models and their life, the
-//! hierarchy kept a forest, idempotent creates, etags, where an address belongs, and
-//! the assignments the registry's events make.
+//! registry and the classification engine whose feeds it follows (as in `clientela
+//! serve`): models and their life, the hierarchy kept a forest, idempotent creates,
+//! etags, where an address belongs, and the assignments the feeds make.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cartera;
+mod kam;
 mod models;
 mod sellers;
 
+use clientela_classification::ClassificationSettings;
 use clientela_proto::clientela::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use clientela_proto::clientela::territory::v1 as pb;
 use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
@@ -24,6 +26,8 @@ pub type Registry = CustomerRegistryServiceClient<Channel>;
 pub struct TestApp {
     pub client: Client,
     pub registry: Registry,
+    /// The service itself, for what runs on a schedule (the KAM sweep).
+    pub territories: clientela_territory::Territories,
     shutdown: CancellationToken,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -34,8 +38,8 @@ impl Drop for TestApp {
     }
 }
 
-/// The registry and the territory service over fresh databases of `engine`; None
-/// without PostgreSQL.
+/// The registry, the classification engine and the territory service over fresh
+/// databases of `engine`; None without PostgreSQL.
 pub async fn spawn_app(engine: clientela_testkit::Engine) -> Option<TestApp> {
     spawn_app_with_tokens(engine, &[]).await
 }
@@ -53,6 +57,7 @@ pub async fn spawn_app_with_tokens(
         .try_init();
     let (registry_url, dir1) = clientela_testkit::database(engine).await?;
     let (url, dir2) = clientela_testkit::database(engine).await?;
+    let (classification_url, dir3) = clientela_testkit::database(engine).await?;
     let mut common = CommonSettings::default();
     common.server.listen = "127.0.0.1:0".parse().unwrap();
     common.server.metrics_listen = None;
@@ -60,8 +65,13 @@ pub async fn spawn_app_with_tokens(
     let mut registry = RegistrySettings::default();
     registry.database.url = Secret::new(registry_url);
     registry.feed_poll_interval_ms = 50;
+    let mut classification = ClassificationSettings::default();
+    classification.database.url = Secret::new(classification_url);
+    classification.feed_poll_interval_ms = 50;
     let mut settings = TerritorySettings::default();
     settings.database.url = Secret::new(url);
+    // The sweep is run by the tests themselves, at the instants they choose.
+    settings.kam_sweep_interval_secs = 3600;
     for (name, role) in tokens {
         common.auth.tokens.insert(
             (*name).into(),
@@ -73,13 +83,18 @@ pub async fn spawn_app_with_tokens(
         );
         if *role == clientela_runtime::auth::Role::Service && settings.registry_token.is_none() {
             settings.registry_token = Some(Secret::new(secret(name)));
+            settings.classification_token = Some(Secret::new(secret(name)));
+            classification.registry_token = Some(Secret::new(secret(name)));
         }
     }
     let mut app = App::bind(common).await.unwrap();
     clientela_registry::register(&mut app, &registry)
         .await
         .unwrap();
-    clientela_territory::register(&mut app, &settings)
+    clientela_classification::register(&mut app, &classification)
+        .await
+        .unwrap();
+    let territories = clientela_territory::register(&mut app, &settings)
         .await
         .unwrap();
     let addr = app.local_addr().unwrap();
@@ -93,8 +108,9 @@ pub async fn spawn_app_with_tokens(
     Some(TestApp {
         client: TerritoryServiceClient::new(channel.clone()),
         registry: CustomerRegistryServiceClient::new(channel),
+        territories,
         shutdown,
-        _dirs: [dir1, dir2].into_iter().flatten().collect(),
+        _dirs: [dir1, dir2, dir3].into_iter().flatten().collect(),
     })
 }
 

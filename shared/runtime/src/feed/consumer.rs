@@ -95,16 +95,24 @@ impl Source {
 
     /// A source configured by `url` (empty: this process's own address, as the
     /// all-in-one `clientela serve` calls its own registry), with the token or token
-    /// file and TLS of the same settings.
+    /// file and TLS of the same settings. `producer` is the gRPC service the feed comes
+    /// from: with no URL it must already be served here, or a service started alone
+    /// would call itself forever.
     pub fn of_settings(
         app: &crate::App,
         prefix: &str,
+        producer: &str,
         url: &str,
         token: Option<&Secret>,
         token_file: Option<&Path>,
         tls: &ClientTlsSettings,
     ) -> Result<Self, crate::ServeError> {
         let url = if url.is_empty() {
+            if !app.service_names().contains(&producer) {
+                return Err(crate::ServeError::Config(format!(
+                    "{prefix}_url is required: this process does not serve {producer}"
+                )));
+            }
             let addr = app.local_addr().ok_or_else(|| {
                 crate::ServeError::Config(format!("{prefix}_url is required here"))
             })?;

@@ -6,8 +6,8 @@ pub mod consistency;
 pub mod consumer;
 pub mod decode;
 pub mod outbox;
-pub mod registry;
 pub mod server;
+pub mod upstream;
 
 pub use outbox::{Outbox, OutboxRecord, create_sequence_table};
 pub use server::{DEFAULT_BATCH, Feed, MAX_BATCH, check_request, watch};
