@@ -28,7 +28,7 @@ use crate::locate::{Criteria, Place};
 use crate::manual::ManualAssignment;
 use crate::model::{
     CriteriaInput, ModelState, Seller, SellerFields, SellerStatus, Territory, TerritoryFields,
-    TerritoryModel, model_name, validate_capacity, validate_code, validate_codes,
+    TerritoryModel, model_name, seller_name, validate_capacity, validate_code, validate_codes,
     validate_display_name, validate_priority, validate_specialties, validate_token_name,
 };
 use crate::sellers::{SellerCursor, SellerFilter, SellerPatch};
@@ -71,10 +71,12 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "ListCartera"
         | "ExplainAssignment"
         | "ListCoverageViolations"
+        | "PreviewRealignment"
         | "WatchAssignmentChanges" => Access::Read,
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
         | "ActivateTerritoryModel"
+        | "ApplyRealignment"
         | "AssignCustomer"
         | "UnpinAssignment"
         | "CreateTerritory"
@@ -367,7 +369,7 @@ fn assignment_to(a: &Assignment) -> pb::Assignment {
     pb::Assignment {
         name: a.name(),
         customer: format!("customers/{}", a.customer),
-        seller: format!("sellers/{}", a.seller),
+        seller: seller_name(a.seller),
         role: role_to(a.role) as i32,
         product_line: a.product_line.clone(),
         valid_from: Some(timestamp(a.valid_from)),
@@ -392,7 +394,7 @@ fn assignment_to(a: &Assignment) -> pb::Assignment {
                 .considered
                 .iter()
                 .map(|c| pb::ConsideredSeller {
-                    seller: format!("sellers/{}", c.seller),
+                    seller: seller_name(c.seller),
                     load: c.load,
                     capacity: c.capacity,
                 })
@@ -430,7 +432,7 @@ fn change_to(c: &Logged) -> pb::AssignmentChange {
             pb::AssignmentChangeKind::Closed
         } as i32,
         customer: format!("customers/{}", c.customer),
-        seller: format!("sellers/{}", c.seller),
+        seller: seller_name(c.seller),
         role: role_to(c.role) as i32,
         product_line: c.product_line.clone(),
         time: Some(timestamp(c.at)),
@@ -669,7 +671,7 @@ impl TerritoryService for TerritoryApi {
                         .customer
                         .map(|c| format!("customers/{c}"))
                         .unwrap_or_default(),
-                    seller: v.seller.map(|s| format!("sellers/{s}")).unwrap_or_default(),
+                    seller: v.seller.map(seller_name).unwrap_or_default(),
                     assignment: v.assignment.as_ref().map(assignment_to),
                     detail: v.detail.clone(),
                 })
@@ -679,6 +681,122 @@ impl TerritoryService for TerritoryApi {
     }
 
     type WatchAssignmentChangesStream = BoxStream<pb::WatchAssignmentChangesResponse>;
+    type ApplyRealignmentStream = BoxStream<pb::ApplyRealignmentResponse>;
+
+    async fn preview_realignment(
+        &self,
+        request: Request<pb::PreviewRealignmentRequest>,
+    ) -> GrpcResult<pb::PreviewRealignmentResponse> {
+        if self.scope(&request).await?.is_some() {
+            return Err(Error::PermissionDenied(
+                "a sales token reads its own cartera, not a realignment of everyone's".into(),
+            )
+            .into());
+        }
+        let pb::PreviewRealignmentRequest {
+            territory_model,
+            max_moves,
+        } = request.get_ref();
+        let id = model_id(territory_model, "territory_model")?;
+        let keep = match *max_moves {
+            0 => 100,
+            n => pagination::page_size(n, "max_moves")?,
+        };
+        let r = self
+            .territories
+            .preview_realignment(id, usize::try_from(keep).unwrap_or(100))
+            .await?;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(Response::new(pb::PreviewRealignmentResponse {
+            territory_model: Some(model_to(&r.model)),
+            preview_token: r.token.clone(),
+            customers: count(r.customers),
+            customers_placed: count(r.placed),
+            assignments_moved: count(r.moved),
+            overflowed: count(r.overflowed),
+            to_house: count(r.to_house),
+            pins_held: count(r.pins_held),
+            moves: r
+                .moves
+                .iter()
+                .map(|m| pb::RealignmentMove {
+                    customer: format!("customers/{}", m.customer),
+                    role: role_to(m.role) as i32,
+                    product_line: m.product_line.clone(),
+                    from_seller: m.from.map(seller_name).unwrap_or_default(),
+                    to_seller: seller_name(m.to),
+                    cause: cause_to(m.cause) as i32,
+                    territory_code: m.territory.clone().unwrap_or_default(),
+                })
+                .collect(),
+            pins: r.pins.iter().map(assignment_to).collect(),
+            sellers: r
+                .shifts
+                .iter()
+                .map(|s| pb::SellerShift {
+                    seller: seller_name(s.seller),
+                    load_before: s.load_before,
+                    load_after: s.load_after,
+                    capacity: s.capacity,
+                    gained: count(s.gained),
+                    lost: count(s.lost),
+                })
+                .collect(),
+            preview_time: Some(timestamp(r.at)),
+        }))
+    }
+
+    async fn apply_realignment(
+        &self,
+        request: Request<pb::ApplyRealignmentRequest>,
+    ) -> GrpcResult<Self::ApplyRealignmentStream> {
+        let token = request.into_inner().preview_token;
+        crate::realign::check_preview_token(&token)?;
+        let (out, rx) = tokio::sync::mpsc::channel(16);
+        let territories = self.territories.clone();
+        // Its own task: a caller who hangs up does not stop (or lose) the realignment.
+        tokio::spawn(async move {
+            let (progress, mut reports) = tokio::sync::mpsc::channel(16);
+            let forward = {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    while let Some(p) = reports.recv().await {
+                        let p: crate::realign::Progress = p;
+                        let _ = out
+                            .send(Ok(pb::ApplyRealignmentResponse {
+                                customers_done: i64::try_from(p.done).unwrap_or(i64::MAX),
+                                customers_total: i64::try_from(p.total).unwrap_or(i64::MAX),
+                                assignments_moved: i64::try_from(p.moved).unwrap_or(i64::MAX),
+                                ..Default::default()
+                            }))
+                            .await;
+                    }
+                })
+            };
+            let result = territories.apply_realignment(&token, Some(&progress)).await;
+            drop(progress);
+            let _ = forward.await;
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            let last = result
+                .map(|r| pb::ApplyRealignmentResponse {
+                    customers_done: count(r.customers),
+                    customers_total: count(r.customers),
+                    assignments_moved: count(r.moved),
+                    done: true,
+                    territory_model: Some(model_to(&r.model)),
+                    archived_model: r.archived.map(model_name).unwrap_or_default(),
+                    customers_placed: count(r.placed),
+                    overflowed: count(r.overflowed),
+                    to_house: count(r.to_house),
+                    pins_held: count(r.pins_held),
+                })
+                .map_err(Status::from);
+            let _ = out.send(last).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
 
     async fn watch_assignment_changes(
         &self,

@@ -219,6 +219,8 @@ pub struct Book {
     pub log: Vec<Logged>,
     /// Customers to write back.
     pub dirty: BTreeSet<Uuid>,
+    /// Pinned assignments a move or realignment would have handed on (the pin won).
+    pub pins_held: Vec<Assignment>,
 }
 
 /// One assignment change, for the service's own feed.
@@ -251,6 +253,7 @@ impl Book {
             closed: Vec::new(),
             log: Vec::new(),
             dirty: BTreeSet::new(),
+            pins_held: Vec::new(),
         }
     }
 
@@ -264,6 +267,7 @@ impl Book {
         self.opened.clear();
         self.closed.clear();
         self.dirty.clear();
+        self.pins_held.clear();
         std::mem::take(&mut self.log)
     }
 
@@ -456,7 +460,11 @@ impl Book {
                 Role::Specialist => Need::Specialist(a.product_line.clone()),
                 Role::Kam | Role::Prospector => continue,
             };
-            if a.pinned_at(at) || self.roster.covers(a.seller, &path, &need) {
+            if self.roster.covers(a.seller, &path, &need) {
+                continue;
+            }
+            if a.pinned_at(at) {
+                self.pins_held.push(a);
                 continue;
             }
             let Some(choice) = self.roster.choose(&path, &need, a.weight) else {

@@ -1,32 +1,15 @@
-//! Activation with its realignment, and the questions asked of assignments: who serves a
-//! customer at an instant, and the history of a customer or a seller.
+//! The questions asked of assignments: who serves a customer at an instant, the
+//! history of a customer or a seller, violations, explanations.
 
 use chrono::{DateTime, Utc};
-use clientela_runtime::db::transaction_lock;
-use clientela_runtime::error::check_etag;
 use clientela_runtime::time::now;
 use clientela_runtime::{Conn, Error};
 use uuid::Uuid;
 
 use crate::assign::{Assignment, Role};
 use crate::cartera::Customer;
-use crate::following::CARTERA_LOCK;
-use crate::model::{ModelState, TerritoryModel, model_name};
 use crate::store;
 use crate::territories::Territories;
-
-/// Customers realigned per page of an activation (one transaction in all).
-const REALIGN_PAGE: u64 = 2_000;
-
-/// What an activation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Activation {
-    pub model: TerritoryModel,
-    /// The model it replaced, now ARCHIVED.
-    pub archived: Option<Uuid>,
-    pub placed: u64,
-    pub moved: u64,
-}
 
 /// Who served a customer at an instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,96 +28,6 @@ pub struct Coverage {
 pub type HistoryCursor = (DateTime<Utc>, i64);
 
 impl Territories {
-    /// Activates PLANNING model `id` and realigns every customer in one transaction.
-    pub async fn activate_model(&self, id: Uuid, etag: Option<&str>) -> Result<Activation, Error> {
-        let tx = self.db().begin_write().await?;
-        let conn = tx.conn();
-        transaction_lock(conn, CARTERA_LOCK).await?;
-        let model = store::model(conn, id)
-            .await?
-            .ok_or_else(|| Error::not_found("territory model", model_name(id)))?;
-        check_etag(&model.etag(), etag, "territory model")?;
-        match model.state {
-            ModelState::Active => {
-                return Ok(Activation {
-                    model,
-                    archived: None,
-                    placed: 0,
-                    moved: 0,
-                });
-            }
-            ModelState::Archived => {
-                return Err(Error::precondition(
-                    "MODEL_ARCHIVED",
-                    format!(
-                        "{} is ARCHIVED: create a copy of it with copy_from and activate that",
-                        model.name()
-                    ),
-                ));
-            }
-            ModelState::Planning => {}
-        }
-        let at = now();
-        let previous = store::models(conn, Some(ModelState::Active), None, 1)
-            .await?
-            .into_iter()
-            .next();
-        if let Some(previous) = &previous {
-            store::bump_model(
-                conn,
-                previous.id,
-                ModelState::Active,
-                None,
-                ModelState::Archived,
-                at,
-            )
-            .await?;
-        }
-        if !store::bump_model(
-            conn,
-            id,
-            ModelState::Planning,
-            Some(model.version),
-            ModelState::Active,
-            at,
-        )
-        .await?
-        {
-            return Err(Error::aborted(
-                "CONCURRENT_UPDATE",
-                "the territory model changed concurrently; retry",
-            ));
-        }
-        let (mut book, desks) = self.open_book(conn).await?;
-        let (mut placed, mut moved) = (0u64, 0u64);
-        let mut after = None;
-        loop {
-            let page = store::cartera::customer_page(conn, after, REALIGN_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            let ids: Vec<Uuid> = page.iter().map(|c| c.id).collect();
-            Self::load(conn, &mut book, &ids).await?;
-            for id in &ids {
-                moved += book.realign(*id, at) as u64;
-                if book.customers[id].territory.is_some() {
-                    placed += 1;
-                }
-            }
-            self.write_page(&tx, &mut book).await?;
-        }
-        store::cartera::write_desks(conn, &book.roster, &desks).await?;
-        let model = store::model(conn, id)
-            .await?
-            .ok_or_else(|| Error::Internal("the activated model vanished".into()))?;
-        tx.commit().await?;
-        Ok(Activation {
-            model,
-            archived: previous.map(|p| p.id),
-            placed,
-            moved,
-        })
-    }
-
     async fn known_customer(conn: &impl Conn, id: Uuid) -> Result<Customer, Error> {
         store::cartera::customer(conn, id).await?.ok_or_else(|| {
             Error::not_found(

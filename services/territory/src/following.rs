@@ -112,6 +112,16 @@ impl Territories {
     pub(crate) async fn open_book(&self, conn: &impl Conn) -> Result<(Book, Vec<Desk>), Error> {
         transaction_lock(conn, CARTERA_LOCK).await?;
         let model = Self::active_model(conn).await?;
+        self.book_over(conn, model).await
+    }
+
+    /// A book over `model` (the active one, or one a preview tries), the sellers and the
+    /// last change's sequence, without the lock (a preview only reads).
+    pub(crate) async fn book_over(
+        &self,
+        conn: &impl Conn,
+        model: ActiveModel,
+    ) -> Result<(Book, Vec<Desk>), Error> {
         let desks = store::cartera::desks(conn).await?;
         let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
         let mut book = Book::new(model, Roster::new(desks.clone()), sequence);
@@ -147,13 +157,21 @@ impl Territories {
 
     /// The active model as assignments read it.
     pub(crate) async fn active_model(conn: &impl Conn) -> Result<ActiveModel, Error> {
-        let Some(model) = store::models(conn, Some(ModelState::Active), None, 1)
+        match store::models(conn, Some(ModelState::Active), None, 1)
             .await?
             .into_iter()
             .next()
-        else {
-            return Ok(ActiveModel::default());
-        };
+        {
+            Some(model) => Self::model_for(conn, &model).await,
+            None => Ok(ActiveModel::default()),
+        }
+    }
+
+    /// `model` as assignments read it.
+    pub(crate) async fn model_for(
+        conn: &impl Conn,
+        model: &crate::model::TerritoryModel,
+    ) -> Result<ActiveModel, Error> {
         let nodes = store::territories(conn, model.id)
             .await?
             .into_iter()

@@ -13,6 +13,7 @@ pub mod locate;
 pub mod manual;
 pub mod migration;
 pub mod model;
+pub mod realign;
 pub mod sellers;
 pub mod store;
 pub mod territories;

@@ -67,6 +67,11 @@ impl TerritoryModel {
 }
 
 /// "territoryModels/{id}".
+/// "sellers/{id}".
+pub fn seller_name(id: Uuid) -> String {
+    format!("sellers/{id}")
+}
+
 pub fn model_name(id: Uuid) -> String {
     format!("territoryModels/{id}")
 }
@@ -285,7 +290,7 @@ pub struct Seller {
 impl Seller {
     /// "sellers/{id}".
     pub fn name(&self) -> String {
-        format!("sellers/{}", self.id)
+        seller_name(self.id)
     }
 
     pub fn etag(&self) -> String {

@@ -242,6 +242,21 @@ impl Db {
         Ok(tx)
     }
 
+    /// A read-only transaction that sees one snapshot from its first statement to its
+    /// last, for reads over many statements that must agree (a realignment's preview):
+    /// PostgreSQL's REPEATABLE READ; SQLite's read transactions already do.
+    pub async fn begin_snapshot_read(&self) -> Result<DatabaseTransaction, DbErr> {
+        let tx = self.conn.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            tx.execute_unprepared(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+                 SET LOCAL plan_cache_mode = force_custom_plan",
+            )
+            .await?;
+        }
+        Ok(tx)
+    }
+
     /// Refreshes the planner's statistics of `tables` after a bulk load. On PostgreSQL a
     /// freshly loaded table plans as if nearly empty until autovacuum's next ANALYZE, a
     /// minute or more later: a tag matching 10,000 customers was estimated at 2 rows and

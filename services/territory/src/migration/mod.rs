@@ -7,6 +7,7 @@ mod m20261204_000001_initial;
 mod m20261204_000002_sellers;
 mod m20261205_000003_assignments;
 mod m20261206_000004_account_tiers;
+mod m20261207_000005_realignments;
 
 /// The territory service's migrator.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_sellers::Migration),
             Box::new(m20261205_000003_assignments::Migration),
             Box::new(m20261206_000004_account_tiers::Migration),
+            Box::new(m20261207_000005_realignments::Migration),
         ]
     }
 

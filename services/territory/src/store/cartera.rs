@@ -623,6 +623,37 @@ pub async fn write_desks(
     Ok(())
 }
 
+/// How many customers the feed has described.
+pub async fn customer_count(conn: &impl ConnectionTrait) -> Result<u64, Error> {
+    let select = Query::select()
+        .expr_as(Expr::col(t("id")).count(), t("n"))
+        .from(t("cartera_customers"))
+        .to_owned();
+    let n: i64 = match conn.query_one(&select).await? {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Up to `limit` customer ids after `after`, in order.
+pub async fn customer_ids(
+    conn: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Uuid>, Error> {
+    let mut select = Query::select()
+        .column(t("id"))
+        .from(t("cartera_customers"))
+        .order_by(t("id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some(after) = after {
+        select.and_where(col("id").gt(after));
+    }
+    ids_of(conn, &select).await
+}
+
 /// Up to `limit` customers after `after`, by id.
 pub async fn customer_page(
     conn: &impl ConnectionTrait,
@@ -698,4 +729,82 @@ impl OutboxRecord for Logged {
             cause: known,
         })
     }
+}
+
+/// What an applied realignment did, as kept by its preview's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub model: Uuid,
+    pub archived: Option<Uuid>,
+    pub customers: i64,
+    pub placed: i64,
+    pub moved: i64,
+    pub overflowed: i64,
+    pub to_house: i64,
+    pub pins_held: i64,
+    pub at: DateTime<Utc>,
+}
+
+const APPLIED_COLUMNS: [&str; 10] = [
+    "preview_token",
+    "model_id",
+    "archived_model_id",
+    "customers",
+    "placed",
+    "moved",
+    "overflowed",
+    "to_house",
+    "pins_held",
+    "applied_at",
+];
+
+/// The realignment applied from preview `token`, if any.
+pub async fn applied(conn: &impl ConnectionTrait, token: &str) -> Result<Option<Applied>, Error> {
+    let select = Query::select()
+        .columns(APPLIED_COLUMNS.map(t))
+        .from(t("realignments"))
+        .and_where(col("preview_token").eq(token))
+        .to_owned();
+    let Some(row) = conn.query_one(&select).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Applied {
+        model: row.try_get("", "model_id")?,
+        archived: row.try_get("", "archived_model_id")?,
+        customers: row.try_get("", "customers")?,
+        placed: row.try_get("", "placed")?,
+        moved: row.try_get("", "moved")?,
+        overflowed: row.try_get("", "overflowed")?,
+        to_house: row.try_get("", "to_house")?,
+        pins_held: row.try_get("", "pins_held")?,
+        at: row.try_get("", "applied_at")?,
+    }))
+}
+
+/// Records that preview `token` was applied.
+pub async fn record_applied(
+    conn: &impl ConnectionTrait,
+    token: &str,
+    a: &Applied,
+) -> Result<(), Error> {
+    let mut insert = Query::insert()
+        .into_table(t("realignments"))
+        .columns(APPLIED_COLUMNS.map(t))
+        .to_owned();
+    insert
+        .values([
+            token.into(),
+            a.model.into(),
+            a.archived.into(),
+            a.customers.into(),
+            a.placed.into(),
+            a.moved.into(),
+            a.overflowed.into(),
+            a.to_house.into(),
+            a.pins_held.into(),
+            a.at.into(),
+        ])
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    conn.execute(&insert).await?;
+    Ok(())
 }

@@ -633,7 +633,7 @@ clientela_testkit::both_engines!(
     }
 );
 
-async fn assign(
+pub async fn assign(
     client: &mut Client,
     request: pb::AssignCustomerRequest,
 ) -> Result<pb::AssignCustomerResponse, tonic::Status> {
@@ -643,7 +643,7 @@ async fn assign(
         .map(|r| r.into_inner())
 }
 
-async fn move_to(registry: &mut Registry, customer: &str, region: &str, locality: &str) {
+pub async fn move_to(registry: &mut Registry, customer: &str, region: &str, locality: &str) {
     registry
         .update_customer(rpb::UpdateCustomerRequest {
             customer: Some(rpb::Customer {

@@ -8,6 +8,7 @@
 mod cartera;
 mod kam;
 mod models;
+mod realign;
 mod sellers;
 
 use clientela_classification::ClassificationSettings;
