@@ -24,6 +24,7 @@ use crate::cartera::Logged;
 use crate::coverage::{HistoryCursor, ViolationKind};
 use crate::explain::{self, Lang};
 use crate::following::REGISTRY_FEED;
+use crate::handover::Handover;
 use crate::locate::{Criteria, Place};
 use crate::manual::ManualAssignment;
 use crate::model::{
@@ -77,6 +78,8 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "ArchiveTerritoryModel"
         | "ActivateTerritoryModel"
         | "ApplyRealignment"
+        | "TransferCartera"
+        | "OffboardSeller"
         | "AssignCustomer"
         | "UnpinAssignment"
         | "CreateTerritory"
@@ -455,6 +458,52 @@ fn violation_kind_to(kind: ViolationKind) -> pb::CoverageViolationKind {
     }
 }
 
+fn handed_to(handed: &[(Assignment, Assignment)]) -> Vec<pb::HandedAssignment> {
+    handed
+        .iter()
+        .map(|(old, new)| pb::HandedAssignment {
+            previous: Some(assignment_to(old)),
+            assignment: Some(assignment_to(new)),
+        })
+        .collect()
+}
+
+/// A handover from `seller` to the successor named in `field` ("" for the rules), for
+/// `reason`: the whole cartera, no dry run (the handler sets the rest); None when a
+/// field is bad (in `v`).
+fn handover_of(
+    v: &mut Violations,
+    seller: &str,
+    (successor, field): (&str, &'static str),
+    reason: &str,
+    actor: String,
+) -> Option<Handover> {
+    let named = |e: Error| e.field_violations().to_vec();
+    let from = v.check_all(seller_id(seller, "seller").map_err(named));
+    let to = match successor {
+        "" => Some(None),
+        s => v.check_all(seller_id(s, field).map_err(named)).map(Some),
+    };
+    let reason = v.check(clientela_domain::text::validate_name(
+        "reason", reason, REASON_MAX,
+    ));
+    Some(Handover {
+        from: from?,
+        to: to?,
+        successor_field: field,
+        customers: Vec::new(),
+        roles: Vec::new(),
+        house: false,
+        depart: false,
+        dry_run: false,
+        actor,
+        reason: reason?,
+    })
+}
+
+/// Customers a transfer may name (a whole cartera: none).
+const HANDOVER_CUSTOMERS_MAX: usize = 1_000;
+
 fn customer_id(name: &str, field: &str) -> Result<Uuid, Error> {
     names::parse_customer(name, field).map(|c| c.as_uuid())
 }
@@ -539,6 +588,103 @@ impl TerritoryService for TerritoryApi {
             assignment: Some(assignment_to(&done.assignment)),
             replaced: done.replaced.as_ref().map(assignment_to),
             over_capacity: done.over_capacity,
+        }))
+    }
+
+    async fn transfer_cartera(
+        &self,
+        request: Request<pb::TransferCarteraRequest>,
+    ) -> GrpcResult<pb::TransferCarteraResponse> {
+        let actor = actor(&request);
+        let pb::TransferCarteraRequest {
+            seller,
+            to_seller,
+            customers,
+            roles,
+            reason,
+            allow_house,
+            dry_run,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let named = |e: Error| e.field_violations().to_vec();
+        let h = handover_of(&mut v, &seller, (&to_seller, "to_seller"), &reason, actor);
+        if customers.len() > HANDOVER_CUSTOMERS_MAX {
+            v.push(
+                "customers",
+                format!("at most {HANDOVER_CUSTOMERS_MAX}: leave it empty for the whole cartera"),
+            );
+        }
+        let mut ids = Vec::new();
+        for (i, c) in customers.iter().enumerate().take(HANDOVER_CUSTOMERS_MAX) {
+            if let Some(id) = v.check_all(customer_id(c, &format!("customers[{i}]")).map_err(named))
+            {
+                if ids.contains(&id) {
+                    v.push(format!("customers[{i}]"), "listed twice");
+                }
+                ids.push(id);
+            }
+        }
+        let mut wanted = Vec::new();
+        for (i, r) in roles.iter().enumerate().take(Role::ALL.len() + 1) {
+            if let Some(role) = v.check_all(role_from(*r, &format!("roles[{i}]")).map_err(named)) {
+                wanted.push(role);
+            }
+        }
+        v.finish().map_err(Error::InvalidArgument)?;
+        let h = h.ok_or_else(|| Error::Internal("validated fields missing".into()))?;
+        let done = self
+            .territories
+            .hand_over(Handover {
+                customers: ids,
+                roles: wanted,
+                house: allow_house,
+                dry_run,
+                ..h
+            })
+            .await?;
+        Ok(Response::new(pb::TransferCarteraResponse {
+            handed: handed_to(&done.handed),
+            handed_count: i64::try_from(done.handed_count).unwrap_or(i64::MAX),
+            kept: done.left.iter().map(assignment_to).collect(),
+            kept_count: i64::try_from(done.left_count).unwrap_or(i64::MAX),
+            effective_time: Some(timestamp(done.at)),
+            dry_run,
+        }))
+    }
+
+    async fn offboard_seller(
+        &self,
+        request: Request<pb::OffboardSellerRequest>,
+    ) -> GrpcResult<pb::OffboardSellerResponse> {
+        let actor = actor(&request);
+        let pb::OffboardSellerRequest {
+            seller,
+            successor,
+            reason,
+            allow_house,
+            dry_run,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let h = handover_of(&mut v, &seller, (&successor, "successor"), &reason, actor);
+        v.finish().map_err(Error::InvalidArgument)?;
+        let h = h.ok_or_else(|| Error::Internal("validated fields missing".into()))?;
+        let done = self
+            .territories
+            .hand_over(Handover {
+                house: allow_house,
+                depart: true,
+                dry_run,
+                ..h
+            })
+            .await?;
+        Ok(Response::new(pb::OffboardSellerResponse {
+            seller: Some(seller_to(&done.seller)),
+            handed: handed_to(&done.handed),
+            handed_count: i64::try_from(done.handed_count).unwrap_or(i64::MAX),
+            ended: done.left.iter().map(assignment_to).collect(),
+            ended_count: i64::try_from(done.left_count).unwrap_or(i64::MAX),
+            effective_time: Some(timestamp(done.at)),
+            dry_run,
         }))
     }
 

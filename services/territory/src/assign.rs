@@ -121,7 +121,9 @@ impl Desk {
         }
     }
 
-    fn serves(&self, need: &Need) -> bool {
+    /// Whether it may take `need` now (ACTIVE, not the house, with the specialty or the
+    /// KAM flag it asks for).
+    pub fn serves(&self, need: &Need) -> bool {
         self.status == SellerStatus::Active
             && !self.house
             && match need {
@@ -226,6 +228,14 @@ impl Roster {
 
     pub fn get(&self, id: Uuid) -> Option<&Desk> {
         self.index.get(&id).map(|&i| &self.desks[i])
+    }
+
+    /// Sets a seller's status for the choices that follow (a seller being offboarded,
+    /// or left out of a transfer of their own cartera).
+    pub fn set_status(&mut self, id: Uuid, status: SellerStatus) {
+        if let Some(&i) = self.index.get(&id) {
+            self.desks[i].status = status;
+        }
     }
 
     pub fn desks(&self) -> &[Desk] {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::assign::{Assignment, Cause, Choice, EndCause, Explanation, Need, Role, Roster};
 use crate::explain::Rule;
 use crate::locate::{Forest, Located, Place};
+use crate::model::HOUSE_SELLER;
 
 /// How the registry last described a customer's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -664,6 +665,64 @@ impl Book {
         }
     }
 
+    /// Hands open assignment `a` of a seller giving it up to `named` when that seller
+    /// serves its role, else to the one the rules choose among the others (a PRIMARY may
+    /// land on the house only when `house`); the assignment opened, or None when nobody
+    /// can take it (then nothing changes). `actor` and `reason` go on the new interval.
+    pub fn hand_over(
+        &mut self,
+        a: &Assignment,
+        named: Option<Uuid>,
+        house: bool,
+        at: DateTime<Utc>,
+        actor: &str,
+        reason: &str,
+    ) -> Option<Assignment> {
+        let territory = self.customers.get(&a.customer)?.territory.clone();
+        let path = self.model.path(territory.as_deref()).to_vec();
+        let need = match a.role {
+            Role::Primary | Role::Prospector => Need::Primary,
+            Role::Specialist => Need::Specialist(a.product_line.clone()),
+            Role::Kam => Need::Kam,
+        };
+        let by_name = named
+            .filter(|n| *n != a.seller && self.roster.get(*n).is_some_and(|d| d.serves(&need)));
+        let choice = match by_name {
+            Some(to) => Choice {
+                seller: to,
+                cause: Cause::Handover,
+                territory,
+                explanation: Explanation::of(Rule::Handover { from: a.seller }),
+            },
+            None => {
+                let mut choice = self.roster.choose(&path, &need, a.weight)?;
+                let on_house = choice.seller == HOUSE_SELLER;
+                if choice.seller == a.seller || (on_house && (!house || a.role != Role::Primary)) {
+                    return None;
+                }
+                if choice.cause == Cause::Rule {
+                    choice.cause = Cause::Handover;
+                }
+                choice
+            }
+        };
+        self.close(a.customer, a.id, at, EndCause::Handover);
+        self.open_choice(a.customer, a.role, &a.product_line, at, choice, a.weight);
+        let opened = self.opened.last_mut()?;
+        opened.actor = Some(actor.to_owned());
+        opened.reason = Some(reason.to_owned());
+        let made = opened.clone();
+        if let Some(open) = self
+            .open
+            .get_mut(&a.customer)
+            .and_then(|list| list.iter_mut().find(|o| o.id == made.id))
+        {
+            open.actor.clone_from(&made.actor);
+            open.reason.clone_from(&made.reason);
+        }
+        Some(made)
+    }
+
     /// Opens an assignment made by hand by `actor` (pinned until `pin`'s instant, or for
     /// good with `Some(None)`), and returns it.
     #[allow(clippy::too_many_arguments)]
@@ -727,9 +786,10 @@ impl Book {
             .get(&(customer, role, line.to_owned()))
             .map_or(at, |end| at.max(*end));
         self.sequence += 1;
+        // Chosen by the rules (whatever the cause says of why it was needed).
         let automatic = matches!(
-            choice.cause,
-            Cause::Rule | Cause::Overflow | Cause::TierChange
+            choice.explanation.rule,
+            Rule::LeastLoaded | Rule::Overflow | Rule::House { .. }
         );
         self.roster
             .charge(choice.seller, weight, automatic.then_some(self.sequence));

@@ -24,6 +24,9 @@ pub enum Rule {
     Merged { from: Uuid },
     /// By hand (actor and reason on the assignment).
     Manual,
+    /// Handed by name from seller `from` (a transfer or an offboarding; actor and reason
+    /// on the assignment).
+    Handover { from: Uuid },
 }
 
 impl Rule {
@@ -36,6 +39,7 @@ impl Rule {
             Rule::EarlierPurchase { .. } => "EARLIER_PURCHASE",
             Rule::Merged { .. } => "MERGED",
             Rule::Manual => "MANUAL",
+            Rule::Handover { .. } => "HANDOVER",
         }
     }
 }
@@ -135,6 +139,12 @@ pub fn rule_text(a: &Assignment, lang: Lang) -> String {
         ),
         (Rule::Manual, Lang::En) => format!("assigned by hand by {actor}: {reason}"),
         (Rule::Manual, Lang::Es) => format!("asignado a mano por {actor}: {reason}"),
+        (Rule::Handover { from }, Lang::En) => {
+            format!("handed over from sellers/{from} by {actor}: {reason}")
+        }
+        (Rule::Handover { from }, Lang::Es) => {
+            format!("traspasado desde sellers/{from} por {actor}: {reason}")
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cartera;
 pub mod coverage;
 pub mod explain;
 pub mod following;
+pub mod handover;
 pub mod locate;
 pub mod manual;
 pub mod migration;

@@ -808,3 +808,26 @@ pub async fn record_applied(
     conn.execute(&insert).await?;
     Ok(())
 }
+
+/// Up to `limit` customers holding an open assignment of seller `seller`, after
+/// `after`, by id.
+pub async fn seller_customers(
+    conn: &impl ConnectionTrait,
+    seller: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Uuid>, Error> {
+    let mut select = Query::select()
+        .distinct()
+        .expr_as(Expr::col(t("customer_id")), t("id"))
+        .from(t("assignments"))
+        .and_where(col("seller_id").eq(seller))
+        .and_where(col("valid_to").is_null())
+        .order_by(t("customer_id"), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some(after) = after {
+        select.and_where(col("customer_id").gt(after));
+    }
+    ids_of(conn, &select).await
+}

@@ -49,6 +49,38 @@ pub async fn customer_at(
         .name
 }
 
+/// A new customer at (`region`, `locality`) who has bought once (in "lubricantes"),
+/// once its PRIMARY is seen; and that PRIMARY's seller.
+pub async fn buyer(
+    client: &mut Client,
+    registry: &mut Registry,
+    name: &str,
+    region: &str,
+    locality: &str,
+) -> (String, String) {
+    let c = customer_at(registry, name, region, locality).await;
+    buy(registry, &c, &format!("o-{name}"), 2, &["lubricantes"]).await;
+    let got = coverage_when(client, &c, |c| c.primary.is_some()).await;
+    let seller = primary_seller(&got).to_owned();
+    (c, seller)
+}
+
+/// Three buyers on the coast (Región de Valparaíso), each of whose PRIMARY is `seller`.
+pub async fn coast_buyers(
+    client: &mut Client,
+    registry: &mut Registry,
+    seller: &str,
+) -> Vec<String> {
+    let mut coast = Vec::new();
+    for (i, locality) in ["Viña del Mar", "Quilpué", "Valparaíso"].iter().enumerate() {
+        let name = format!("Costa {i}");
+        let (c, had) = buyer(client, registry, &name, "Región de Valparaíso", locality).await;
+        assert_eq!(had, seller, "{name}'s PRIMARY");
+        coast.push(c);
+    }
+    coast
+}
+
 /// A purchase `days_ago` with one line per product line.
 pub async fn buy(
     registry: &mut Registry,

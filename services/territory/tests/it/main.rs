@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cartera;
+mod handover;
 mod kam;
 mod models;
 mod realign;
