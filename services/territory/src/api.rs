@@ -32,6 +32,7 @@ use crate::model::{
     TerritoryModel, model_name, seller_name, validate_capacity, validate_code, validate_codes,
     validate_display_name, validate_priority, validate_specialties, validate_token_name,
 };
+use crate::prospects::ProspectFilter;
 use crate::sellers::{SellerCursor, SellerFilter, SellerPatch};
 use crate::store;
 use crate::territories::{Location, Territories, TerritoryPatch};
@@ -73,7 +74,10 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "ExplainAssignment"
         | "ListCoverageViolations"
         | "PreviewRealignment"
+        | "ListProspects"
         | "WatchAssignmentChanges" => Access::Read,
+        // A sales token claims a prospect of its own territories for itself.
+        "ClaimProspect" => Access::Write,
         "CreateTerritoryModel"
         | "ArchiveTerritoryModel"
         | "ActivateTerritoryModel"
@@ -132,6 +136,18 @@ impl TerritoryApi {
                     ))
                 }),
             _ => Ok(None),
+        }
+    }
+
+    /// PERMISSION_DENIED for a sales token: `what` is not its own cartera, prospects or
+    /// customers (TERRITORY.md, "Access").
+    async fn refuse_sales<T>(&self, request: &Request<T>, what: &str) -> Result<(), Error> {
+        match self.scope(request).await? {
+            Some(_) => Err(Error::PermissionDenied(format!(
+                "a sales token reads its own cartera, its territories' prospects and its \
+                 customers, not {what}"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -582,12 +598,116 @@ impl TerritoryService for TerritoryApi {
                 reason,
                 pin: pin.then_some(expires),
                 actor,
+                claim: false,
             })
             .await?;
         Ok(Response::new(pb::AssignCustomerResponse {
             assignment: Some(assignment_to(&done.assignment)),
             replaced: done.replaced.as_ref().map(assignment_to),
             over_capacity: done.over_capacity,
+        }))
+    }
+
+    async fn list_prospects(
+        &self,
+        request: Request<pb::ListProspectsRequest>,
+    ) -> GrpcResult<pb::ListProspectsResponse> {
+        let me = self.scope(&request).await?;
+        let pb::ListProspectsRequest {
+            territory,
+            unclaimed_only,
+            page_size,
+            page_token,
+        } = request.get_ref();
+        if territory.is_empty() {
+            return Err(Error::invalid(
+                "territory",
+                "required: a territory code of the active model",
+            )
+            .into());
+        }
+        let limit = pagination::page_size(*page_size, "page_size")?;
+        let filter = ProspectFilter {
+            territory: territory.clone(),
+            unclaimed: *unclaimed_only,
+        };
+        let query = pagination::fingerprint(&filter);
+        let after: Option<Uuid> = pagination::decode(page_token, query, "page_token")?;
+        let page = self
+            .territories
+            .prospects(&filter, me, after, limit)
+            .await?;
+        let next_page_token = match page.last() {
+            Some((c, _)) if page.len() as u64 == limit => pagination::encode(query, &c.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListProspectsResponse {
+            prospects: page
+                .iter()
+                .map(|(c, prospector)| pb::Prospect {
+                    customer: format!("customers/{}", c.id),
+                    territory_code: c.territory.clone().unwrap_or_default(),
+                    prospector: prospector.as_ref().map(assignment_to),
+                    update_time: Some(timestamp(c.profile_at)),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn claim_prospect(
+        &self,
+        request: Request<pb::ClaimProspectRequest>,
+    ) -> GrpcResult<pb::ClaimProspectResponse> {
+        let me = self.scope(&request).await?;
+        let actor = actor(&request);
+        let pb::ClaimProspectRequest {
+            customer,
+            seller,
+            reason,
+        } = request.get_ref();
+        let mut v = Violations::default();
+        let named = |e: Error| e.field_violations().to_vec();
+        let customer = v.check_all(customer_id(customer, "customer").map_err(named));
+        let seller = match (me, seller.as_str()) {
+            (Some(me), "") => Some(me),
+            (None, "") => {
+                v.push("seller", "required (a sales token claims for itself)");
+                None
+            }
+            (_, name) => v.check_all(seller_id(name, "seller").map_err(named)),
+        };
+        let reason = match reason.as_str() {
+            "" => Some("claimed as a prospect".to_owned()),
+            r => v.check(clientela_domain::text::validate_name(
+                "reason", r, REASON_MAX,
+            )),
+        };
+        v.finish().map_err(Error::InvalidArgument)?;
+        let (Some(customer), Some(seller), Some(reason)) = (customer, seller, reason) else {
+            return Err(Error::Internal("validated fields missing".into()).into());
+        };
+        if me.is_some_and(|me| me != seller) {
+            return Err(Error::PermissionDenied(
+                "a sales token claims prospects for itself only".into(),
+            )
+            .into());
+        }
+        let done = self
+            .territories
+            .assign(ManualAssignment {
+                customer,
+                seller,
+                role: Role::Prospector,
+                product_line: String::new(),
+                reason,
+                pin: None,
+                actor,
+                claim: true,
+            })
+            .await?;
+        Ok(Response::new(pb::ClaimProspectResponse {
+            assignment: Some(assignment_to(&done.assignment)),
         }))
     }
 
@@ -774,12 +894,8 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::ListCoverageViolationsRequest>,
     ) -> GrpcResult<pb::ListCoverageViolationsResponse> {
-        if self.scope(&request).await?.is_some() {
-            return Err(Error::PermissionDenied(
-                "a sales token reads its own cartera, not the company's violations".into(),
-            )
-            .into());
-        }
+        self.refuse_sales(&request, "the company's violations")
+            .await?;
         let pb::ListCoverageViolationsRequest {
             kind,
             page_size,
@@ -833,12 +949,8 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::PreviewRealignmentRequest>,
     ) -> GrpcResult<pb::PreviewRealignmentResponse> {
-        if self.scope(&request).await?.is_some() {
-            return Err(Error::PermissionDenied(
-                "a sales token reads its own cartera, not a realignment of everyone's".into(),
-            )
-            .into());
-        }
+        self.refuse_sales(&request, "a realignment of everyone's")
+            .await?;
         let pb::PreviewRealignmentRequest {
             territory_model,
             max_moves,
@@ -948,12 +1060,8 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::WatchAssignmentChangesRequest>,
     ) -> GrpcResult<Self::WatchAssignmentChangesStream> {
-        if self.scope(&request).await?.is_some() {
-            return Err(Error::PermissionDenied(
-                "a sales token may not watch every cartera's changes".into(),
-            )
-            .into());
-        }
+        self.refuse_sales(&request, "every cartera's changes")
+            .await?;
         let pb::WatchAssignmentChangesRequest {
             after_sequence,
             max_batch_size,
@@ -1160,6 +1268,7 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::GetTerritoryModelRequest>,
     ) -> GrpcResult<pb::GetTerritoryModelResponse> {
+        self.refuse_sales(&request, "territory models").await?;
         let pb::GetTerritoryModelRequest { name } = request.get_ref();
         let model = self.territories.model(model_id(name, "name")?).await?;
         Ok(Response::new(pb::GetTerritoryModelResponse {
@@ -1171,6 +1280,7 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::ListTerritoryModelsRequest>,
     ) -> GrpcResult<pb::ListTerritoryModelsResponse> {
+        self.refuse_sales(&request, "territory models").await?;
         let pb::ListTerritoryModelsRequest {
             page_size,
             page_token,
@@ -1268,6 +1378,7 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::GetTerritoryRequest>,
     ) -> GrpcResult<pb::GetTerritoryResponse> {
+        self.refuse_sales(&request, "territories").await?;
         let pb::GetTerritoryRequest { name } = request.get_ref();
         let (model, code) = parse_territory_name(name, "name")?;
         let territory = self.territories.territory(model, &code).await?;
@@ -1280,6 +1391,7 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::ListTerritoriesRequest>,
     ) -> GrpcResult<pb::ListTerritoriesResponse> {
+        self.refuse_sales(&request, "territories").await?;
         let pb::ListTerritoriesRequest {
             parent,
             page_size,
@@ -1419,6 +1531,8 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::LocateAddressRequest>,
     ) -> GrpcResult<pb::LocateAddressResponse> {
+        self.refuse_sales(&request, "where addresses belong")
+            .await?;
         let pb::LocateAddressRequest {
             territory_model,
             country_code,
@@ -1517,7 +1631,14 @@ impl TerritoryService for TerritoryApi {
         request: Request<pb::GetSellerRequest>,
     ) -> GrpcResult<pb::GetSellerResponse> {
         let pb::GetSellerRequest { name } = request.get_ref();
-        let seller = self.territories.seller(seller_id(name, "name")?).await?;
+        let id = seller_id(name, "name")?;
+        if self.scope(&request).await?.is_some_and(|me| me != id) {
+            return Err(Error::PermissionDenied(
+                "a sales token reads its own seller, not the others".into(),
+            )
+            .into());
+        }
+        let seller = self.territories.seller(id).await?;
         Ok(Response::new(pb::GetSellerResponse {
             seller: Some(seller_to(&seller)),
         }))
@@ -1527,6 +1648,7 @@ impl TerritoryService for TerritoryApi {
         &self,
         request: Request<pb::ListSellersRequest>,
     ) -> GrpcResult<pb::ListSellersResponse> {
+        self.refuse_sales(&request, "the sellers").await?;
         let pb::ListSellersRequest {
             page_size,
             page_token,

@@ -186,7 +186,7 @@ impl ActiveModel {
         }
     }
 
-    fn path(&self, territory: Option<&str>) -> &[String] {
+    pub fn path(&self, territory: Option<&str>) -> &[String] {
         territory
             .and_then(|code| self.paths.get(code))
             .map_or(&[], Vec::as_slice)

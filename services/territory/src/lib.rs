@@ -14,6 +14,7 @@ pub mod locate;
 pub mod manual;
 pub mod migration;
 pub mod model;
+pub mod prospects;
 pub mod realign;
 pub mod sellers;
 pub mod store;

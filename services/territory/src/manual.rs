@@ -26,6 +26,9 @@ pub struct ManualAssignment {
     pub pin: Option<Option<DateTime<Utc>>>,
     /// Who asks (the token's name).
     pub actor: String,
+    /// A seller's claim of a prospect: only of its own territories, and only one no other
+    /// seller holds.
+    pub claim: bool,
 }
 
 /// What a manual assignment did.
@@ -131,6 +134,28 @@ impl Territories {
             ));
         }
         let current = book.open_in(m.customer, m.role, &m.product_line).cloned();
+        if m.claim {
+            let path = book.model.path(customer.territory.as_deref());
+            if !path
+                .iter()
+                .any(|code| seller.fields.territory_codes.contains(code))
+            {
+                return Err(Error::PermissionDenied(format!(
+                    "customers/{} is not in a territory {} covers",
+                    m.customer,
+                    seller.name()
+                )));
+            }
+            if let Some(c) = current.as_ref().filter(|c| c.seller != m.seller) {
+                return Err(Error::precondition(
+                    "ALREADY_CLAIMED",
+                    format!(
+                        "customers/{} is already developed by sellers/{}",
+                        m.customer, c.seller
+                    ),
+                ));
+            }
+        }
         if let Some(c) = &current
             && c.seller == m.seller
             && c.pinned == m.pin.is_some()

@@ -831,3 +831,46 @@ pub async fn seller_customers(
     }
     ids_of(conn, &select).await
 }
+
+/// Up to `limit` live prospects (never bought) placed in one of `codes`, after id
+/// `after`, by id; `unclaimed`: only those without a PROSPECTOR.
+pub async fn prospects(
+    conn: &impl ConnectionTrait,
+    codes: &[String],
+    unclaimed: bool,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Customer>, Error> {
+    let c = |name: &str| Expr::col((t("c"), t(name)));
+    let mut select = Query::select()
+        .columns(CUSTOMER_COLUMNS.map(|name| (t("c"), t(name))))
+        .from_as(t("cartera_customers"), t("c"))
+        .and_where(c("territory_code").is_in(codes.iter().cloned()))
+        .and_where(c("standing").eq(Standing::Prospect.as_str()))
+        .and_where(c("first_purchase_at").is_null())
+        .order_by((t("c"), t("id")), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if unclaimed {
+        select.and_where(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from_as(t("assignments"), t("a"))
+                    .and_where(Expr::col((t("a"), t("customer_id"))).equals((t("c"), t("id"))))
+                    .and_where(Expr::col((t("a"), t("role"))).eq(Role::Prospector.as_str()))
+                    .and_where(Expr::col((t("a"), t("valid_to"))).is_null())
+                    .to_owned(),
+            )
+            .not(),
+        );
+    }
+    if let Some(after) = after {
+        select.and_where(c("id").gt(after));
+    }
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(customer_of)
+        .collect()
+}

@@ -5,10 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod cartera;
 mod handover;
 mod kam;
 mod models;
+mod prospects;
 mod realign;
 mod sellers;
 
@@ -22,12 +24,37 @@ use clientela_territory::TerritorySettings;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub type Client = TerritoryServiceClient<Channel>;
-pub type Registry = CustomerRegistryServiceClient<Channel>;
+pub type Client = TerritoryServiceClient<Authed>;
+pub type Registry = CustomerRegistryServiceClient<Authed>;
+
+/// The tests' channel: with auth on, calls that carry no token of their own are made
+/// as the first token given (so the shared helpers work as an admin).
+pub type Authed = tonic::service::interceptor::InterceptedService<Channel, DefaultToken>;
+
+#[derive(Clone)]
+pub struct DefaultToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for DefaultToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0
+            && !request.metadata().contains_key("authorization")
+        {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
 
 pub struct TestApp {
     pub client: Client,
     pub registry: Registry,
+    /// The channel both clients use (no default token).
+    pub channel: Channel,
     /// The service itself, for what runs on a schedule (the KAM sweep).
     pub territories: clientela_territory::Territories,
     shutdown: CancellationToken,
@@ -102,14 +129,20 @@ pub async fn spawn_app_with_tokens(
     let addr = app.local_addr().unwrap();
     let shutdown = app.shutdown_handle();
     tokio::spawn(app.serve(std::future::pending()));
+    let token = DefaultToken(
+        tokens
+            .first()
+            .map(|(name, _)| format!("Bearer {}", secret(name)).parse().unwrap()),
+    );
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
     Some(TestApp {
-        client: TerritoryServiceClient::new(channel.clone()),
-        registry: CustomerRegistryServiceClient::new(channel),
+        client: TerritoryServiceClient::with_interceptor(channel.clone(), token.clone()),
+        registry: CustomerRegistryServiceClient::with_interceptor(channel.clone(), token),
+        channel,
         territories,
         shutdown,
         _dirs: [dir1, dir2, dir3].into_iter().flatten().collect(),
