@@ -3,9 +3,11 @@
 
 use clientela_domain::Violations;
 use clientela_domain::text::quote;
+use clientela_proto::clientela::classification::v1 as cpb;
 use clientela_proto::clientela::territory::v1 as pb;
 use clientela_proto::clientela::territory::v1::territory_service_server::TerritoryService;
 use clientela_runtime::auth::{Access, Caller, Role as TokenRole};
+use clientela_runtime::feed::consumer::FeedChannel;
 use clientela_runtime::feed::{self, Feed, consistency, consumer};
 use clientela_runtime::idempotency::RequestKey;
 use clientela_runtime::time::{timestamp, to_time};
@@ -20,7 +22,7 @@ use clientela_domain::FieldViolation;
 use clientela_domain::contact::Email;
 
 use crate::assign::{Assignment, Cause, EndCause, Role};
-use crate::cartera::Logged;
+use crate::cartera::{Logged, Urgency};
 use crate::coverage::{HistoryCursor, ViolationKind};
 use crate::explain::{self, Lang};
 use crate::following::REGISTRY_FEED;
@@ -36,6 +38,7 @@ use crate::prospects::ProspectFilter;
 use crate::sellers::{SellerCursor, SellerFilter, SellerPatch};
 use crate::store;
 use crate::territories::{Location, Territories, TerritoryPatch};
+use crate::worklist::WorkCursor;
 
 type GrpcResult<T> = Result<Response<T>, Status>;
 
@@ -75,6 +78,7 @@ pub fn method_access(method: &str) -> Option<Access> {
         | "ListCoverageViolations"
         | "PreviewRealignment"
         | "ListProspects"
+        | "ListCarteraActions"
         | "WatchAssignmentChanges" => Access::Read,
         // A sales token claims a prospect of its own territories for itself.
         "ClaimProspect" => Access::Write,
@@ -101,7 +105,12 @@ pub struct TerritoryApi {
     territories: Territories,
     stopping: CancellationToken,
     poll_interval: Duration,
+    /// The classification engine, whose actions the worklist shows.
+    classification: Option<ClassificationClient>,
 }
+
+type ClassificationClient =
+    cpb::classification_service_client::ClassificationServiceClient<FeedChannel>;
 
 type BoxStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
@@ -117,6 +126,35 @@ impl TerritoryApi {
             territories,
             stopping,
             poll_interval,
+            classification: None,
+        }
+    }
+
+    /// The same, reading the worklist's actions from the classification engine over
+    /// `channel`.
+    pub fn with_classification(mut self, channel: FeedChannel) -> Self {
+        self.classification = Some(ClassificationClient::new(channel));
+        self
+    }
+
+    /// Customer `id`'s classification (None: not classified yet).
+    async fn classification_of(&self, id: Uuid) -> Result<Option<cpb::Classification>, Error> {
+        let Some(client) = &self.classification else {
+            return Err(Error::Unavailable(
+                "this server reads no classification engine".into(),
+            ));
+        };
+        let request = cpb::GetClassificationRequest {
+            customer: format!("customers/{id}"),
+            min_event_sequence: 0,
+        };
+        match client.clone().get_classification(request).await {
+            Ok(response) => Ok(response.into_inner().classification),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(Error::Unavailable(format!(
+                "the classification engine: {}",
+                status.message()
+            ))),
         }
     }
 
@@ -474,6 +512,63 @@ fn violation_kind_to(kind: ViolationKind) -> pb::CoverageViolationKind {
     }
 }
 
+fn urgency_to(u: Urgency) -> pb::CarteraUrgency {
+    match u {
+        Urgency::Attention => pb::CarteraUrgency::Attention,
+        Urgency::KeyAccount => pb::CarteraUrgency::KeyAccount,
+        Urgency::Reactivate => pb::CarteraUrgency::Reactivate,
+        Urgency::Rest => pb::CarteraUrgency::Routine,
+    }
+}
+
+/// The actions classification `c` recommends, each with its label and why, in `lang`.
+fn actions_of(c: &cpb::Classification, lang: Lang) -> Vec<pb::CarteraAction> {
+    use cpb::Dimension as D;
+    let single = |d: D| -> Option<&cpb::LabelResult> {
+        match d {
+            D::LifecycleStage => c.lifecycle_stage.as_ref(),
+            D::Activity => c.activity.as_ref(),
+            D::Satisfaction => c.satisfaction.as_ref(),
+            D::Volume => c.volume.as_ref(),
+            D::Influence => c.influence.as_ref(),
+            D::AccountTier => c.account_tier.as_ref(),
+            D::RfmSegment => c.rfm.as_ref().and_then(|r| r.segment.as_ref()),
+            D::Trait | D::Unspecified => None,
+        }
+    };
+    c.recommended_actions
+        .iter()
+        .map(|a| {
+            let dimension = D::try_from(a.dimension).unwrap_or(D::Unspecified);
+            let result = match dimension {
+                D::Trait => c
+                    .traits
+                    .iter()
+                    .find(|t| t.label.as_ref().is_some_and(|l| l.code == a.label)),
+                d => single(d),
+            };
+            let (explanation, action) = match lang {
+                Lang::En => (result.map(|r| r.explanation_en.clone()), a.text_en.clone()),
+                Lang::Es => (result.map(|r| r.explanation_es.clone()), a.text_es.clone()),
+            };
+            pb::CarteraAction {
+                dimension: dimension
+                    .as_str_name()
+                    .trim_start_matches("DIMENSION_")
+                    .to_lowercase(),
+                label: result.and_then(|r| r.label.clone()).or_else(|| {
+                    Some(clientela_proto::clientela::common::v1::LocalizedLabel {
+                        code: a.label.clone(),
+                        ..Default::default()
+                    })
+                }),
+                explanation: explanation.unwrap_or_default(),
+                action,
+            }
+        })
+        .collect()
+}
+
 fn handed_to(handed: &[(Assignment, Assignment)]) -> Vec<pb::HandedAssignment> {
     handed
         .iter()
@@ -605,6 +700,74 @@ impl TerritoryService for TerritoryApi {
             assignment: Some(assignment_to(&done.assignment)),
             replaced: done.replaced.as_ref().map(assignment_to),
             over_capacity: done.over_capacity,
+        }))
+    }
+
+    async fn list_cartera_actions(
+        &self,
+        request: Request<pb::ListCarteraActionsRequest>,
+    ) -> GrpcResult<pb::ListCarteraActionsResponse> {
+        let me = self.scope(&request).await?;
+        let pb::ListCarteraActionsRequest {
+            seller,
+            language_code,
+            page_size,
+            page_token,
+        } = request.get_ref();
+        let seller = match (me, seller.as_str()) {
+            (Some(me), "") => me,
+            (None, "") => {
+                return Err(
+                    Error::invalid("seller", "required (a sales token reads its own)").into(),
+                );
+            }
+            (_, name) => seller_id(name, "seller")?,
+        };
+        if me.is_some_and(|me| me != seller) {
+            return Err(Error::PermissionDenied(
+                "a sales token reads its own worklist, not another seller's".into(),
+            )
+            .into());
+        }
+        let lang = match language_code.as_str() {
+            "" | "en" => Lang::En,
+            "es" => Lang::Es,
+            _ => return Err(Error::invalid("language_code", "\"es\" or \"en\"").into()),
+        };
+        let limit = match *page_size {
+            0 => 20,
+            n => pagination::page_size(n, "page_size")?.min(100),
+        };
+        let query = pagination::fingerprint(&("worklist", seller, lang == Lang::Es));
+        let after: Option<WorkCursor> = pagination::decode(page_token, query, "page_token")?;
+        let items = self.territories.worklist(seller, after, limit).await?;
+        let next_page_token = match items.last() {
+            Some(last) if items.len() as u64 == limit => {
+                pagination::encode(query, &(last.urgency.rank(), last.customer.id))
+            }
+            _ => String::new(),
+        };
+        let ids: Vec<Uuid> = items.iter().map(|i| i.customer.id).collect();
+        let classified: Vec<Result<Option<cpb::Classification>, Error>> =
+            futures::stream::iter(ids.into_iter().map(|id| self.classification_of(id)))
+                .buffered(8)
+                .collect()
+                .await;
+        let mut out = Vec::with_capacity(items.len());
+        for (item, classification) in items.iter().zip(classified) {
+            out.push(pb::CarteraWorkItem {
+                customer: format!("customers/{}", item.customer.id),
+                urgency: urgency_to(item.urgency) as i32,
+                urgency_reason: explain::urgency_text(&item.customer, item.urgency, lang),
+                held: item.held.iter().map(assignment_to).collect(),
+                actions: classification?
+                    .map(|c| actions_of(&c, lang))
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(Response::new(pb::ListCarteraActionsResponse {
+            items: out,
+            next_page_token,
         }))
     }
 

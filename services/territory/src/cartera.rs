@@ -81,6 +81,53 @@ pub enum Change {
         tier: Option<String>,
         at: DateTime<Utc>,
     },
+    /// The classification engine gave `customer` label `label` (its code; None: none)
+    /// in `dimension`: what orders a salesperson's worklist.
+    Label {
+        customer: Uuid,
+        dimension: Worklisted,
+        label: Option<String>,
+    },
+}
+
+/// The dimensions besides the tier a worklist is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worklisted {
+    /// DISSATISFIED (an open complaint makes it so: TAXONOMY.md §3) comes first.
+    Satisfaction,
+    /// INACTIVE_LAPSED, to reactivate, after the key accounts.
+    Activity,
+}
+
+/// How urgent a customer is on its salesperson's worklist (ListCarteraActions), most
+/// urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Urgency {
+    /// DISSATISFIED (open complaints included).
+    Attention = 0,
+    /// KEY or BOSS.
+    KeyAccount = 1,
+    /// INACTIVE_LAPSED: to reactivate.
+    Reactivate = 2,
+    Rest = 3,
+}
+
+impl Urgency {
+    pub const ALL: [Urgency; 4] = [
+        Urgency::Attention,
+        Urgency::KeyAccount,
+        Urgency::Reactivate,
+        Urgency::Rest,
+    ];
+
+    /// As stored.
+    pub fn rank(self) -> i32 {
+        self as i32
+    }
+
+    pub fn of_rank(rank: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|u| u.rank() == rank)
+    }
 }
 
 impl Change {
@@ -88,9 +135,9 @@ impl Change {
     pub fn customers(&self) -> Vec<Uuid> {
         match self {
             Change::Profile { id, .. } => vec![*id],
-            Change::Purchase { customer, .. } | Change::Tier { customer, .. } => {
-                vec![*customer]
-            }
+            Change::Purchase { customer, .. }
+            | Change::Tier { customer, .. }
+            | Change::Label { customer, .. } => vec![*customer],
             Change::Merged {
                 survivor, merged, ..
             } => vec![*survivor, *merged],
@@ -115,6 +162,9 @@ pub struct Customer {
     pub tier_at: Option<DateTime<Utc>>,
     /// When its KAM ends if the tier stays below KEY (the grace period's end).
     pub kam_until: Option<DateTime<Utc>>,
+    /// Its satisfaction and activity labels (codes), as the label feed last gave them.
+    pub satisfaction: Option<String>,
+    pub activity: Option<String>,
 }
 
 impl Customer {
@@ -132,6 +182,21 @@ impl Customer {
             tier: None,
             tier_at: None,
             kam_until: None,
+            satisfaction: None,
+            activity: None,
+        }
+    }
+
+    /// Where it stands on its salesperson's worklist.
+    pub fn urgency(&self) -> Urgency {
+        if self.satisfaction.as_deref() == Some("DISSATISFIED") {
+            Urgency::Attention
+        } else if self.key_account() {
+            Urgency::KeyAccount
+        } else if self.activity.as_deref() == Some("INACTIVE_LAPSED") {
+            Urgency::Reactivate
+        } else {
+            Urgency::Rest
         }
     }
 
@@ -309,6 +374,17 @@ impl Book {
                 at,
             } => self.merged(*survivor, *merged, *at),
             Change::Tier { customer, tier, at } => self.tier(*customer, tier.as_deref(), *at),
+            Change::Label {
+                customer,
+                dimension,
+                label,
+            } => {
+                let c = self.customer(*customer);
+                match dimension {
+                    Worklisted::Satisfaction => c.satisfaction.clone_from(label),
+                    Worklisted::Activity => c.activity.clone_from(label),
+                }
+            }
         }
     }
 

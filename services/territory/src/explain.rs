@@ -148,6 +148,32 @@ pub fn rule_text(a: &Assignment, lang: Lang) -> String {
     }
 }
 
+/// Why `c` stands where it does on its salesperson's worklist, in a sentence.
+pub fn urgency_text(
+    c: &crate::cartera::Customer,
+    u: crate::cartera::Urgency,
+    lang: Lang,
+) -> String {
+    use crate::cartera::Urgency as U;
+    let tier = c.tier.as_deref().unwrap_or("");
+    match (u, lang) {
+        (U::Attention, Lang::En) => {
+            "dissatisfied (or with an open complaint): listen, solve fast, follow up".into()
+        }
+        (U::Attention, Lang::Es) => {
+            "insatisfecho (o con un reclamo abierto): escucha activa, solución rápida, \
+             seguimiento"
+                .into()
+        }
+        (U::KeyAccount, Lang::En) => format!("a {tier} account: its KAM's first point of contact"),
+        (U::KeyAccount, Lang::Es) => format!("cuenta {tier}: primer punto de contacto de su KAM"),
+        (U::Reactivate, Lang::En) => "lapsed: to reactivate".into(),
+        (U::Reactivate, Lang::Es) => "inactivo: a reactivar".into(),
+        (U::Rest, Lang::En) => "routine care of the cartera".into(),
+        (U::Rest, Lang::Es) => "atención habitual de la cartera".into(),
+    }
+}
+
 /// The tie-break of `a`, in a sentence ("" when there was none).
 pub fn tie_break_text(a: &Assignment, lang: Lang) -> String {
     match (a.explanation.tie_break, lang) {

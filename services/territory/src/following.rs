@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::assign::{Desk, Roster};
-use crate::cartera::{ActiveModel, Book, Change, Standing, lines_of};
+use crate::cartera::{ActiveModel, Book, Change, Standing, Worklisted, lines_of};
 use crate::locate::{Forest, Node, Place};
 use crate::model::ModelState;
 use crate::store;
@@ -86,22 +86,33 @@ pub fn change_from(event: &registry::Event) -> Result<Option<Change>, Error> {
     }))
 }
 
-/// What a label change is to carteras: an account tier's change (None: another
-/// dimension).
-pub fn tier_from(change: &classification::LabelChange) -> Result<Option<Change>, Error> {
-    if change.dimension != classification::Dimension::AccountTier as i32 {
-        return Ok(None);
-    }
+/// What a label change is to carteras: an account tier (KAMs), a satisfaction or an
+/// activity (the worklist's order); None: another dimension.
+pub fn label_from(change: &classification::LabelChange) -> Result<Option<Change>, Error> {
+    use classification::Dimension as D;
     let seq = change.sequence;
-    let tier = change
+    let label = change
         .new_label
         .as_ref()
         .map(|l| l.code.clone())
         .filter(|code| !code.is_empty());
-    Ok(Some(Change::Tier {
-        customer: customer(&change.customer, seq)?,
-        tier,
-        at: time(change.change_time.as_ref(), seq)?,
+    let id = customer(&change.customer, seq)?;
+    let worklisted = match D::try_from(change.dimension) {
+        Ok(D::AccountTier) => {
+            return Ok(Some(Change::Tier {
+                customer: id,
+                tier: label,
+                at: time(change.change_time.as_ref(), seq)?,
+            }));
+        }
+        Ok(D::Satisfaction) => Worklisted::Satisfaction,
+        Ok(D::Activity) => Worklisted::Activity,
+        _ => return Ok(None),
+    };
+    Ok(Some(Change::Label {
+        customer: id,
+        dimension: worklisted,
+        label,
     }))
 }
 

@@ -19,6 +19,7 @@ pub mod realign;
 pub mod sellers;
 pub mod store;
 pub mod territories;
+pub mod worklist;
 
 use clientela_proto::clientela::classification::v1::classification_service_server;
 use clientela_proto::clientela::registry::v1::customer_registry_service_server;
@@ -150,17 +151,18 @@ impl Service for TerritoryService {
             cursor: REGISTRY_FEED,
             batching,
         };
+        let classification = Source::of_settings(
+            app,
+            "territory.classification",
+            classification_service_server::SERVICE_NAME,
+            &settings.classification_url,
+            settings.classification_token.as_ref(),
+            settings.classification_token_file.as_deref(),
+            &settings.classification_tls,
+        )?;
         let labels = Consumer {
-            source: Source::of_settings(
-                app,
-                "territory.classification",
-                classification_service_server::SERVICE_NAME,
-                &settings.classification_url,
-                settings.classification_token.as_ref(),
-                settings.classification_token_file.as_deref(),
-                &settings.classification_tls,
-            )?,
-            upstream: LabelChanges::new(following::tier_from),
+            source: classification.clone(),
+            upstream: LabelChanges::new(following::label_from),
             projection: Following(territories.clone()),
             db: db.clone(),
             cursor: CLASSIFICATION_FEED,
@@ -174,11 +176,14 @@ impl Service for TerritoryService {
             app.stopping(),
         ));
         app.add_service(
-            TerritoryServiceServer::new(TerritoryApi::new(
-                territories.clone(),
-                app.stopping(),
-                Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
-            )),
+            TerritoryServiceServer::new(
+                TerritoryApi::new(
+                    territories.clone(),
+                    app.stopping(),
+                    Duration::from_millis(settings.feed_poll_interval_ms.max(10)),
+                )
+                .with_classification(classification.lazy_channel()),
+            ),
             api::method_access,
             Some(db),
         )

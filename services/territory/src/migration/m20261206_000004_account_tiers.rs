@@ -17,22 +17,14 @@ const COLUMNS: [&str; 3] = ["account_tier", "tier_at", "kam_until"];
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one at a time.
-        for column in [
+        let columns = vec![
             // The tier's code as the label feed last gave it.
             string_len_null(t("account_tier"), 32),
             timestamp_with_time_zone_null(t("tier_at")),
             // When the KAM ends if the tier stays below KEY (None: no fall pending).
             timestamp_with_time_zone_null(t("kam_until")),
-        ] {
-            m.alter_table(
-                Table::alter()
-                    .table(t("cartera_customers"))
-                    .add_column(column)
-                    .to_owned(),
-            )
-            .await?;
-        }
+        ];
+        super::add_columns(m, "cartera_customers", columns).await?;
         create_sequence_table(m, "classification_cursor").await?;
         let db = m.get_connection();
         for sql in [
@@ -54,15 +46,7 @@ impl MigrationTrait for Migration {
         ] {
             db.execute_unprepared(sql).await?;
         }
-        for column in COLUMNS {
-            m.alter_table(
-                Table::alter()
-                    .table(t("cartera_customers"))
-                    .drop_column(t(column))
-                    .to_owned(),
-            )
-            .await?;
-        }
+        super::drop_columns(m, "cartera_customers", &COLUMNS).await?;
         Ok(())
     }
 }

@@ -8,6 +8,39 @@ mod m20261204_000002_sellers;
 mod m20261205_000003_assignments;
 mod m20261206_000004_account_tiers;
 mod m20261207_000005_realignments;
+mod m20261208_000006_worklist;
+
+/// Adds `columns` to `table`, one statement each (SQLite alters one at a time).
+async fn add_columns(
+    m: &SchemaManager<'_>,
+    table: &str,
+    columns: Vec<ColumnDef>,
+) -> Result<(), DbErr> {
+    for column in columns {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new(table))
+                .add_column(column)
+                .to_owned(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Drops `columns` from `table`, one statement each.
+async fn drop_columns(m: &SchemaManager<'_>, table: &str, columns: &[&str]) -> Result<(), DbErr> {
+    for column in columns {
+        m.alter_table(
+            Table::alter()
+                .table(Alias::new(table))
+                .drop_column(Alias::new(*column))
+                .to_owned(),
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 /// The territory service's migrator.
 #[derive(Debug)]
@@ -22,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000003_assignments::Migration),
             Box::new(m20261206_000004_account_tiers::Migration),
             Box::new(m20261207_000005_realignments::Migration),
+            Box::new(m20261208_000006_worklist::Migration),
         ]
     }
 

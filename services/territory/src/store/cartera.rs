@@ -35,7 +35,7 @@ pub async fn desks(conn: &impl ConnectionTrait) -> Result<Vec<Desk>, Error> {
         .collect()
 }
 
-const CUSTOMER_COLUMNS: [&str; 14] = [
+const CUSTOMER_COLUMNS: [&str; 17] = [
     "id",
     "standing",
     "merged_into",
@@ -50,6 +50,9 @@ const CUSTOMER_COLUMNS: [&str; 14] = [
     "account_tier",
     "tier_at",
     "kam_until",
+    "satisfaction",
+    "activity",
+    "urgency",
 ];
 
 fn customer_of(row: &QueryResult) -> Result<Customer, Error> {
@@ -72,6 +75,8 @@ fn customer_of(row: &QueryResult) -> Result<Customer, Error> {
         tier: row.try_get("", "account_tier")?,
         tier_at: row.try_get("", "tier_at")?,
         kam_until: row.try_get("", "kam_until")?,
+        satisfaction: row.try_get("", "satisfaction")?,
+        activity: row.try_get("", "activity")?,
     })
 }
 
@@ -179,7 +184,7 @@ pub async fn upsert_customers(
     conn: &impl ConnectionTrait,
     rows: &[&Customer],
 ) -> Result<(), Error> {
-    // 14 values a row.
+    // 17 values a row.
     for chunk in rows.chunks(IDS_PER_QUERY) {
         let mut insert = Query::insert()
             .into_table(t("cartera_customers"))
@@ -207,6 +212,9 @@ pub async fn upsert_customers(
                     c.tier.clone().into(),
                     c.tier_at.into(),
                     c.kam_until.into(),
+                    c.satisfaction.clone().into(),
+                    c.activity.clone().into(),
+                    c.urgency().rank().into(),
                 ])
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }
@@ -872,5 +880,47 @@ pub async fn prospects(
         .await?
         .iter()
         .map(customer_of)
+        .collect()
+}
+
+/// Up to `limit` customers holding an open assignment of seller `seller`, as its
+/// worklist orders them: (urgency, customer) after `after`.
+pub async fn worklist(
+    conn: &impl ConnectionTrait,
+    seller: Uuid,
+    after: Option<(i32, Uuid)>,
+    limit: u64,
+) -> Result<Vec<(i32, Uuid)>, Error> {
+    use sea_orm::sea_query::JoinType;
+    let a = |name: &str| Expr::col((t("a"), t(name)));
+    let c = |name: &str| Expr::col((t("c"), t(name)));
+    let mut select = Query::select()
+        .distinct()
+        .column((t("c"), t("urgency")))
+        .column((t("c"), t("id")))
+        .from_as(t("assignments"), t("a"))
+        .join_as(
+            JoinType::InnerJoin,
+            t("cartera_customers"),
+            t("c"),
+            c("id").equals((t("a"), t("customer_id"))),
+        )
+        .and_where(a("seller_id").eq(seller))
+        .and_where(a("valid_to").is_null())
+        .order_by((t("c"), t("urgency")), Order::Asc)
+        .order_by((t("c"), t("id")), Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if let Some((urgency, id)) = after {
+        select.and_where(
+            c("urgency")
+                .gt(urgency)
+                .or(c("urgency").eq(urgency).and(c("id").gt(id))),
+        );
+    }
+    conn.query_all(&select)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("", "urgency")?, row.try_get("", "id")?)))
         .collect()
 }

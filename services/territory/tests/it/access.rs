@@ -18,6 +18,7 @@ const SALES: &[&str] = &[
     "GetCoverage",
     "ListAssignmentHistory",
     "ListCartera",
+    "ListCarteraActions",
     "ExplainAssignment",
     "ListProspects",
     "ClaimProspect",

@@ -13,6 +13,7 @@ mod models;
 mod prospects;
 mod realign;
 mod sellers;
+mod worklist;
 
 use clientela_classification::ClassificationSettings;
 use clientela_proto::clientela::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;

@@ -140,6 +140,12 @@ impl Source {
         Self::new(prefix, &url, token, token_file, tls).map_err(crate::ServeError::Config)
     }
 
+    /// A channel to the producer for calls besides the feed (with the same token and
+    /// TLS), connecting on first use.
+    pub fn lazy_channel(&self) -> FeedChannel {
+        InterceptedService::new(self.endpoint.connect_lazy(), self.interceptor.clone())
+    }
+
     /// The producer's address, for logs.
     pub fn uri(&self) -> &http::Uri {
         self.endpoint.uri()
