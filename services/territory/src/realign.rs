@@ -437,10 +437,9 @@ impl Territories {
         let mut tally = Tally::default();
         let mut after = None;
         loop {
-            let ids = store::cartera::customer_ids(conn, after, REALIGN_PAGE).await?;
+            let ids = Self::load_page(conn, &mut book, after, REALIGN_PAGE).await?;
             let Some(last) = ids.last() else { break };
             after = Some(*last);
-            Self::load(conn, &mut book, &ids).await?;
             for id in &ids {
                 book.realign(*id, at);
                 tally.customers += 1;

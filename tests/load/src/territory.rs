@@ -45,7 +45,15 @@ async fn prepared(url: &str, customers: u64) -> anyhow::Result<Territories> {
     db.migrate::<Migrator>("clientela-territory-migrations")
         .await?;
     let territories = Territories::open(db).await?;
-    let (model, _) = territories.create_model("Chile".into(), None, None).await?;
+    let model = forest(&territories, "Chile", 0).await?;
+    staffed(&territories, model, customers).await?;
+    Ok(territories)
+}
+
+/// A PLANNING model of the 501 territories, each zone's locality `shift` zones on (a
+/// redrawn map: 0 is the map the customers are placed on).
+async fn forest(territories: &Territories, name: &str, shift: usize) -> anyhow::Result<Uuid> {
+    let (model, _) = territories.create_model(name.into(), None, None).await?;
     let add = |code: String, parent: Option<String>, c: Criteria| TerritoryFields {
         display_name: code.clone(),
         parent_code: parent,
@@ -81,12 +89,17 @@ async fn prepared(url: &str, customers: u64) -> anyhow::Result<Territories> {
                     add(
                         zone.clone(),
                         Some(region.clone()),
-                        criteria(&[], &[format!("l{r}-{z}")]),
+                        criteria(&[], &[format!("l{r}-{}", (z + shift) % ZONES)]),
                     ),
                 )
                 .await?;
         }
     }
+    Ok(model.id)
+}
+
+/// The sellers, one zone each, and the model activated.
+async fn staffed(territories: &Territories, model: Uuid, customers: u64) -> anyhow::Result<()> {
     // Room for everyone with a margin: the choice is the least loaded, not overflow.
     let capacity = (customers as i64 * 2 / SELLERS as i64).max(10);
     for n in 0..SELLERS {
@@ -111,18 +124,54 @@ async fn prepared(url: &str, customers: u64) -> anyhow::Result<Territories> {
             )
             .await?;
     }
-    territories.activate_model(model.id, None).await?;
-    Ok(territories)
+    territories.activate_model(model, None).await?;
+    Ok(())
+}
+
+/// A redrawn map (every zone's locality moves to the next zone, so every customer moves
+/// and its PRIMARY with it) previewed and then applied: (preview, apply), items being
+/// customers; with the preview's peak resident set and the moves.
+pub async fn realign(territories: &Territories) -> anyhow::Result<(Stats, u64, Stats, u64)> {
+    let model = forest(territories, "Chile redrawn", 1).await?;
+    let started = Instant::now();
+    let preview = territories.preview_realignment(model, 100).await?;
+    let previewed = Stats {
+        requests: 1,
+        items: preview.customers,
+        seconds: started.elapsed().as_secs_f64(),
+        ..Stats::default()
+    };
+    let preview_peak = crate::own_rss_kib().1;
+    crate::reset_peak_rss();
+    let started = Instant::now();
+    let applied = territories.apply_realignment(&preview.token, None).await?;
+    anyhow::ensure!(
+        applied.moved == preview.moved,
+        "applied {} moves, previewed {}",
+        applied.moved,
+        preview.moved
+    );
+    Ok((
+        previewed,
+        preview_peak,
+        Stats {
+            requests: 1,
+            items: applied.customers,
+            seconds: started.elapsed().as_secs_f64(),
+            ..Stats::default()
+        },
+        applied.moved,
+    ))
 }
 
 /// Applies the feed of `customers` and `purchases` in transactions of `batch` events;
-/// items are events.
+/// items are events. The service, for what is measured next.
 pub async fn ingest(
     url: &str,
     customers: u64,
     purchases: u64,
     batch: usize,
-) -> anyhow::Result<Stats> {
+) -> anyhow::Result<(Stats, Territories)> {
     let territories = prepared(url, customers).await?;
     let mut rng = StdRng::seed_from_u64(11);
     let ids: Vec<Uuid> = (0..customers)
@@ -178,10 +227,11 @@ pub async fn ingest(
     if !pending.is_empty() {
         flush(pending).await?;
     }
-    Ok(Stats {
+    let stats = Stats {
         requests: batches,
         items: events,
         seconds: started.elapsed().as_secs_f64(),
         ..Stats::default()
-    })
+    };
+    Ok((stats, territories))
 }

@@ -1,6 +1,6 @@
 //! Customers, assignments, sellers' loads and the feed of assignment changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::Error;
@@ -284,15 +284,54 @@ fn assignment_select() -> SelectStatement {
         .to_owned()
 }
 
+/// Which customers a read of assignments is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Customers<'a> {
+    These(&'a [Uuid]),
+    /// Those with ids in (after, last]: a page of customers in id order, read as one
+    /// range of the customer index rather than lists of ids.
+    Range {
+        after: Option<Uuid>,
+        last: Uuid,
+    },
+}
+
+impl Customers<'_> {
+    /// The conditions on `customer_id`, one per statement to run.
+    fn conditions(self) -> Vec<sea_orm::sea_query::SimpleExpr> {
+        match self {
+            Customers::These(ids) => ids
+                .chunks(IDS_PER_QUERY)
+                .map(|chunk| col("customer_id").is_in(chunk.iter().copied()))
+                .collect(),
+            Customers::Range { after, last } => {
+                let upto = col("customer_id").lte(last);
+                vec![match after {
+                    Some(after) => upto.and(col("customer_id").gt(after)),
+                    None => upto,
+                }]
+            }
+        }
+    }
+}
+
 /// The open assignments of `customers`.
 pub async fn open_assignments(
     conn: &impl ConnectionTrait,
     customers: &[Uuid],
 ) -> Result<Vec<Assignment>, Error> {
+    open_assignments_of(conn, Customers::These(customers)).await
+}
+
+/// The open assignments of `customers`, as made.
+pub async fn open_assignments_of(
+    conn: &impl ConnectionTrait,
+    customers: Customers<'_>,
+) -> Result<Vec<Assignment>, Error> {
     let mut out = Vec::new();
-    for chunk in customers.chunks(IDS_PER_QUERY) {
+    for condition in customers.conditions() {
         let select = assignment_select()
-            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .and_where(condition)
             .and_where(col("valid_to").is_null())
             .order_by(t("sequence"), Order::Asc)
             .to_owned();
@@ -306,15 +345,15 @@ pub async fn open_assignments(
 /// Of `customers`, the latest end of a closed interval per (customer, role, line).
 pub async fn last_ends(
     conn: &impl ConnectionTrait,
-    customers: &[Uuid],
+    customers: Customers<'_>,
 ) -> Result<HashMap<(Uuid, Role, String), DateTime<Utc>>, Error> {
     let mut out = HashMap::new();
-    for chunk in customers.chunks(IDS_PER_QUERY) {
+    for condition in customers.conditions() {
         let select = Query::select()
             .columns([t("customer_id"), t("role"), t("product_line")])
             .expr_as(Expr::col(t("valid_to")).max(), t("last_end"))
             .from(t("assignments"))
-            .and_where(col("customer_id").is_in(chunk.iter().copied()))
+            .and_where(condition)
             .and_where(col("valid_to").is_not_null())
             .group_by_columns([t("customer_id"), t("role"), t("product_line")])
             .to_owned();
@@ -575,19 +614,30 @@ pub async fn write_page(conn: &impl ConnectionTrait, book: &Book) -> Result<(), 
         .filter_map(|id| book.customers.get(id))
         .collect();
     upsert_customers(conn, &dirty).await?;
-    // Closes first: an opened assignment may take the open slot of a closed one.
+    // Closes first: an opened assignment may take the open slot of a closed one. Those
+    // closed at one instant for one cause (a realignment's, a handover's: all of them)
+    // go in one statement per 500: one per row was most of an apply's time.
+    let mut by_end: BTreeMap<(DateTime<Utc>, &'static str), Vec<Uuid>> = BTreeMap::new();
     for (id, end, cause) in &book.closed {
-        let update = Query::update()
-            .table(t("assignments"))
-            .value(t("valid_to"), *end)
-            .value(t("end_cause"), cause.as_str())
-            .and_where(col("id").eq(*id))
-            .and_where(col("valid_to").is_null())
-            .to_owned();
-        if conn.execute(&update).await?.rows_affected() != 1 {
-            return Err(Error::Internal(format!(
-                "assignments/{id} was closed by another writer"
-            )));
+        by_end.entry((*end, cause.as_str())).or_default().push(*id);
+    }
+    for ((end, cause), ids) in by_end {
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let update = Query::update()
+                .table(t("assignments"))
+                .value(t("valid_to"), end)
+                .value(t("end_cause"), cause)
+                .and_where(col("id").is_in(chunk.iter().copied()))
+                .and_where(col("valid_to").is_null())
+                .to_owned();
+            let closed = conn.execute(&update).await?.rows_affected();
+            if closed != chunk.len() as u64 {
+                return Err(Error::Internal(format!(
+                    "{} of {} assignments were closed by another writer",
+                    chunk.len() as u64 - closed,
+                    chunk.len()
+                )));
+            }
         }
     }
     // 19 values a row.
@@ -642,24 +692,6 @@ pub async fn customer_count(conn: &impl ConnectionTrait) -> Result<u64, Error> {
         None => 0,
     };
     Ok(u64::try_from(n).unwrap_or(0))
-}
-
-/// Up to `limit` customer ids after `after`, in order.
-pub async fn customer_ids(
-    conn: &impl ConnectionTrait,
-    after: Option<Uuid>,
-    limit: u64,
-) -> Result<Vec<Uuid>, Error> {
-    let mut select = Query::select()
-        .column(t("id"))
-        .from(t("cartera_customers"))
-        .order_by(t("id"), Order::Asc)
-        .limit(limit)
-        .to_owned();
-    if let Some(after) = after {
-        select.and_where(col("id").gt(after));
-    }
-    ids_of(conn, &select).await
 }
 
 /// Up to `limit` customers after `after`, by id.
