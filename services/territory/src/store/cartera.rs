@@ -532,14 +532,23 @@ pub async fn unassigned(
     after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<Customer>, Error> {
-    let mut select = customer_select()
+    let select = customer_select()
         .and_where(col("territory_code").is_null())
         .and_where(
             col("standing").is_in([Standing::Prospect.as_str(), Standing::Customer.as_str()]),
         )
-        .order_by(t("id"), Order::Asc)
-        .limit(limit)
         .to_owned();
+    customers_after(conn, select, after, limit).await
+}
+
+/// Up to `limit` of the customers `select` picks, after id `after`, by id.
+async fn customers_after(
+    conn: &impl ConnectionTrait,
+    mut select: SelectStatement,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Customer>, Error> {
+    select.order_by(t("id"), Order::Asc).limit(limit);
     if let Some(after) = after {
         select.and_where(col("id").gt(after));
     }
@@ -700,18 +709,7 @@ pub async fn customer_page(
     after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<Customer>, Error> {
-    let mut select = customer_select()
-        .order_by(t("id"), Order::Asc)
-        .limit(limit)
-        .to_owned();
-    if let Some(after) = after {
-        select.and_where(col("id").gt(after));
-    }
-    conn.query_all(&select)
-        .await?
-        .iter()
-        .map(customer_of)
-        .collect()
+    customers_after(conn, customer_select(), after, limit).await
 }
 
 const CHANGE_COLUMNS: [&str; 9] = [
