@@ -68,7 +68,9 @@ impl Collector {
     /// Waits up to 20 s for a span that `wanted` accepts.
     async fn wait_for(&self, what: &str, wanted: impl Fn(&Received) -> bool) -> Received {
         for _ in 0..200 {
-            if let Some(found) = self.0.lock().unwrap().iter().find(|s| wanted(s)).cloned() {
+            // A copy, so `wanted` may look at the spans too.
+            let received = self.0.lock().unwrap().clone();
+            if let Some(found) = received.into_iter().find(|s| wanted(s)) {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,16 +143,27 @@ async fn spans_are_exported_over_otlp_and_continue_the_callers_trace() {
     assert_eq!(create.parent, caller_span, "{create:?}");
     assert!(create.service.contains("clientela-test"), "{create:?}");
 
-    // The engine's connection to the registry's feed: its span, and the registry's span
-    // of the WatchEvents it opened, in one trace.
-    let connect = collector
-        .wait_for("feed.connect span", |s| s.name == "feed.connect")
-        .await;
+    // A consumer's connection to the registry's feed: its span, and the registry's span
+    // of the WatchEvents it opened, in one trace. (Several consumers connect: the
+    // territory service's to the label feed too, so the connect is the one whose trace
+    // holds a WatchEvents.)
+    let connects = || -> Vec<Received> {
+        let received = collector.0.lock().unwrap();
+        received
+            .iter()
+            .filter(|s| s.name == "feed.connect")
+            .cloned()
+            .collect()
+    };
     let watch = collector
-        .wait_for("WatchEvents span in the consumer's trace", |s| {
-            s.name.ends_with("/WatchEvents") && s.trace == connect.trace
+        .wait_for("WatchEvents span in a consumer's trace", |s| {
+            s.name.ends_with("/WatchEvents") && connects().iter().any(|c| c.trace == s.trace)
         })
         .await;
+    let connect = connects()
+        .into_iter()
+        .find(|c| c.trace == watch.trace)
+        .unwrap();
     assert_eq!(watch.parent, connect.span, "{watch:?} {connect:?}");
 
     process.terminate();
