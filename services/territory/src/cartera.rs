@@ -523,7 +523,7 @@ impl Book {
 
     /// After a move: each PRIMARY or SPECIALIST whose seller does not serve the new
     /// territory is handed to one who does (pins stand; a house PRIMARY goes to a seller
-    /// as soon as one covers); how many moved.
+    /// as soon as one covers, an OVERFLOW to one with room); how many moved.
     fn follow_territory(&mut self, id: Uuid, at: DateTime<Utc>, why: EndCause) -> usize {
         let mut moved = 0;
         let path = self
@@ -537,7 +537,10 @@ impl Book {
                 Role::Specialist => Need::Specialist(a.product_line.clone()),
                 Role::Kam | Role::Prospector => continue,
             };
-            if self.roster.covers(a.seller, &path, &need) {
+            // An OVERFLOW is re-chosen too, so it leaves for a seller with room as soon as
+            // there is one (invariant 7: "a violation until resolved").
+            let covered = self.roster.covers(a.seller, &path, &need);
+            if covered && a.cause != Cause::Overflow {
                 continue;
             }
             if a.pinned_at(at) {
@@ -547,7 +550,7 @@ impl Book {
             let Some(choice) = self.roster.choose(&path, &need, a.weight) else {
                 continue;
             };
-            if choice.seller == a.seller {
+            if choice.seller == a.seller || (covered && choice.cause == Cause::Overflow) {
                 continue;
             }
             self.close(id, a.id, at, why);

@@ -28,7 +28,7 @@ async fn preview(
 }
 
 /// Every message of an apply; Err if the stream ended with one.
-async fn apply(
+pub async fn apply(
     client: &mut Client,
     token: &str,
 ) -> Result<Vec<pb::ApplyRealignmentResponse>, tonic::Status> {
