@@ -9,7 +9,7 @@ use clientela_proto::clientela::territory::v1::territory_service_server::Territo
 use clientela_runtime::auth::{Access, Caller, Role as TokenRole};
 use clientela_runtime::feed::consumer::FeedChannel;
 use clientela_runtime::feed::{self, Feed, consistency, consumer};
-use clientela_runtime::idempotency::RequestKey;
+use clientela_runtime::idempotency::{self, RequestKey};
 use clientela_runtime::time::{timestamp, to_time};
 use clientela_runtime::{Error, names, pagination};
 use futures::StreamExt;
@@ -290,6 +290,19 @@ fn request_id_of(id: &str) -> Result<Option<String>, Error> {
         ));
     }
     Ok(Some(id.to_owned()))
+}
+
+/// The key of a command sent with a `request_id` (None without one, or for a dry run,
+/// which does nothing to remember).
+fn command_key<T: prost::Message>(
+    request: &Request<T>,
+    method: &str,
+    request_id: &str,
+    dry_run: bool,
+) -> Result<Option<RequestKey>, Error> {
+    Ok(request_id_of(request_id)?
+        .filter(|_| !dry_run)
+        .map(|id| RequestKey::of_command(id, method, &actor(request), request.get_ref())))
 }
 
 fn etag_of(etag: &str) -> Option<&str> {
@@ -640,7 +653,9 @@ impl TerritoryService for TerritoryApi {
             reason,
             pin,
             pin_expire_time,
+            request_id,
         } = request.get_ref();
+        let key = command_key(&request, "AssignCustomer", request_id, false)?;
         let mut v = Violations::default();
         let named = |e: Error| e.field_violations().to_vec();
         let customer = v.check_all(customer_id(customer, "customer").map_err(named));
@@ -683,24 +698,26 @@ impl TerritoryService for TerritoryApi {
         else {
             return Err(Error::Internal("validated fields missing".into()).into());
         };
-        let done = self
-            .territories
-            .assign(ManualAssignment {
-                customer,
-                seller,
-                role,
-                product_line: line,
-                reason,
-                pin: pin.then_some(expires),
-                actor,
-                claim: false,
+        let m = ManualAssignment {
+            customer,
+            seller,
+            role,
+            product_line: line,
+            reason,
+            pin: pin.then_some(expires),
+            actor,
+            claim: false,
+        };
+        let answer = idempotency::once(self.territories.db(), key.as_ref(), async |tx| {
+            let done = self.territories.assign(tx, m).await?;
+            Ok(pb::AssignCustomerResponse {
+                assignment: Some(assignment_to(&done.assignment)),
+                replaced: done.replaced.as_ref().map(assignment_to),
+                over_capacity: done.over_capacity,
             })
-            .await?;
-        Ok(Response::new(pb::AssignCustomerResponse {
-            assignment: Some(assignment_to(&done.assignment)),
-            replaced: done.replaced.as_ref().map(assignment_to),
-            over_capacity: done.over_capacity,
-        }))
+        })
+        .await?;
+        Ok(Response::new(answer))
     }
 
     async fn list_cartera_actions(
@@ -828,7 +845,9 @@ impl TerritoryService for TerritoryApi {
             customer,
             seller,
             reason,
+            request_id,
         } = request.get_ref();
+        let key = command_key(&request, "ClaimProspect", request_id, false)?;
         let mut v = Violations::default();
         let named = |e: Error| e.field_violations().to_vec();
         let customer = v.check_all(customer_id(customer, "customer").map_err(named));
@@ -856,22 +875,24 @@ impl TerritoryService for TerritoryApi {
             )
             .into());
         }
-        let done = self
-            .territories
-            .assign(ManualAssignment {
-                customer,
-                seller,
-                role: Role::Prospector,
-                product_line: String::new(),
-                reason,
-                pin: None,
-                actor,
-                claim: true,
+        let m = ManualAssignment {
+            customer,
+            seller,
+            role: Role::Prospector,
+            product_line: String::new(),
+            reason,
+            pin: None,
+            actor,
+            claim: true,
+        };
+        let answer = idempotency::once(self.territories.db(), key.as_ref(), async |tx| {
+            let done = self.territories.assign(tx, m).await?;
+            Ok(pb::ClaimProspectResponse {
+                assignment: Some(assignment_to(&done.assignment)),
             })
-            .await?;
-        Ok(Response::new(pb::ClaimProspectResponse {
-            assignment: Some(assignment_to(&done.assignment)),
-        }))
+        })
+        .await?;
+        Ok(Response::new(answer))
     }
 
     async fn transfer_cartera(
@@ -879,6 +900,8 @@ impl TerritoryService for TerritoryApi {
         request: Request<pb::TransferCarteraRequest>,
     ) -> GrpcResult<pb::TransferCarteraResponse> {
         let actor = actor(&request);
+        let r = request.get_ref();
+        let key = command_key(&request, "TransferCartera", &r.request_id, r.dry_run)?;
         let pb::TransferCarteraRequest {
             seller,
             to_seller,
@@ -887,6 +910,7 @@ impl TerritoryService for TerritoryApi {
             reason,
             allow_house,
             dry_run,
+            request_id: _,
         } = request.into_inner();
         let mut v = Violations::default();
         let named = |e: Error| e.field_violations().to_vec();
@@ -915,24 +939,26 @@ impl TerritoryService for TerritoryApi {
         }
         v.finish().map_err(Error::InvalidArgument)?;
         let h = h.ok_or_else(|| Error::Internal("validated fields missing".into()))?;
-        let done = self
-            .territories
-            .hand_over(Handover {
-                customers: ids,
-                roles: wanted,
-                house: allow_house,
-                dry_run,
-                ..h
-            })
-            .await?;
-        Ok(Response::new(pb::TransferCarteraResponse {
-            handed: handed_to(&done.handed),
-            handed_count: i64::try_from(done.handed_count).unwrap_or(i64::MAX),
-            kept: done.left.iter().map(assignment_to).collect(),
-            kept_count: i64::try_from(done.left_count).unwrap_or(i64::MAX),
-            effective_time: Some(timestamp(done.at)),
+        let h = Handover {
+            customers: ids,
+            roles: wanted,
+            house: allow_house,
             dry_run,
-        }))
+            ..h
+        };
+        let answer = idempotency::once(self.territories.db(), key.as_ref(), async |tx| {
+            let done = self.territories.hand_over(tx, h).await?;
+            Ok(pb::TransferCarteraResponse {
+                handed: handed_to(&done.handed),
+                handed_count: i64::try_from(done.handed_count).unwrap_or(i64::MAX),
+                kept: done.left.iter().map(assignment_to).collect(),
+                kept_count: i64::try_from(done.left_count).unwrap_or(i64::MAX),
+                effective_time: Some(timestamp(done.at)),
+                dry_run,
+            })
+        })
+        .await?;
+        Ok(Response::new(answer))
     }
 
     async fn offboard_seller(
@@ -940,35 +966,40 @@ impl TerritoryService for TerritoryApi {
         request: Request<pb::OffboardSellerRequest>,
     ) -> GrpcResult<pb::OffboardSellerResponse> {
         let actor = actor(&request);
+        let r = request.get_ref();
+        let key = command_key(&request, "OffboardSeller", &r.request_id, r.dry_run)?;
         let pb::OffboardSellerRequest {
             seller,
             successor,
             reason,
             allow_house,
             dry_run,
+            request_id: _,
         } = request.into_inner();
         let mut v = Violations::default();
         let h = handover_of(&mut v, &seller, (&successor, "successor"), &reason, actor);
         v.finish().map_err(Error::InvalidArgument)?;
         let h = h.ok_or_else(|| Error::Internal("validated fields missing".into()))?;
-        let done = self
-            .territories
-            .hand_over(Handover {
-                house: allow_house,
-                depart: true,
-                dry_run,
-                ..h
-            })
-            .await?;
-        Ok(Response::new(pb::OffboardSellerResponse {
-            seller: Some(seller_to(&done.seller)),
-            handed: handed_to(&done.handed),
-            handed_count: i64::try_from(done.handed_count).unwrap_or(i64::MAX),
-            ended: done.left.iter().map(assignment_to).collect(),
-            ended_count: i64::try_from(done.left_count).unwrap_or(i64::MAX),
-            effective_time: Some(timestamp(done.at)),
+        let h = Handover {
+            house: allow_house,
+            depart: true,
             dry_run,
-        }))
+            ..h
+        };
+        let answer = idempotency::once(self.territories.db(), key.as_ref(), async |tx| {
+            let done = self.territories.hand_over(tx, h).await?;
+            Ok(pb::OffboardSellerResponse {
+                seller: Some(seller_to(&done.seller)),
+                handed: handed_to(&done.handed),
+                handed_count: i64::try_from(done.handed_count).unwrap_or(i64::MAX),
+                ended: done.left.iter().map(assignment_to).collect(),
+                ended_count: i64::try_from(done.left_count).unwrap_or(i64::MAX),
+                effective_time: Some(timestamp(done.at)),
+                dry_run,
+            })
+        })
+        .await?;
+        Ok(Response::new(answer))
     }
 
     async fn list_cartera(
@@ -1256,10 +1287,20 @@ impl TerritoryService for TerritoryApi {
     ) -> GrpcResult<pb::UnpinAssignmentResponse> {
         let actor = actor(&request);
         let id = names::parse_top(&request.get_ref().name, "assignments", "name")?;
-        let assignment = self.territories.unpin(id, &actor).await?;
-        Ok(Response::new(pb::UnpinAssignmentResponse {
-            assignment: Some(assignment_to(&assignment)),
-        }))
+        let key = command_key(
+            &request,
+            "UnpinAssignment",
+            &request.get_ref().request_id,
+            false,
+        )?;
+        let answer = idempotency::once(self.territories.db(), key.as_ref(), async |tx| {
+            let assignment = self.territories.unpin(tx, id, &actor).await?;
+            Ok(pb::UnpinAssignmentResponse {
+                assignment: Some(assignment_to(&assignment)),
+            })
+        })
+        .await?;
+        Ok(Response::new(answer))
     }
 
     async fn activate_territory_model(

@@ -57,13 +57,13 @@ pub struct HandedOver {
 }
 
 impl Territories {
-    /// Hands `h.from`'s assignments on; FAILED_PRECONDITION listing the customers
-    /// when an offboarding would leave a PRIMARY or a KAM without a successor.
-    pub async fn hand_over(&self, h: Handover) -> Result<HandedOver, Error> {
-        let tx = self.db().begin_write().await?;
+    /// Hands `h.from`'s assignments on, in `tx` (the caller commits; a dry run writes
+    /// nothing); FAILED_PRECONDITION listing the customers when an offboarding would
+    /// leave a PRIMARY or a KAM without a successor.
+    pub async fn hand_over(&self, tx: &WriteTx, h: Handover) -> Result<HandedOver, Error> {
         let conn = tx.conn();
         let (mut book, desks) = self.open_book(conn).await?;
-        let mut seller = self.handing_seller(&tx, &h).await?;
+        let mut seller = self.handing_seller(tx, &h).await?;
         let at = now();
         let departed = seller.fields.status == SellerStatus::Departed;
         // The seller leaving (or giving these up) is no longer a candidate.
@@ -135,7 +135,7 @@ impl Territories {
                 }
             }
             if orphans.is_empty() && !h.dry_run {
-                self.write_page(&tx, &mut book).await?;
+                self.write_page(tx, &mut book).await?;
             } else {
                 book.next_page();
             }
@@ -160,7 +160,6 @@ impl Territories {
             }
             out.seller = seller;
         }
-        tx.commit().await?;
         Ok(out)
     }
 

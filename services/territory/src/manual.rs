@@ -58,10 +58,9 @@ impl Territories {
         Ok((book, desks))
     }
 
-    /// Assigns by hand.
-    pub async fn assign(&self, m: ManualAssignment) -> Result<Assigned, Error> {
-        let tx = self.db().begin_write().await?;
-        let (mut book, desks) = self.book_for(&tx, m.customer).await?;
+    /// Assigns by hand, in `tx` (the caller commits).
+    pub async fn assign(&self, tx: &WriteTx, m: ManualAssignment) -> Result<Assigned, Error> {
+        let (mut book, desks) = self.book_for(tx, m.customer).await?;
         let customer = book.customers[&m.customer].clone();
         if !customer.standing.live() {
             return Err(Error::precondition(
@@ -194,9 +193,8 @@ impl Territories {
             .roster
             .get(m.seller)
             .is_some_and(|d| !d.house && d.load > d.capacity);
-        self.write_page(&tx, &mut book).await?;
+        self.write_page(tx, &mut book).await?;
         store::cartera::write_desks(tx.conn(), &book.roster, &desks).await?;
-        tx.commit().await?;
         Ok(Assigned {
             assignment,
             replaced,
@@ -204,13 +202,13 @@ impl Territories {
         })
     }
 
-    /// Unpins open assignment `id`: it ends, and the same seller carries on unpinned.
-    pub async fn unpin(&self, id: Uuid, actor: &str) -> Result<Assignment, Error> {
-        let found = store::cartera::assignment(self.db().conn(), id)
+    /// Unpins open assignment `id`, in `tx` (the caller commits): it ends, and the same
+    /// seller carries on unpinned.
+    pub async fn unpin(&self, tx: &WriteTx, id: Uuid, actor: &str) -> Result<Assignment, Error> {
+        let found = store::cartera::assignment(tx.conn(), id)
             .await?
             .ok_or_else(|| Error::not_found("assignment", format!("assignments/{id}")))?;
-        let tx = self.db().begin_write().await?;
-        let (mut book, desks) = self.book_for(&tx, found.customer).await?;
+        let (mut book, desks) = self.book_for(tx, found.customer).await?;
         let Some(current) = book
             .open
             .get(&found.customer)
@@ -237,9 +235,8 @@ impl Territories {
             "unpinned",
             None,
         );
-        self.write_page(&tx, &mut book).await?;
+        self.write_page(tx, &mut book).await?;
         store::cartera::write_desks(tx.conn(), &book.roster, &desks).await?;
-        tx.commit().await?;
         Ok(assignment)
     }
 }

@@ -9,6 +9,7 @@ mod m20261205_000003_assignments;
 mod m20261206_000004_account_tiers;
 mod m20261207_000005_realignments;
 mod m20261208_000006_worklist;
+mod m20261209_000007_command_answers;
 
 /// Adds `columns` to `table`, one statement each (SQLite alters one at a time).
 async fn add_columns(
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000004_account_tiers::Migration),
             Box::new(m20261207_000005_realignments::Migration),
             Box::new(m20261208_000006_worklist::Migration),
+            Box::new(m20261209_000007_command_answers::Migration),
         ]
     }
 

@@ -10,7 +10,7 @@ use clientela_proto::clientela::registry::v1 as rpb;
 use clientela_proto::clientela::territory::v1 as pb;
 use tonic::Code;
 
-use crate::models::seed_003;
+use crate::models::chile_2027;
 use crate::sellers::seller;
 use crate::*;
 
@@ -214,8 +214,7 @@ clientela_testkit::both_engines!(
     a_first_purchase_gets_the_least_loaded_seller_of_its_territory,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         let beto = add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
         let activated = activate(&mut client, &model).await;
@@ -346,8 +345,7 @@ clientela_testkit::both_engines!(
         };
         tokio::time::sleep(Duration::from_millis(1100)).await;
 
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL"], &[])).await;
         let done = activate(&mut client, &model).await;
         assert_eq!((done.customers_placed, done.assignments_moved), (1, 1));
@@ -466,8 +464,7 @@ clientela_testkit::both_engines!(
     two_product_lines_give_two_specialists_and_one_primary,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let primary = add_seller(&mut client, seller("Ana Rojas", "ana", &["RM-SUR"], &[])).await;
         let solar = add_seller(
             &mut client,
@@ -519,8 +516,7 @@ clientela_testkit::both_engines!(
     a_move_hands_the_customer_to_the_new_territorys_seller_and_an_archive_ends_it,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let coast = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         let north = add_seller(
             &mut client,
@@ -573,8 +569,7 @@ clientela_testkit::both_engines!(
     a_merge_ends_the_tombstones_assignments_and_the_survivor_keeps_its_own,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
         activate(&mut client, &model).await;
@@ -696,8 +691,7 @@ clientela_testkit::both_engines!(
     a_pin_beats_the_rules_until_it_is_unpinned,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let mut small = seller("Ana Rojas", "ana", &["CL-V"], &[]);
         small.capacity = 1;
         let coast = add_seller(&mut client, small).await;
@@ -807,6 +801,7 @@ clientela_testkit::both_engines!(
         let unpinned = client
             .unpin_assignment(pb::UnpinAssignmentRequest {
                 name: pinned.name.clone(),
+                request_id: String::new(),
             })
             .await
             .unwrap()
@@ -819,6 +814,7 @@ clientela_testkit::both_engines!(
         let err = client
             .unpin_assignment(pb::UnpinAssignmentRequest {
                 name: pinned.name.clone(),
+                request_id: String::new(),
             })
             .await
             .unwrap_err();

@@ -10,7 +10,7 @@ use crate::cartera::{
     activate, add_seller, buy, buyer, coast_buyers, coverage, coverage_when, customer_at, history,
     primary_seller,
 };
-use crate::models::seed_003;
+use crate::models::chile_2027;
 use crate::sellers::seller;
 use crate::*;
 
@@ -28,6 +28,7 @@ fn offboard(
         reason: "leaves the company".into(),
         allow_house,
         dry_run,
+        request_id: String::new(),
     }
 }
 
@@ -57,8 +58,7 @@ clientela_testkit::both_engines!(
     a_seller_leaving_hands_every_customer_to_a_successor_with_capacity,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         let elena = add_seller(&mut client, seller("Elena Paz", "elena", &["CL-RM"], &[])).await;
         activate(&mut client, &model).await;
@@ -286,8 +286,7 @@ clientela_testkit::both_engines!(
     two_offboardings_at_once_never_leave_a_customer_with_a_departed_seller,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         let beto = add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
         activate(&mut client, &model).await;

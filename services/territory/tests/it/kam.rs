@@ -9,7 +9,7 @@ use clientela_proto::clientela::territory::v1 as pb;
 use crate::cartera::{
     activate, add_seller, buy_worth, coverage, coverage_when, customer_at, history,
 };
-use crate::models::seed_003;
+use crate::models::chile_2027;
 use crate::sellers::seller;
 use crate::*;
 
@@ -57,8 +57,7 @@ clientela_testkit::both_engines!(
     a_key_account_gets_a_kam_and_loses_it_only_after_the_grace_period,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         activate(&mut client, &model).await;
 

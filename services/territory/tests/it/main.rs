@@ -12,6 +12,7 @@ mod kam;
 mod models;
 mod prospects;
 mod realign;
+mod requests;
 mod seeds;
 mod sellers;
 mod worklist;

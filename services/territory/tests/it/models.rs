@@ -51,6 +51,13 @@ fn codes(path: &[pb::Territory]) -> Vec<&str> {
 
 /// Seed 003's territories: Chile, "V Región", "Zona Sur de Santiago" and "Zona Norte
 /// (Primera a Cuarta Región)".
+/// A new PLANNING model "Chile 2027" holding seed 003's territories.
+pub async fn chile_2027(client: &mut Client) -> pb::TerritoryModel {
+    let model = new_model(client, "Chile 2027").await;
+    seed_003(client, &model).await;
+    model
+}
+
 pub async fn seed_003(client: &mut Client, model: &pb::TerritoryModel) {
     add(client, model, "CL", "", countries(&["cl"]))
         .await

@@ -8,7 +8,7 @@ use clientela_proto::clientela::territory::v1 as pb;
 use tonic::Code;
 
 use crate::cartera::{activate, add_seller, buy, coverage, customer_at};
-use crate::models::seed_003;
+use crate::models::chile_2027;
 use crate::sellers::seller;
 use crate::*;
 
@@ -32,6 +32,7 @@ async fn claim_as(
         customer: customer.into(),
         seller: seller.into(),
         reason: String::new(),
+        request_id: String::new(),
     };
     client
         .claim_prospect(as_token(request, token))
@@ -59,8 +60,7 @@ clientela_testkit::both_engines!(
     a_seller_lists_and_claims_the_prospects_of_its_own_territories,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         let beto = add_seller(&mut client, seller("Beto Soto", "beto", &["CL-RM"], &[])).await;
         let carla = add_seller(&mut client, seller("Carla Díaz", "carla", &["CL-V"], &[])).await;

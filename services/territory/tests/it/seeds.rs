@@ -5,7 +5,7 @@
 use clientela_proto::clientela::territory::v1 as pb;
 
 use crate::cartera::{activate, add_seller, buy, coverage_when, customer_at, primary_seller};
-use crate::models::seed_003;
+use crate::models::chile_2027;
 use crate::realign::apply;
 use crate::sellers::seller;
 use crate::*;
@@ -32,8 +32,7 @@ clientela_testkit::both_engines!(
     seed_003_three_territories_and_a_cartera_of_twenty,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let mut coast = seller("Valeria Muñoz", "valeria", &["CL-V"], &[]);
         coast.capacity = 20;
         let coast = add_seller(&mut client, coast).await;

@@ -10,7 +10,7 @@ use clientela_proto::clientela::territory::v1 as pb;
 use tonic::Code;
 
 use crate::cartera::{activate, add_seller, buy, buy_worth, buyer, customer_at};
-use crate::models::seed_003;
+use crate::models::chile_2027;
 use crate::sellers::seller;
 use crate::*;
 
@@ -40,8 +40,7 @@ clientela_testkit::both_engines!(
     a_salesperson_s_worklist_puts_the_dissatisfied_first_then_the_key_accounts,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = new_model(&mut client, "Chile 2027").await;
-        seed_003(&mut client, &model).await;
+        let model = chile_2027(&mut client).await;
         let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
         add_seller(&mut client, seller("Beto Soto", "beto", &["CL-RM"], &[])).await;
         activate(&mut client, &model).await;
