@@ -12,6 +12,7 @@ mod kam;
 mod models;
 mod prospects;
 mod realign;
+mod replicas;
 mod requests;
 mod seeds;
 mod sellers;
@@ -60,6 +61,9 @@ pub struct TestApp {
     pub channel: Channel,
     /// The service itself, for what runs on a schedule (the KAM sweep).
     pub territories: clientela_territory::Territories,
+    /// Where the app listens, and the territory service's database (for a replica).
+    pub addr: std::net::SocketAddr,
+    pub territory_url: String,
     shutdown: CancellationToken,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -90,10 +94,7 @@ pub async fn spawn_app_with_tokens(
     let (registry_url, dir1) = clientela_testkit::database(engine).await?;
     let (url, dir2) = clientela_testkit::database(engine).await?;
     let (classification_url, dir3) = clientela_testkit::database(engine).await?;
-    let mut common = CommonSettings::default();
-    common.server.listen = "127.0.0.1:0".parse().unwrap();
-    common.server.metrics_listen = None;
-    common.server.shutdown_grace_secs = 5;
+    let mut common = common_settings();
     let mut registry = RegistrySettings::default();
     registry.database.url = Secret::new(registry_url);
     registry.feed_poll_interval_ms = 50;
@@ -101,7 +102,7 @@ pub async fn spawn_app_with_tokens(
     classification.database.url = Secret::new(classification_url);
     classification.feed_poll_interval_ms = 50;
     let mut settings = TerritorySettings::default();
-    settings.database.url = Secret::new(url);
+    settings.database.url = Secret::new(url.clone());
     // The sweep is run by the tests themselves, at the instants they choose.
     settings.kam_sweep_interval_secs = 3600;
     for (name, role) in tokens {
@@ -147,9 +148,58 @@ pub async fn spawn_app_with_tokens(
         registry: CustomerRegistryServiceClient::with_interceptor(channel.clone(), token),
         channel,
         territories,
+        addr,
+        territory_url: url,
         shutdown,
         _dirs: [dir1, dir2, dir3].into_iter().flatten().collect(),
     })
+}
+
+/// A server on any free port, no metrics, a short shutdown.
+fn common_settings() -> CommonSettings {
+    let mut common = CommonSettings::default();
+    common.server.listen = "127.0.0.1:0".parse().unwrap();
+    common.server.metrics_listen = None;
+    common.server.shutdown_grace_secs = 5;
+    common
+}
+
+/// A second territory service, alone in its process, on `app`'s territory database and
+/// following `app`'s registry and classification engine over the network (auth off).
+pub struct Replica {
+    pub client: Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_replica(app: &TestApp) -> Replica {
+    let common = common_settings();
+    let mut settings = TerritorySettings::default();
+    settings.database.url = Secret::new(app.territory_url.clone());
+    settings.kam_sweep_interval_secs = 3600;
+    settings.registry_url = format!("http://{}", app.addr);
+    settings.classification_url = settings.registry_url.clone();
+    let mut replica = App::bind(common).await.unwrap();
+    clientela_territory::register(&mut replica, &settings)
+        .await
+        .unwrap();
+    let addr = replica.local_addr().unwrap();
+    let shutdown = replica.shutdown_handle();
+    tokio::spawn(replica.serve(std::future::pending()));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Replica {
+        client: TerritoryServiceClient::with_interceptor(channel, DefaultToken(None)),
+        shutdown,
+    }
 }
 
 /// With tokens: `ops` admin, `svc` service, `bi` readonly, and the sales tokens `ana`,
