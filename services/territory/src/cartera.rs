@@ -983,6 +983,19 @@ mod tests {
         )
     }
 
+    /// The other map: Biobío joins the coast's territory and the south of Santiago is no
+    /// longer a territory of its own, so a realignment moves customers both ways.
+    fn model_b() -> ActiveModel {
+        ActiveModel::new(
+            Some((Uuid::from_u128(98), 1)),
+            Forest::new(vec![
+                node("CL", None, &[], &[]),
+                node("CL-V", Some("CL"), &["Valparaíso", "Biobío"], &[]),
+                node("CL-RM", Some("CL"), &["Metropolitana"], &[]),
+            ]),
+        )
+    }
+
     fn desk(n: u128, codes: &[&str], lines: &[&str], capacity: i64) -> Desk {
         Desk {
             id: Uuid::from_u128(n),
@@ -1016,20 +1029,191 @@ mod tests {
     }
 
     /// What the database would keep between transactions.
-    #[derive(Default)]
+    #[derive(Clone)]
     struct Stored {
+        model: ActiveModel,
         customers: HashMap<Uuid, Customer>,
         assignments: BTreeMap<Uuid, Assignment>,
         desks: Vec<Desk>,
         sequence: i64,
     }
 
+    impl Default for Stored {
+        fn default() -> Self {
+            Self {
+                model: model(),
+                customers: HashMap::new(),
+                assignments: BTreeMap::new(),
+                desks: desks(),
+                sequence: 0,
+            }
+        }
+    }
+
+    /// A command, as the service's handlers run it on a book (each one transaction).
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// AssignCustomer: a pinned PRIMARY to `seller`.
+        Pin { customer: Uuid, seller: Uuid },
+        /// UnpinAssignment of one of the pinned assignments (the nth, round).
+        Unpin { nth: usize },
+        /// TransferCartera of a seller's whole cartera by the rules (the house allowed).
+        Transfer { seller: Uuid },
+        /// OffboardSeller by the rules: refused when a PRIMARY or KAM has no successor.
+        Depart { seller: Uuid },
+        /// ActivateTerritoryModel of the other model: everyone realigned.
+        Activate,
+    }
+
     impl Stored {
         /// One transaction of `changes`, as `apply_registry` runs it.
         fn apply(&mut self, changes: &[Change]) {
-            let mut book = Book::new(model(), Roster::new(self.desks.clone()), self.sequence);
             let ids: BTreeSet<Uuid> = changes.iter().flat_map(Change::customers).collect();
-            for id in &ids {
+            self.transact(&ids, |book| {
+                for change in changes {
+                    book.apply(change);
+                }
+            });
+        }
+
+        /// `op` at `at`; false when the service would refuse it (nothing changes then).
+        fn run(&mut self, op: &Op, at: DateTime<Utc>) -> bool {
+            let mut tx = self.clone();
+            let done = match *op {
+                Op::Pin { customer, seller } => tx.pin(customer, seller, at),
+                Op::Unpin { nth } => tx.unpin(nth, at),
+                Op::Transfer { seller } => tx.hand_over(seller, false, at),
+                Op::Depart { seller } => tx.hand_over(seller, true, at),
+                Op::Activate => {
+                    let other = if tx.model.id == model().id {
+                        model_b()
+                    } else {
+                        model()
+                    };
+                    tx.model = other;
+                    let ids: BTreeSet<Uuid> = tx.customers.keys().copied().collect();
+                    tx.transact(&ids, |book| {
+                        for id in &ids {
+                            book.realign(*id, at);
+                        }
+                    });
+                    true
+                }
+            };
+            if done {
+                *self = tx;
+            }
+            done
+        }
+
+        fn pin(&mut self, customer: Uuid, seller: Uuid, at: DateTime<Utc>) -> bool {
+            let refused = self
+                .customers
+                .get(&customer)
+                .is_none_or(|c| !c.standing.live() || c.first_purchase_at.is_none())
+                || self
+                    .desks
+                    .iter()
+                    .any(|d| d.id == seller && d.status != SellerStatus::Active);
+            if refused {
+                return false;
+            }
+            self.transact(&BTreeSet::from([customer]), |book| {
+                if let Some(current) = book.open_in(customer, Role::Primary, "").cloned() {
+                    book.close(customer, current.id, at, EndCause::Manual);
+                }
+                book.open_manual(
+                    customer,
+                    Role::Primary,
+                    "",
+                    at,
+                    seller,
+                    "ops",
+                    "asked",
+                    Some(None),
+                );
+            });
+            true
+        }
+
+        fn unpin(&mut self, nth: usize, at: DateTime<Utc>) -> bool {
+            let pinned: Vec<&Assignment> = self
+                .assignments
+                .values()
+                .filter(|a| a.valid_to.is_none() && a.pinned)
+                .collect();
+            if pinned.is_empty() {
+                return false;
+            }
+            let pinned = pinned[nth % pinned.len()].clone();
+            let customer = pinned.customer;
+            self.transact(&BTreeSet::from([customer]), |book| {
+                book.close(customer, pinned.id, at, EndCause::Manual);
+                book.open_manual(
+                    customer,
+                    pinned.role,
+                    &pinned.product_line,
+                    at,
+                    pinned.seller,
+                    "ops",
+                    "unpinned",
+                    None,
+                );
+            });
+            true
+        }
+
+        /// Hands `seller`'s open assignments on by the rules; with `depart`, those nobody
+        /// takes end, and it is refused if a PRIMARY or KAM is among them.
+        fn hand_over(&mut self, seller: Uuid, depart: bool, at: DateTime<Utc>) -> bool {
+            if self
+                .desks
+                .iter()
+                .all(|d| d.id != seller || d.status != SellerStatus::Active)
+            {
+                return false;
+            }
+            let ids: BTreeSet<Uuid> = self
+                .assignments
+                .values()
+                .filter(|a| a.seller == seller && a.valid_to.is_none())
+                .map(|a| a.customer)
+                .collect();
+            let mut orphaned = false;
+            self.transact(&ids, |book| {
+                book.roster.set_status(seller, SellerStatus::Departed);
+                for id in &ids {
+                    let held: Vec<Assignment> = book.open[id]
+                        .iter()
+                        .filter(|a| a.seller == seller)
+                        .cloned()
+                        .collect();
+                    for a in held {
+                        if book
+                            .hand_over(&a, None, true, at, "ops", "leaves")
+                            .is_none()
+                            && depart
+                        {
+                            orphaned |= matches!(a.role, Role::Primary | Role::Kam);
+                            book.close(a.customer, a.id, at, EndCause::Handover);
+                        }
+                    }
+                }
+                if !depart {
+                    book.roster.set_status(seller, SellerStatus::Active);
+                }
+            });
+            !orphaned
+        }
+
+        /// Loads `ids` as the service loads a page, runs `f` on the book, writes it back.
+        fn transact(&mut self, ids: &BTreeSet<Uuid>, f: impl FnOnce(&mut Book)) {
+            let mut book = Book::new(
+                self.model.clone(),
+                Roster::new(self.desks.clone()),
+                self.sequence,
+            );
+            for id in ids {
                 if let Some(c) = self.customers.get(id) {
                     book.customers.insert(*id, c.clone());
                 }
@@ -1055,9 +1239,7 @@ mod tests {
                     }
                 }
             }
-            for change in changes {
-                book.apply(change);
-            }
+            f(&mut book);
             for (id, end, cause) in &book.closed {
                 let a = self.assignments.get_mut(id).unwrap();
                 assert!(a.valid_to.is_none(), "closed twice");
@@ -1106,17 +1288,18 @@ mod tests {
                     .entry((a.customer, a.role, a.product_line.as_str()))
                     .or_default()
                     .push(a);
-                // (An interval taken back to an earlier purchase repeats a choice.)
-                if a.cause == Cause::Rule
+                // (An interval taken back to an earlier purchase repeats a choice; a
+                // handover to a named successor considers nobody else.)
+                let chosen = a
+                    .explanation
+                    .considered
+                    .iter()
+                    .find(|c| c.seller == a.seller);
+                if matches!(a.cause, Cause::Rule | Cause::Handover)
                     && a.seller != HOUSE_SELLER
                     && a.end_cause != Some(EndCause::Continued)
                 {
-                    let me = a
-                        .explanation
-                        .considered
-                        .iter()
-                        .find(|c| c.seller == a.seller)
-                        .unwrap();
+                    let me = chosen.unwrap_or_else(|| panic!("chosen without a reason: {a:?}"));
                     assert!(me.load + a.weight <= me.capacity, "past capacity: {a:?}");
                 }
             }
@@ -1143,7 +1326,12 @@ mod tests {
                     continue;
                 }
                 let kams = open.iter().filter(|a| a.role == Role::Kam).count();
-                let kam_due = c.key_account() || c.kam_until.is_some();
+                // With no KAM seller left, a key account waits (KAM_WANTED).
+                let kam_seller = self
+                    .desks
+                    .iter()
+                    .any(|d| d.kam && d.status == SellerStatus::Active);
+                let kam_due = (c.key_account() && kam_seller) || c.kam_until.is_some();
                 assert_eq!(
                     kams,
                     usize::from(kam_due),
@@ -1187,10 +1375,18 @@ mod tests {
         }
     }
 
-    /// A random feed over 25 customers: profiles in five places (one outside every
+    /// One step of a random run: a feed event, or a command at its instant.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Feed(Change),
+        Op(Op, DateTime<Utc>),
+    }
+
+    /// A random run over 25 customers: profiles in five places (one outside every
     /// territory), purchases dated before and after what came earlier, archives and
-    /// restores, merges, account tiers rising and falling.
-    fn feed(seed: u64) -> (Vec<Change>, HashMap<Uuid, DateTime<Utc>>, BTreeSet<Uuid>) {
+    /// restores, merges, account tiers rising and falling; and between them pins,
+    /// unpins, transfers, offboardings and activations of the other map.
+    fn feed(seed: u64) -> (Vec<Step>, HashMap<Uuid, DateTime<Utc>>, BTreeSet<Uuid>) {
         let mut rng = StdRng::seed_from_u64(seed);
         let places = [
             Place::new("CL", "Valparaíso", "Viña del Mar", ""),
@@ -1210,12 +1406,12 @@ mod tests {
         let mut purchases: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
         for id in &ids {
             clock += Duration::minutes(1);
-            changes.push(Change::Profile {
+            changes.push(Step::Feed(Change::Profile {
                 id: *id,
                 standing: Standing::Prospect,
                 place: places[rng.random_range(0..places.len())].clone(),
                 at: clock,
-            });
+            }));
         }
         for _ in 0..300 {
             clock += Duration::minutes(1);
@@ -1223,13 +1419,32 @@ mod tests {
             if gone.contains(&id) {
                 continue;
             }
+            if rng.random_range(0..10) == 0 {
+                // After every purchase dated so far (at most an hour ahead), as "now" is.
+                clock += Duration::minutes(61);
+                let seller = Uuid::from_u128(rng.random_range(1..=6));
+                let op = match rng.random_range(0..10) {
+                    0..=3 => Op::Pin {
+                        customer: id,
+                        seller,
+                    },
+                    4..=5 => Op::Unpin {
+                        nth: rng.random_range(0..100),
+                    },
+                    6 => Op::Transfer { seller },
+                    7..=8 => Op::Depart { seller },
+                    _ => Op::Activate,
+                };
+                changes.push(Step::Op(op, clock));
+                continue;
+            }
             if rng.random_range(0..6) == 0 {
                 let tiers = [Some("KEY"), Some("BOSS"), Some("REGULAR"), None];
-                changes.push(Change::Tier {
+                changes.push(Step::Feed(Change::Tier {
                     customer: id,
                     tier: tiers[rng.random_range(0..tiers.len())].map(str::to_owned),
                     at: clock,
-                });
+                }));
                 continue;
             }
             match rng.random_range(0..10) {
@@ -1237,11 +1452,11 @@ mod tests {
                     let at = clock + Duration::minutes(rng.random_range(-600..60));
                     let n = rng.random_range(0..3);
                     let bought: Vec<&str> = (0..n).map(|_| lines[rng.random_range(0..3)]).collect();
-                    changes.push(Change::Purchase {
+                    changes.push(Step::Feed(Change::Purchase {
                         customer: id,
                         at,
                         lines: lines_of(bought),
-                    });
+                    }));
                     if !archived.contains(&id) {
                         let first = purchases.entry(id).or_insert(at);
                         *first = (*first).min(at);
@@ -1249,7 +1464,7 @@ mod tests {
                         tangled.insert(id);
                     }
                 }
-                5..=7 => changes.push(Change::Profile {
+                5..=7 => changes.push(Step::Feed(Change::Profile {
                     id,
                     standing: if purchases.contains_key(&id) {
                         Standing::Customer
@@ -1258,7 +1473,7 @@ mod tests {
                     },
                     place: places[rng.random_range(0..places.len())].clone(),
                     at: clock,
-                }),
+                })),
                 8 => {
                     let standing = if archived.remove(&id) {
                         Standing::Customer
@@ -1267,12 +1482,12 @@ mod tests {
                         Standing::Archived
                     };
                     tangled.insert(id);
-                    changes.push(Change::Profile {
+                    changes.push(Step::Feed(Change::Profile {
                         id,
                         standing,
                         place: places[0].clone(),
                         at: clock,
-                    });
+                    }));
                 }
                 _ => {
                     let other = ids[rng.random_range(0..ids.len())];
@@ -1282,11 +1497,11 @@ mod tests {
                     gone.insert(other);
                     tangled.insert(id);
                     purchases.remove(&other);
-                    changes.push(Change::Merged {
+                    changes.push(Step::Feed(Change::Merged {
                         survivor: id,
                         merged: other,
                         at: clock,
-                    });
+                    }));
                 }
             }
         }
@@ -1294,19 +1509,34 @@ mod tests {
     }
 
     #[test]
-    fn random_feeds_keep_the_invariants_and_give_the_same_assignments_in_any_batching() {
+    fn random_runs_keep_the_invariants_and_give_the_same_assignments_in_any_batching() {
+        let mut refused = 0;
+        let mut ran = 0;
         for seed in 0..40 {
-            let (changes, purchases, tangled) = feed(seed);
+            let (steps, purchases, tangled) = feed(seed);
             let mut reference: Option<Vec<String>> = None;
-            for batch in [1, 7, 64, changes.len()] {
-                let mut stored = Stored {
-                    desks: desks(),
-                    ..Stored::default()
-                };
-                for chunk in changes.chunks(batch) {
-                    stored.apply(chunk);
-                    stored.check(&HashMap::new(), &BTreeSet::new());
+            for batch in [1, 7, 64, steps.len()] {
+                let mut stored = Stored::default();
+                let mut pending: Vec<Change> = Vec::new();
+                for step in &steps {
+                    if let Step::Feed(change) = step {
+                        pending.push(change.clone());
+                    }
+                    let flush = matches!(step, Step::Op(..)) || pending.len() == batch;
+                    if flush && !pending.is_empty() {
+                        stored.apply(&std::mem::take(&mut pending));
+                        stored.check(&HashMap::new(), &BTreeSet::new());
+                    }
+                    if let Step::Op(op, at) = step {
+                        if stored.run(op, *at) {
+                            ran += 1;
+                        } else {
+                            refused += 1;
+                        }
+                        stored.check(&HashMap::new(), &BTreeSet::new());
+                    }
                 }
+                stored.apply(&pending);
                 stored.check(&purchases, &tangled);
                 let content = stored.content();
                 match &reference {
@@ -1315,5 +1545,7 @@ mod tests {
                 }
             }
         }
+        // Both kinds happen: commands that change something and refusals.
+        assert!(ran > 100 && refused > 10, "ran {ran}, refused {refused}");
     }
 }
