@@ -5,6 +5,7 @@
 //! on the events, the sellers and the loads they left).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clientela_domain::text::fold;
@@ -261,7 +262,7 @@ impl ActiveModel {
 /// The state a batch works on, and what it changed.
 #[derive(Debug)]
 pub struct Book {
-    pub model: ActiveModel,
+    pub model: Arc<ActiveModel>,
     pub roster: Roster,
     pub customers: HashMap<Uuid, Customer>,
     /// Open assignments by customer, loaded and opened.
@@ -279,6 +280,9 @@ pub struct Book {
     pub kam_grace: chrono::Duration,
     /// Assignments opened, in order (some closed again within the batch).
     pub opened: Vec<Assignment>,
+    /// Where each of `opened` is, by id (a close looks it up: a scan made a page of a
+    /// realignment quadratic).
+    opened_at: HashMap<Uuid, usize>,
     /// Stored assignments closed: id, end, cause.
     pub closed: Vec<(Uuid, DateTime<Utc>, EndCause)>,
     /// The changes in order, as the feed of assignment changes carries them.
@@ -305,9 +309,9 @@ pub struct Logged {
 }
 
 impl Book {
-    pub fn new(model: ActiveModel, roster: Roster, sequence: i64) -> Self {
+    pub fn new(model: impl Into<Arc<ActiveModel>>, roster: Roster, sequence: i64) -> Self {
         Self {
-            model,
+            model: model.into(),
             roster,
             customers: HashMap::new(),
             open: HashMap::new(),
@@ -316,6 +320,7 @@ impl Book {
             sequence,
             kam_grace: chrono::Duration::days(DEFAULT_KAM_GRACE_DAYS),
             opened: Vec::new(),
+            opened_at: HashMap::new(),
             closed: Vec::new(),
             log: Vec::new(),
             dirty: BTreeSet::new(),
@@ -331,6 +336,7 @@ impl Book {
         self.earliest_primary.clear();
         self.last_end.clear();
         self.opened.clear();
+        self.opened_at.clear();
         self.closed.clear();
         self.dirty.clear();
         self.pins_held.clear();
@@ -620,7 +626,12 @@ impl Book {
         self.sequence += 1;
         self.log(&assignment, false, from, EndCause::Continued.as_str());
         self.earliest_primary.insert(id, (seller, at));
-        self.opened.push(assignment);
+        self.push_opened(assignment);
+    }
+
+    fn push_opened(&mut self, a: Assignment) {
+        self.opened_at.insert(a.id, self.opened.len());
+        self.opened.push(a);
     }
 
     fn has_open(&self, id: Uuid, role: Role, line: &str) -> bool {
@@ -738,8 +749,8 @@ impl Book {
         self.roster.charge(a.seller, -a.weight, None);
         self.sequence += 1;
         self.log(&a, false, end, cause.as_str());
-        match self.opened.iter_mut().find(|o| o.id == a.id) {
-            Some(o) => *o = a,
+        match self.opened_at.get(&a.id) {
+            Some(&i) => self.opened[i] = a,
             None => self.closed.push((a.id, end, cause)),
         }
     }
@@ -908,7 +919,7 @@ impl Book {
             .entry(customer)
             .or_default()
             .push(assignment.clone());
-        self.opened.push(assignment);
+        self.push_opened(assignment);
     }
 
     fn log(&mut self, a: &Assignment, opened: bool, at: DateTime<Utc>, cause: &'static str) {

@@ -72,7 +72,7 @@ impl Territories {
             .collect();
         specialists.sort_by(|a, b| a.product_line.cmp(&b.product_line));
         let (territory_path, unassigned_reason) = if as_of.is_none() {
-            let active = Self::active_model(&tx).await?;
+            let active = self.active_model(&tx).await?;
             let path = customer
                 .territory
                 .as_deref()
@@ -189,7 +189,7 @@ impl Territories {
         let Some(me) = store::seller(&tx, seller).await? else {
             return Ok(false);
         };
-        let active = Self::active_model(&tx).await?;
+        let active = self.active_model(&tx).await?;
         let path = customer
             .territory
             .as_deref()

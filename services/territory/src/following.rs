@@ -4,6 +4,8 @@
 //! classification engine's label feed: account tiers KEY and BOSS get a KAM
 //! (TERRITORY.md, "What it follows").
 
+use std::sync::{Arc, PoisonError};
+
 use chrono::{DateTime, Utc};
 use clientela_proto::clientela::classification::v1 as classification;
 use clientela_proto::clientela::registry::v1 as registry;
@@ -122,7 +124,7 @@ impl Territories {
     /// only what moved).
     pub(crate) async fn open_book(&self, conn: &impl Conn) -> Result<(Book, Vec<Desk>), Error> {
         transaction_lock(conn, CARTERA_LOCK).await?;
-        let model = Self::active_model(conn).await?;
+        let model = self.active_model(conn).await?;
         self.book_over(conn, model).await
     }
 
@@ -131,7 +133,7 @@ impl Territories {
     pub(crate) async fn book_over(
         &self,
         conn: &impl Conn,
-        model: ActiveModel,
+        model: Arc<ActiveModel>,
     ) -> Result<(Book, Vec<Desk>), Error> {
         let desks = store::cartera::desks(conn).await?;
         let sequence = read_sequence(conn, CHANGE_COUNTER).await?;
@@ -167,15 +169,28 @@ impl Territories {
     }
 
     /// The active model as assignments read it.
-    pub(crate) async fn active_model(conn: &impl Conn) -> Result<ActiveModel, Error> {
-        match store::models(conn, Some(ModelState::Active), None, 1)
+    pub(crate) async fn active_model(&self, conn: &impl Conn) -> Result<Arc<ActiveModel>, Error> {
+        let Some(model) = store::models(conn, Some(ModelState::Active), None, 1)
             .await?
             .into_iter()
             .next()
-        {
-            Some(model) => Self::model_for(conn, &model).await,
-            None => Ok(ActiveModel::default()),
+        else {
+            return Ok(Arc::default());
+        };
+        let key = Some((model.id, model.version));
+        if let Some(cached) = self.cached_model().filter(|m| m.id == key) {
+            return Ok(cached);
         }
+        let loaded = Arc::new(Self::model_for(conn, &model).await?);
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    fn cached_model(&self) -> Option<Arc<ActiveModel>> {
+        self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `model` as assignments read it.
@@ -214,7 +229,8 @@ impl Territories {
     }
 
     /// Loads into `book` the page of up to `limit` customers after `after` (by id), with
-    /// their open assignments and last ends, in three range reads; their ids.
+    /// their open assignments (as a realignment reads them: no explanations but the
+    /// pins') and last ends, in three range reads; their ids.
     pub(crate) async fn load_page(
         conn: &impl Conn,
         book: &mut Book,
@@ -230,7 +246,10 @@ impl Territories {
             book.customers.insert(c.id, c);
         }
         let range = store::cartera::Customers::Range { after, last };
-        for a in store::cartera::open_assignments_of(conn, range).await? {
+        for a in
+            store::cartera::open_assignments_of(conn, range, store::cartera::Read::ForRealignment)
+                .await?
+        {
             book.open.entry(a.customer).or_default().push(a);
         }
         book.last_end = store::cartera::last_ends(conn, range).await?;

@@ -29,7 +29,7 @@ impl Territories {
         limit: u64,
     ) -> Result<Vec<(Customer, Option<Assignment>)>, Error> {
         let tx = self.db().begin_planned_read().await?;
-        let active = Self::active_model(&tx).await?;
+        let active = self.active_model(&tx).await?;
         if active.id.is_none() {
             return Err(Error::precondition(
                 "NO_ACTIVE_MODEL",

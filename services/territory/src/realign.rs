@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::assign::{Assignment, Cause, Desk, Role};
-use crate::cartera::Book;
+use crate::cartera::{ActiveModel, Book};
 use crate::following::CARTERA_LOCK;
 use crate::model::{HOUSE_SELLER, ModelState, TerritoryModel, model_name};
 use crate::store;
@@ -39,6 +39,28 @@ pub struct Move {
     pub cause: Cause,
     /// The territory the customer is placed in.
     pub territory: Option<String>,
+}
+
+impl Move {
+    /// The digest of the moves so far, `before`, extended by this one (fields hashed
+    /// as bytes: formatting them cost ~7 % of a preview).
+    fn digest(&self, before: u64) -> u64 {
+        let mut bytes = Vec::with_capacity(128);
+        bytes.extend_from_slice(&before.to_le_bytes());
+        bytes.extend_from_slice(self.customer.as_bytes());
+        bytes.extend_from_slice(self.from.unwrap_or_default().as_bytes());
+        bytes.extend_from_slice(self.to.as_bytes());
+        for text in [
+            self.role.as_str(),
+            self.cause.as_str(),
+            &self.product_line,
+            self.territory.as_deref().unwrap_or(""),
+        ] {
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(0);
+        }
+        fnv1a(&bytes)
+    }
 }
 
 /// How a realignment changes one seller's cartera.
@@ -165,7 +187,7 @@ impl Tally {
             self.moved += 1;
             self.overflowed += u64::from(m.cause == Cause::Overflow);
             self.to_house += u64::from(m.to == HOUSE_SELLER);
-            self.digest = fnv1a(format!("{}{m:?}", self.digest).as_bytes());
+            self.digest = m.digest(self.digest);
             if self.moves.len() < keep {
                 self.moves.push(m);
             }
@@ -219,7 +241,7 @@ impl Territories {
         let model = Self::realignable(&tx, id).await?;
         let state = state(&tx, &model).await?;
         let (book, desks) = self
-            .book_over(&tx, Self::model_for(&tx, &model).await?)
+            .book_over(&tx, Self::model_for(&tx, &model).await?.into())
             .await?;
         let run = Run {
             write: None,
@@ -331,7 +353,7 @@ impl Territories {
                 None,
                 &Tally::default(),
                 &[],
-                &Book::new(Default::default(), Default::default(), 0),
+                &Book::new(ActiveModel::default(), Default::default(), 0),
                 state,
             ));
         }

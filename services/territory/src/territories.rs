@@ -2,6 +2,7 @@
 //! idempotent creates, and where an address belongs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::error::check_etag;
@@ -11,7 +12,7 @@ use clientela_runtime::time::now;
 use clientela_runtime::{Db, Error, WriteTx};
 use uuid::Uuid;
 
-use crate::cartera::{DEFAULT_KAM_GRACE_DAYS, Logged};
+use crate::cartera::{ActiveModel, DEFAULT_KAM_GRACE_DAYS, Logged};
 use crate::following::CHANGE_COUNTER;
 use crate::locate::{self, Located, Node, Place};
 use crate::model::{
@@ -83,6 +84,10 @@ pub struct Territories {
     db: Db,
     changes: Outbox<Logged>,
     kam_grace: chrono::Duration,
+    /// The active model last read, by (id, version): a version's territories never
+    /// change, and reading all of them made every GetCoverage and feed batch pay for
+    /// the whole map.
+    pub(crate) active: Arc<Mutex<Option<Arc<ActiveModel>>>>,
 }
 
 impl Territories {
@@ -93,6 +98,7 @@ impl Territories {
             db,
             changes,
             kam_grace: chrono::Duration::days(DEFAULT_KAM_GRACE_DAYS),
+            active: Arc::default(),
         })
     }
 

@@ -496,10 +496,12 @@ mod tests {
             .iter()
             .filter_map(|row| row.try_get_by_index::<String>(0).ok())
             .collect();
-        assert!(
-            options.iter().any(|o| o == "ENABLE_QPSG"),
-            "SQLite was built without SQLITE_ENABLE_QPSG (LIBSQLITE3_FLAGS): {options:?}"
-        );
+        for wanted in ["ENABLE_QPSG", "DEFAULT_MEMSTATUS=0"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "SQLite was built without SQLITE_{wanted} (LIBSQLITE3_FLAGS): {options:?}"
+            );
+        }
     }
 
     /// Direct reads see what the pool committed; SQLite in memory (one database per

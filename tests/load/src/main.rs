@@ -31,7 +31,12 @@ struct Cli {
     /// Scenarios to run, in order.
     #[arg(
         value_enum,
-        required_unless_present_any = ["baseline_server", "registry_server", "classification_server"]
+        required_unless_present_any = [
+            "baseline_server",
+            "registry_server",
+            "classification_server",
+            "territory_server"
+        ]
     )]
     scenarios: Vec<Scenario>,
     /// Database engines to run the registry scenarios against.
@@ -102,6 +107,9 @@ struct Cli {
     /// Internal: run the classification engine (configured by CLIENTELA__ variables).
     #[arg(long, hide = true)]
     classification_server: bool,
+    /// Internal: run the territory service (configured by CLIENTELA__ variables).
+    #[arg(long, hide = true)]
+    territory_server: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,16 +198,7 @@ fn start_registry(
             cli.server_cpu,
             Some(data),
         ),
-        None => {
-            let me = std::env::current_exe()?;
-            ServerProcess::spawn(
-                &me,
-                &["--registry-server"],
-                &env,
-                cli.server_cpu,
-                Some(data),
-            )
-        }
+        None => ServerProcess::spawn_self("--registry-server", &env, cli.server_cpu, Some(data)),
     }
 }
 
@@ -247,7 +246,7 @@ pub(crate) fn own_rss_kib() -> (u64, u64) {
 }
 
 /// The territory ingest on one engine, in this process.
-async fn run_territory(cli: &Cli, engine: Engine) -> anyhow::Result<()> {
+async fn run_territory(cli: &Cli, load: &Load, engine: Engine) -> anyhow::Result<bool> {
     let (url, _dir, engine_name) = match engine {
         Engine::Sqlite => {
             let (url, dir) = clientela_testkit::sqlite_database();
@@ -262,32 +261,70 @@ async fn run_territory(cli: &Cli, engine: Engine) -> anyhow::Result<()> {
         ),
     };
     let (idle, _) = own_rss_kib();
-    let (stats, territories) =
+    let (stats, territories, customers) =
         territory::ingest(&url, cli.base_customers, cli.base_purchases, cli.base_batch).await?;
-    let report = |scenario: &'static str, stats: &Stats, peak: u64| {
+    let report = |scenario: &'static str, stats: &Stats, rss: (u64, u64), concurrency| {
         print(
             cli,
             &Report {
                 scenario,
                 engine: engine_name,
-                concurrency: 1,
-                connections: 0,
+                concurrency,
+                connections: if concurrency > 1 { cli.connections } else { 0 },
                 stats,
                 rps: stats.rps(),
                 items_per_second: stats.items_per_second(),
                 vs_baseline: None,
-                server_idle_rss_kib: idle,
-                server_peak_rss_kib: peak,
+                server_idle_rss_kib: rss.0,
+                server_peak_rss_kib: rss.1,
             },
         );
     };
-    report("territory-ingest", &stats, own_rss_kib().1);
+    report("territory-ingest", &stats, (idle, own_rss_kib().1), 1);
     reset_peak_rss();
     let (preview, preview_peak, apply, moved) = territory::realign(&territories).await?;
-    report("territory-preview", &preview, preview_peak);
-    report("territory-apply", &apply, own_rss_kib().1);
+    report("territory-preview", &preview, (idle, preview_peak), 1);
+    report("territory-apply", &apply, (idle, own_rss_kib().1), 1);
     println!("realignment of a redrawn map: {moved} assignments moved");
-    Ok(())
+    drop(territories);
+
+    // The reads, against a server on the same database that follows nothing.
+    let data = tempfile::tempdir()?;
+    let nowhere = "http://127.0.0.1:9".to_owned();
+    let env = vec![
+        ("CLIENTELA__SERVER__LISTEN", "127.0.0.1:0".to_owned()),
+        ("CLIENTELA__SERVER__METRICS_LISTEN", String::new()),
+        ("CLIENTELA__DATA_DIR", data.path().display().to_string()),
+        ("CLIENTELA__LOG__FILTER", "error".to_owned()),
+        ("CLIENTELA__TERRITORY__DATABASE__URL", url.clone()),
+        ("CLIENTELA__TERRITORY__REGISTRY_URL", nowhere.clone()),
+        ("CLIENTELA__TERRITORY__CLASSIFICATION_URL", nowhere),
+    ];
+    let server = ServerProcess::spawn_self("--territory-server", &env, cli.server_cpu, Some(data))?;
+    let (server_idle, _) = server.rss_kib();
+    let channels = connect(&server.addr, cli.connections).await?;
+    let names: Vec<String> = customers
+        .iter()
+        .map(|id| format!("customers/{id}"))
+        .collect();
+    let coverage = scenarios::territory_coverage(&channels, load, Arc::new(names)).await;
+    report(
+        "territory-coverage",
+        &coverage,
+        (server_idle, server.rss_kib().1),
+        cli.concurrency,
+    );
+    let sellers = scenarios::seller_names(&channels[0]).await?;
+    let cartera = scenarios::territory_cartera(&channels, load, Arc::new(sellers)).await;
+    report(
+        "territory-cartera",
+        &cartera,
+        (server_idle, server.rss_kib().1),
+        cli.concurrency,
+    );
+    Ok([coverage, cartera]
+        .iter()
+        .any(|s| s.errors > 0 || s.items == 0))
 }
 
 /// Resets this process's peak resident set (VmHWM), so the next figure is one phase's.
@@ -414,14 +451,8 @@ async fn run_classification(
         }
         anyhow::ensure!(pinned, "taskset could not pin this process to CPU {cpu}");
     }
-    let me = std::env::current_exe()?;
-    let server = ServerProcess::spawn(
-        &me,
-        &["--classification-server"],
-        &env,
-        cli.server_cpu,
-        Some(data),
-    )?;
+    let server =
+        ServerProcess::spawn_self("--classification-server", &env, cli.server_cpu, Some(data))?;
     let (server_idle, _) = server.rss_kib();
     let channels = connect(&server.addr, cli.connections).await?;
     let names: Vec<String> = base
@@ -446,7 +477,7 @@ async fn main() -> anyhow::Result<()> {
     if cli.baseline_server {
         return baseline_server().await;
     }
-    if cli.registry_server || cli.classification_server {
+    if cli.registry_server || cli.classification_server || cli.territory_server {
         let settings: clientela::Settings = clientela_runtime::settings::load(None)?;
         let telemetry = clientela_runtime::telemetry::init_tracing(
             &settings.common.log,
@@ -455,8 +486,10 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
         let service = if cli.registry_server {
             clientela::Service::Registry
-        } else {
+        } else if cli.classification_server {
             clientela::Service::Classification
+        } else {
+            clientela::Service::Territory
         };
         let served = clientela::serve(&settings, vec![service]).await;
         telemetry.shutdown();
@@ -494,7 +527,7 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             }
             if scenario == Scenario::Territory {
-                run_territory(&cli, engine).await?;
+                failed |= run_territory(&cli, &load, engine).await?;
                 continue;
             }
             let name = scenario
@@ -509,8 +542,7 @@ async fn main() -> anyhow::Result<()> {
                 "postgres"
             };
             let server = if scenario == Scenario::Baseline {
-                let me = std::env::current_exe()?;
-                ServerProcess::spawn(&me, &["--baseline-server"], &[], cli.server_cpu, None)?
+                ServerProcess::spawn_self("--baseline-server", &[], cli.server_cpu, None)?
             } else {
                 let url = match engine {
                     Engine::Postgres => Some(

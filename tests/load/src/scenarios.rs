@@ -364,6 +364,12 @@ pub async fn feed(channels: &[Channel], expected: u64) -> Stats {
     stats
 }
 
+/// The `n`th request's pick of `names`: multiplicative hashing spreads consecutive
+/// requests over the whole list, not over neighbouring (cached) rows.
+fn spread(names: &[String], n: u64) -> String {
+    names[(n.wrapping_mul(2_654_435_761) as usize) % names.len().max(1)].clone()
+}
+
 /// `class-get`: GetClassification of random customers of the generated base.
 pub async fn classification_get(
     channels: &[Channel],
@@ -378,7 +384,7 @@ pub async fn classification_get(
         load.warmup,
         load.duration,
         move |channel, _, n| {
-            let name = names[(n.wrapping_mul(2_654_435_761) as usize) % names.len().max(1)].clone();
+            let name = spread(&names, n);
             async move {
                 ClassificationServiceClient::new(channel)
                     .get_classification(cpb::GetClassificationRequest {
@@ -387,6 +393,94 @@ pub async fn classification_get(
                     })
                     .await?;
                 Ok(1)
+            }
+        },
+    )
+    .await
+}
+
+/// GetCoverage of customers spread over the whole base; items are answers.
+pub async fn territory_coverage(
+    channels: &[Channel],
+    load: &Load,
+    names: Arc<Vec<String>>,
+) -> Stats {
+    use clientela_proto::clientela::territory::v1 as tpb;
+    use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
+    closed_loop(
+        channels,
+        load.concurrency,
+        load.warmup,
+        load.duration,
+        move |channel, _, n| {
+            let name = spread(&names, n);
+            async move {
+                TerritoryServiceClient::new(channel)
+                    .get_coverage(tpb::GetCoverageRequest {
+                        customer: name,
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok(1)
+            }
+        },
+    )
+    .await
+}
+
+/// Every seller's name but the house's.
+pub async fn seller_names(channel: &Channel) -> anyhow::Result<Vec<String>> {
+    use clientela_proto::clientela::territory::v1 as tpb;
+    use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
+    let mut client = TerritoryServiceClient::new(channel.clone());
+    let (mut names, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = client
+            .list_sellers(tpb::ListSellersRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        names.extend(
+            page.sellers
+                .into_iter()
+                .filter(|s| !s.house)
+                .map(|s| s.name),
+        );
+        if page.next_page_token.is_empty() {
+            return Ok(names);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// ListCartera, a first page of 100, of sellers in turn; items are assignments listed.
+pub async fn territory_cartera(
+    channels: &[Channel],
+    load: &Load,
+    sellers: Arc<Vec<String>>,
+) -> Stats {
+    use clientela_proto::clientela::territory::v1 as tpb;
+    use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
+    closed_loop(
+        channels,
+        load.concurrency,
+        load.warmup,
+        load.duration,
+        move |channel, _, n| {
+            let seller = spread(&sellers, n);
+            async move {
+                let page = TerritoryServiceClient::new(channel)
+                    .list_cartera(tpb::ListCarteraRequest {
+                        seller,
+                        page_size: 100,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                Ok(page.assignments.len() as u64)
             }
         },
     )

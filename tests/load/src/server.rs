@@ -18,6 +18,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Runs `program args` with `env`, pinned to `cpu` when given, and waits for its
     /// "clientela listening on ADDR" line.
+    /// This executable serving under its hidden `flag` (`--territory-server`...).
+    pub fn spawn_self(
+        flag: &str,
+        env: &[(&str, String)],
+        cpu: Option<usize>,
+        data: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(&std::env::current_exe()?, &[flag], env, cpu, data)
+    }
+
     pub fn spawn(
         program: &Path,
         args: &[&str],

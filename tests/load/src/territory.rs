@@ -165,13 +165,13 @@ pub async fn realign(territories: &Territories) -> anyhow::Result<(Stats, u64, S
 }
 
 /// Applies the feed of `customers` and `purchases` in transactions of `batch` events;
-/// items are events. The service, for what is measured next.
+/// items are events. The service and the customers' ids, for what is measured next.
 pub async fn ingest(
     url: &str,
     customers: u64,
     purchases: u64,
     batch: usize,
-) -> anyhow::Result<(Stats, Territories)> {
+) -> anyhow::Result<(Stats, Territories, Vec<Uuid>)> {
     let territories = prepared(url, customers).await?;
     let mut rng = StdRng::seed_from_u64(11);
     let ids: Vec<Uuid> = (0..customers)
@@ -233,5 +233,5 @@ pub async fn ingest(
         seconds: started.elapsed().as_secs_f64(),
         ..Stats::default()
     };
-    Ok((stats, territories))
+    Ok((stats, territories, ids))
 }

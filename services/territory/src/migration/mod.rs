@@ -10,6 +10,7 @@ mod m20261206_000004_account_tiers;
 mod m20261207_000005_realignments;
 mod m20261208_000006_worklist;
 mod m20261209_000007_command_answers;
+mod m20261210_000008_cartera_index;
 
 /// Adds `columns` to `table`, one statement each (SQLite alters one at a time).
 async fn add_columns(
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000005_realignments::Migration),
             Box::new(m20261208_000006_worklist::Migration),
             Box::new(m20261209_000007_command_answers::Migration),
+            Box::new(m20261210_000008_cartera_index::Migration),
         ]
     }
 
