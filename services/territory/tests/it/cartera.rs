@@ -31,12 +31,17 @@ pub async fn customer_at(
     region: &str,
     locality: &str,
 ) -> String {
+    customer_in(registry, name, address(region, locality)).await
+}
+
+/// A new person living at `address`; their name.
+pub async fn customer_in(registry: &mut Registry, name: &str, address: rpb::Address) -> String {
     registry
         .create_customer(rpb::CreateCustomerRequest {
             customer: Some(rpb::Customer {
                 kind: rpb::CustomerKind::Person as i32,
                 display_name: name.into(),
-                address: Some(address(region, locality)),
+                address: Some(address),
                 ..Default::default()
             }),
             request_id: String::new(),
@@ -81,15 +86,16 @@ pub async fn coast_buyers(
     coast
 }
 
-/// A purchase `days_ago` with one line per product line.
+/// A purchase `days_ago` with one line per product line; the registry's event sequence
+/// after it.
 pub async fn buy(
     registry: &mut Registry,
     customer: &str,
     order: &str,
     days_ago: i64,
     lines: &[&str],
-) {
-    buy_worth(registry, customer, order, days_ago, lines, 10_000).await;
+) -> i64 {
+    buy_worth(registry, customer, order, days_ago, lines, 10_000).await
 }
 
 /// The same, each line worth `amount_minor` CLP.
@@ -100,7 +106,7 @@ pub async fn buy_worth(
     days_ago: i64,
     lines: &[&str],
     amount_minor: i64,
-) {
+) -> i64 {
     registry
         .record_purchase(rpb::RecordPurchaseRequest {
             parent: customer.into(),
@@ -127,7 +133,9 @@ pub async fn buy_worth(
             }),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .event_sequence
 }
 
 pub async fn coverage(

@@ -7,6 +7,7 @@
 
 mod access;
 mod cartera;
+mod determinism;
 mod handover;
 mod kam;
 mod models;
@@ -64,6 +65,7 @@ pub struct TestApp {
     /// Where the app listens, and the territory service's database (for a replica).
     pub addr: std::net::SocketAddr,
     pub territory_url: String,
+    pub engine: clientela_testkit::Engine,
     shutdown: CancellationToken,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -150,6 +152,7 @@ pub async fn spawn_app_with_tokens(
         territories,
         addr,
         territory_url: url,
+        engine,
         shutdown,
         _dirs: [dir1, dir2, dir3].into_iter().flatten().collect(),
     })
@@ -164,8 +167,7 @@ fn common_settings() -> CommonSettings {
     common
 }
 
-/// A second territory service, alone in its process, on `app`'s territory database and
-/// following `app`'s registry and classification engine over the network (auth off).
+/// A territory service alone in its process (stopped when dropped).
 pub struct Replica {
     pub client: Client,
     shutdown: CancellationToken,
@@ -177,13 +179,21 @@ impl Drop for Replica {
     }
 }
 
+/// A second territory service on `app`'s territory database, following `app`'s registry
+/// and classification engine over the network (auth off).
 pub async fn spawn_replica(app: &TestApp) -> Replica {
+    spawn_territory(&app.territory_url, &format!("http://{}", app.addr)).await
+}
+
+/// A territory service alone in its process on `database_url`, following the registry
+/// and the classification engine at `upstream` (auth off).
+pub async fn spawn_territory(database_url: &str, upstream: &str) -> Replica {
     let common = common_settings();
     let mut settings = TerritorySettings::default();
-    settings.database.url = Secret::new(app.territory_url.clone());
+    settings.database.url = Secret::new(database_url.to_owned());
     settings.kam_sweep_interval_secs = 3600;
-    settings.registry_url = format!("http://{}", app.addr);
-    settings.classification_url = settings.registry_url.clone();
+    settings.registry_url = upstream.to_owned();
+    settings.classification_url = upstream.to_owned();
     let mut replica = App::bind(common).await.unwrap();
     clientela_territory::register(&mut replica, &settings)
         .await

@@ -48,7 +48,7 @@ fn seconds(t: &Option<prost_types::Timestamp>) -> Option<(i64, i32)> {
 }
 
 /// Every change on `client`'s WatchAssignmentChanges, once no more comes for a second.
-async fn changes(client: &mut Client) -> Vec<pb::AssignmentChange> {
+pub async fn changes(client: &mut Client) -> Vec<pb::AssignmentChange> {
     let mut watch = client
         .watch_assignment_changes(pb::WatchAssignmentChangesRequest {
             after_sequence: 0,
