@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::assign::{Assignment, Role};
 use crate::cartera::Customer;
+use crate::model::ModelState;
 use crate::store;
 use crate::territories::Territories;
 
@@ -27,14 +28,18 @@ pub struct Coverage {
 /// Where a listing of a customer's history resumes: after this (start, sequence).
 pub type HistoryCursor = (DateTime<Utc>, i64);
 
+fn unknown_customer(id: Uuid) -> Error {
+    Error::not_found(
+        "customer",
+        format!("customers/{id} (not yet brought by the registry's feed)"),
+    )
+}
+
 impl Territories {
     async fn known_customer(conn: &impl Conn, id: Uuid) -> Result<Customer, Error> {
-        store::cartera::customer(conn, id).await?.ok_or_else(|| {
-            Error::not_found(
-                "customer",
-                format!("customers/{id} (not yet brought by the registry's feed)"),
-            )
-        })
+        store::cartera::customer(conn, id)
+            .await?
+            .ok_or_else(|| unknown_customer(id))
     }
 
     /// Who served customer `id` at `as_of` (now when None).
@@ -43,21 +48,20 @@ impl Territories {
         id: Uuid,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Coverage, Error> {
-        let tx = self.db().begin_planned_read().await?;
-        let customer = Self::known_customer(&tx, id).await?;
+        let rows = match self
+            .db()
+            .sqlite_read(|c| store::sqlite::coverage_rows(c, id))
+        {
+            Some(read) => read??,
+            None => Self::coverage_rows(self.db().conn(), id).await?,
+        };
+        let customer = rows.customer.ok_or_else(|| unknown_customer(id))?;
         let at = as_of.unwrap_or_else(now);
-        let mut held: Vec<Assignment> = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store::cartera::customer_history(&tx, id, after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.valid_from, last.sequence));
-            let full = page.len() == 1000;
-            held.extend(page.into_iter().filter(|a| a.holds_at(at)));
-            if !full {
-                break;
-            }
-        }
+        let mut held: Vec<Assignment> = rows
+            .assignments
+            .into_iter()
+            .filter(|a| a.holds_at(at))
+            .collect();
         let take = |role: Role, held: &mut Vec<Assignment>| {
             held.iter()
                 .position(|a| a.role == role)
@@ -72,7 +76,10 @@ impl Territories {
             .collect();
         specialists.sort_by(|a, b| a.product_line.cmp(&b.product_line));
         let (territory_path, unassigned_reason) = if as_of.is_none() {
-            let active = self.active_model(&tx).await?;
+            let active = match self.cached_model(rows.active) {
+                Some(cached) => cached,
+                None => self.active_model(self.db().conn()).await?,
+            };
             let path = customer
                 .territory
                 .as_deref()
@@ -84,7 +91,9 @@ impl Territories {
                 .as_ref()
                 .and_then(|p| p.model.zip(p.territory.clone()))
             {
-                Some(((model, _), code)) => (Self::path_in(&tx, model, &code).await?, None),
+                Some(((model, _), code)) => {
+                    (Self::path_in(self.db().conn(), model, &code).await?, None)
+                }
                 None => (
                     Vec::new(),
                     Some("no territory is recorded for the customer at that instant".into()),
@@ -100,6 +109,38 @@ impl Territories {
             specialists,
             kam,
             prospector,
+        })
+    }
+
+    /// [`store::sqlite::CoverageRows`] through the pool (PostgreSQL, SQLite in memory),
+    /// outside a transaction: PostgreSQL's read-committed one would give the statements
+    /// no common snapshot, only three more round trips (BEGIN, its settings, COMMIT).
+    async fn coverage_rows(
+        conn: &impl Conn,
+        id: Uuid,
+    ) -> Result<store::sqlite::CoverageRows, Error> {
+        let customer = store::cartera::customer(conn, id).await?;
+        let mut assignments: Vec<Assignment> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store::cartera::customer_history(conn, id, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.valid_from, last.sequence));
+            let full = page.len() == 1000;
+            assignments.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let active = store::models(conn, Some(ModelState::Active), None, 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|m| (m.id, m.version));
+        Ok(store::sqlite::CoverageRows {
+            customer,
+            assignments,
+            active,
         })
     }
 

@@ -177,8 +177,7 @@ impl Territories {
         else {
             return Ok(Arc::default());
         };
-        let key = Some((model.id, model.version));
-        if let Some(cached) = self.cached_model().filter(|m| m.id == key) {
+        if let Some(cached) = self.cached_model(Some((model.id, model.version))) {
             return Ok(cached);
         }
         let loaded = Arc::new(Self::model_for(conn, &model).await?);
@@ -186,11 +185,14 @@ impl Territories {
         Ok(loaded)
     }
 
-    fn cached_model(&self) -> Option<Arc<ActiveModel>> {
+    /// The cached active model if it is version `key` (id, version).
+    pub(crate) fn cached_model(&self, key: Option<(Uuid, i64)>) -> Option<Arc<ActiveModel>> {
+        key?;
         self.active
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+            .filter(|m| m.id == key)
     }
 
     /// `model` as assignments read it.

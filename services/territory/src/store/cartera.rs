@@ -36,7 +36,7 @@ pub async fn desks(conn: &impl ConnectionTrait) -> Result<Vec<Desk>, Error> {
         .collect()
 }
 
-const CUSTOMER_COLUMNS: [&str; 17] = [
+pub(crate) const CUSTOMER_COLUMNS: [&str; 17] = [
     "id",
     "standing",
     "merged_into",
@@ -56,28 +56,56 @@ const CUSTOMER_COLUMNS: [&str; 17] = [
     "urgency",
 ];
 
-fn customer_of(row: &QueryResult) -> Result<Customer, Error> {
-    let standing: String = row.try_get("", "standing")?;
+/// A row of either driver, so that each table has one decoder: sea-orm's through the
+/// pool, rusqlite's on the direct SQLite reads (`super::sqlite`), whose columns hold what
+/// sqlx wrote (ids as 16 bytes, instants as RFC 3339 text), which rusqlite reads back.
+pub(crate) trait Row {
+    fn column<T>(&self, name: &str) -> Result<T, Error>
+    where
+        T: sea_orm::TryGetable + rusqlite::types::FromSql;
+}
+
+impl Row for QueryResult {
+    fn column<T>(&self, name: &str) -> Result<T, Error>
+    where
+        T: sea_orm::TryGetable + rusqlite::types::FromSql,
+    {
+        Ok(self.try_get("", name)?)
+    }
+}
+
+impl Row for rusqlite::Row<'_> {
+    fn column<T>(&self, name: &str) -> Result<T, Error>
+    where
+        T: sea_orm::TryGetable + rusqlite::types::FromSql,
+    {
+        self.get(name)
+            .map_err(|e| Error::Internal(format!("reading column {name}: {e}")))
+    }
+}
+
+pub(crate) fn customer_of(row: &impl Row) -> Result<Customer, Error> {
+    let standing: String = row.column("standing")?;
     Ok(Customer {
-        id: row.try_get("", "id")?,
+        id: row.column("id")?,
         standing: Standing::parse(&standing)
             .ok_or_else(|| corrupt("customer standing", &standing))?,
-        merged_into: row.try_get("", "merged_into")?,
+        merged_into: row.column("merged_into")?,
         place: Place {
-            country_code: row.try_get("", "country_code")?,
-            region: row.try_get("", "region")?,
-            locality: row.try_get("", "locality")?,
-            postal_code: row.try_get("", "postal_code")?,
+            country_code: row.column("country_code")?,
+            region: row.column("region")?,
+            locality: row.column("locality")?,
+            postal_code: row.column("postal_code")?,
         },
-        territory: row.try_get("", "territory_code")?,
-        unassigned_reason: row.try_get("", "unassigned_reason")?,
-        first_purchase_at: row.try_get("", "first_purchase_at")?,
-        profile_at: row.try_get("", "profile_at")?,
-        tier: row.try_get("", "account_tier")?,
-        tier_at: row.try_get("", "tier_at")?,
-        kam_until: row.try_get("", "kam_until")?,
-        satisfaction: row.try_get("", "satisfaction")?,
-        activity: row.try_get("", "activity")?,
+        territory: row.column("territory_code")?,
+        unassigned_reason: row.column("unassigned_reason")?,
+        first_purchase_at: row.column("first_purchase_at")?,
+        profile_at: row.column("profile_at")?,
+        tier: row.column("account_tier")?,
+        tier_at: row.column("tier_at")?,
+        kam_until: row.column("kam_until")?,
+        satisfaction: row.column("satisfaction")?,
+        activity: row.column("activity")?,
     })
 }
 
@@ -224,7 +252,7 @@ pub async fn upsert_customers(
     Ok(())
 }
 
-const ASSIGNMENT_COLUMNS: [&str; 19] = [
+pub(crate) const ASSIGNMENT_COLUMNS: [&str; 19] = [
     "id",
     "customer_id",
     "seller_id",
@@ -246,29 +274,29 @@ const ASSIGNMENT_COLUMNS: [&str; 19] = [
     "sequence",
 ];
 
-fn assignment_of(row: &QueryResult) -> Result<Assignment, Error> {
-    let role: String = row.try_get("", "role")?;
-    let cause: String = row.try_get("", "cause")?;
-    let end_cause: Option<String> = row.try_get("", "end_cause")?;
-    let model_id: Option<Uuid> = row.try_get("", "model_id")?;
-    let model_version: Option<i64> = row.try_get("", "model_version")?;
-    let explanation: String = row.try_get("", "explanation")?;
+pub(crate) fn assignment_of(row: &impl Row) -> Result<Assignment, Error> {
+    let role: String = row.column("role")?;
+    let cause: String = row.column("cause")?;
+    let end_cause: Option<String> = row.column("end_cause")?;
+    let model_id: Option<Uuid> = row.column("model_id")?;
+    let model_version: Option<i64> = row.column("model_version")?;
+    let explanation: String = row.column("explanation")?;
     Ok(Assignment {
-        id: row.try_get("", "id")?,
-        customer: row.try_get("", "customer_id")?,
-        seller: row.try_get("", "seller_id")?,
+        id: row.column("id")?,
+        customer: row.column("customer_id")?,
+        seller: row.column("seller_id")?,
         role: Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?,
-        product_line: row.try_get("", "product_line")?,
-        valid_from: row.try_get("", "valid_from")?,
-        valid_to: row.try_get("", "valid_to")?,
+        product_line: row.column("product_line")?,
+        valid_from: row.column("valid_from")?,
+        valid_to: row.column("valid_to")?,
         cause: Cause::parse(&cause).ok_or_else(|| corrupt("assignment cause", &cause))?,
         model: model_id.zip(model_version),
-        territory: row.try_get("", "territory_code")?,
-        actor: row.try_get("", "actor")?,
-        reason: row.try_get("", "reason")?,
-        pinned: row.try_get("", "pinned")?,
-        pin_expires_at: row.try_get("", "pin_expires_at")?,
-        weight: row.try_get("", "weight")?,
+        territory: row.column("territory_code")?,
+        actor: row.column("actor")?,
+        reason: row.column("reason")?,
+        pinned: row.column("pinned")?,
+        pin_expires_at: row.column("pin_expires_at")?,
+        weight: row.column("weight")?,
         end_cause: end_cause
             .map(|c| EndCause::parse(&c).ok_or_else(|| corrupt("assignment end cause", &c)))
             .transpose()?,
@@ -279,7 +307,7 @@ fn assignment_of(row: &QueryResult) -> Result<Assignment, Error> {
             serde_json::from_str::<Explanation>(&explanation)
                 .map_err(|e| corrupt("assignment explanation", e))?
         },
-        sequence: row.try_get("", "sequence")?,
+        sequence: row.column("sequence")?,
     })
 }
 

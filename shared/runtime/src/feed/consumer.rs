@@ -517,7 +517,13 @@ pub async fn apply<P: Projection>(
 
 /// The sequence a consumer's cursor holds: the last event its projection includes.
 pub async fn position(db: &Db, cursor: Cursor) -> Result<i64, Error> {
-    read_sequence(db.conn(), cursor.table).await
+    // Every Get with read-your-writes asks it: on a SQLite file read in place, without
+    // sqlx's hand-off to its connection thread (see `Db::sqlite_read`).
+    let sql = format!("SELECT last_sequence FROM {} WHERE id = 1", cursor.table);
+    match db.sqlite_read(|c| c.prepare_cached(&sql)?.query_row([], |row| row.get(0))) {
+        Some(read) => Ok(read?),
+        None => read_sequence(db.conn(), cursor.table).await,
+    }
 }
 
 /// Moves the cursor from `from` to `to`; ABORTED when another consumer moved it first

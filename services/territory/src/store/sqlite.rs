@@ -1,0 +1,75 @@
+//! Reads that exist for SQLite files only, fenced here: they run on the read-only
+//! rusqlite connections of `Db::sqlite_read`, on the calling thread, because sqlx hands
+//! every statement and row of a SQLite connection across threads, and for a point read
+//! that hand-off is most of the cost (docs/BENCHMARKS.md). The statements are the
+//! portable ones' equivalents; the rows go through the same decoders.
+
+use std::sync::LazyLock;
+
+use clientela_runtime::Error;
+use rusqlite::OptionalExtension as _;
+use uuid::Uuid;
+
+use super::cartera::{ASSIGNMENT_COLUMNS, CUSTOMER_COLUMNS, assignment_of, customer_of};
+use crate::assign::Assignment;
+use crate::cartera::Customer;
+use crate::model::ModelState;
+
+/// What GetCoverage reads of one customer, in one snapshot.
+#[derive(Debug)]
+pub(crate) struct CoverageRows {
+    pub customer: Option<Customer>,
+    /// Every interval of the customer, by start.
+    pub assignments: Vec<Assignment>,
+    /// The active model's (id, version).
+    pub active: Option<(Uuid, i64)>,
+}
+
+/// [`CoverageRows`] of customer `id`.
+pub(crate) fn coverage_rows(
+    conn: &rusqlite::Connection,
+    id: Uuid,
+) -> rusqlite::Result<Result<CoverageRows, Error>> {
+    static CUSTOMER: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM cartera_customers WHERE id = ?1",
+            CUSTOMER_COLUMNS.join(", ")
+        )
+    });
+    static HISTORY: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM assignments WHERE customer_id = ?1 ORDER BY valid_from, sequence",
+            ASSIGNMENT_COLUMNS.join(", ")
+        )
+    });
+    let key = id.as_bytes().as_slice();
+    // One read transaction: the three statements see the same commit.
+    let tx = conn.unchecked_transaction()?;
+    let customer = tx
+        .prepare_cached(&CUSTOMER)?
+        .query_row([key], |row| Ok(customer_of(row)))
+        .optional()?
+        .transpose();
+    let mut assignments = Vec::new();
+    let mut statement = tx.prepare_cached(&HISTORY)?;
+    let mut rows = statement.query([key])?;
+    while let Some(row) = rows.next()? {
+        match assignment_of(row) {
+            Ok(a) => assignments.push(a),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    drop(rows);
+    drop(statement);
+    let active = tx
+        .prepare_cached("SELECT id, version FROM territory_models WHERE state = ?1 LIMIT 1")?
+        .query_row([ModelState::Active.as_str()], |row| {
+            Ok((row.get::<_, Uuid>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?;
+    Ok(customer.map(|customer| CoverageRows {
+        customer,
+        assignments,
+        active,
+    }))
+}
