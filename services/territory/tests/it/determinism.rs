@@ -136,7 +136,7 @@ async fn drive(registry: &mut Registry) -> (Vec<String>, i64) {
 }
 
 /// Waits until `client`'s service has applied the registry's feed up to `last`.
-async fn caught_up(client: &mut Client, customer: &str, last: i64) {
+pub(crate) async fn caught_up(client: &mut Client, customer: &str, last: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let reached = client

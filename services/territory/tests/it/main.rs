@@ -11,6 +11,7 @@ mod determinism;
 mod handover;
 mod kam;
 mod models;
+mod properties;
 mod prospects;
 mod realign;
 mod replicas;
