@@ -36,7 +36,16 @@ pub async fn customer_at(
 
 /// A new person living at `address`; their name.
 pub async fn customer_in(registry: &mut Registry, name: &str, address: rpb::Address) -> String {
-    registry
+    created_in(registry, name, address).await.0
+}
+
+/// A new person living at `address`; their name and the feed sequence of their creation.
+pub async fn created_in(
+    registry: &mut Registry,
+    name: &str,
+    address: rpb::Address,
+) -> (String, i64) {
+    let created = registry
         .create_customer(rpb::CreateCustomerRequest {
             customer: Some(rpb::Customer {
                 kind: rpb::CustomerKind::Person as i32,
@@ -48,10 +57,8 @@ pub async fn customer_in(registry: &mut Registry, name: &str, address: rpb::Addr
         })
         .await
         .unwrap()
-        .into_inner()
-        .customer
-        .unwrap()
-        .name
+        .into_inner();
+    (created.customer.unwrap().name, created.event_sequence)
 }
 
 /// A new customer at (`region`, `locality`) who has bought once (in "lubricantes"),

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Code;
 
-use crate::cartera::{activate, add_seller, address, buy, customer_at, history};
+use crate::cartera::{activate, add_seller, address, buy, created_in, customer_at, history};
 use crate::determinism::caught_up;
 use crate::models::chile_2027;
 use crate::sellers::seller;
@@ -170,8 +170,14 @@ async fn run(app: TestApp, seed: u64, steps: usize) {
             // A new customer.
             0..20 => {
                 let (region, locality) = PLACES[rng.random_range(0..PLACES.len())];
-                let c =
-                    customer_at(&mut registry, &format!("Cliente {step}"), region, locality).await;
+                // Checked once the feed brought it: its history is NOT_FOUND before.
+                let (c, sequence) = created_in(
+                    &mut registry,
+                    &format!("Cliente {step}"),
+                    address(region, locality),
+                )
+                .await;
+                known.last = sequence;
                 known.customers.push(c);
             }
             // A purchase, at a later instant than every one before.
