@@ -297,6 +297,17 @@ impl Roster {
         (None, anywhere)
     }
 
+    /// Whether some seller may take `need` somewhere: otherwise [`Roster::choose`] gives
+    /// None for a specialist or KAM wherever the customer is.
+    pub fn anyone_serves(&self, need: &Need) -> bool {
+        let pool: &[usize] = match need {
+            Need::Primary => return true,
+            Need::Specialist(line) => self.by_specialty.get(line).map_or(&[], Vec::as_slice),
+            Need::Kam => &self.kams,
+        };
+        pool.iter().any(|&i| self.desks[i].serves(need))
+    }
+
     /// The seller for `need` of a customer of `weight` on territory `path` (None for a
     /// specialist or KAM nobody serves; the house for a PRIMARY nobody covers).
     pub fn choose(&self, path: &[String], need: &Need, weight: i64) -> Option<Choice> {

@@ -18,7 +18,9 @@ use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::assign::{Desk, Roster};
-use crate::cartera::{ActiveModel, Book, Change, Standing, Worklisted, lines_of};
+use crate::cartera::{
+    ActiveModel, Book, Change, Standing, Worklisted, lines_of, purchasers_only, quiet_customers,
+};
 use crate::locate::{Forest, Node, Place};
 use crate::model::ModelState;
 use crate::store;
@@ -263,6 +265,13 @@ impl Territories {
     pub async fn apply_changes(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {
         let conn = tx.conn();
         let (mut book, desks) = self.open_book(conn).await?;
+        // Purchases that change nothing are dropped before anything else is loaded.
+        let views = store::cartera::purchase_views(conn, &purchasers_only(&changes)).await?;
+        let quiet = quiet_customers(&changes, &views, &book.roster);
+        let changes: Vec<Change> = changes
+            .into_iter()
+            .filter(|c| !matches!(c, Change::Purchase { customer, .. } if quiet.contains(customer)))
+            .collect();
         let mut ids: Vec<Uuid> = changes.iter().flat_map(Change::customers).collect();
         ids.sort_unstable();
         ids.dedup();

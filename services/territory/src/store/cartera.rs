@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use clientela_runtime::Error;
 use clientela_runtime::feed::OutboxRecord;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, ExprTrait, JoinType, OnConflict, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
 
 use super::{col, corrupt, seller_of, seller_select, t};
 use crate::assign::{Assignment, Cause, Desk, EndCause, Explanation, Role, Roster};
-use crate::cartera::{Book, Customer, Logged, Standing};
+use crate::cartera::{Book, Customer, Logged, PurchaseView, Standing};
 use crate::explain::Rule;
 use crate::locate::Place;
 
@@ -134,6 +134,53 @@ pub async fn customers(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<
             .to_owned();
         for row in conn.query_all(&select).await? {
             out.push(customer_of(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Of `ids`, the stored ones as a purchase reads them: the customer row's standing and
+/// first purchase, and the open slots from their partial index (no assignment row read).
+pub async fn purchase_views(
+    conn: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, PurchaseView>, Error> {
+    let mut out: HashMap<Uuid, PurchaseView> = HashMap::with_capacity(ids.len());
+    let (c, a) = (|name| (t("c"), t(name)), |name| (t("a"), t(name)));
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let select = Query::select()
+            .columns([c("id"), c("standing"), c("first_purchase_at")])
+            .columns([a("role"), a("product_line")])
+            .from_as(t("cartera_customers"), t("c"))
+            .join_as(
+                JoinType::LeftJoin,
+                t("assignments"),
+                t("a"),
+                Expr::col(a("customer_id"))
+                    .equals(c("id"))
+                    .and(open_by_customer("a")),
+            )
+            .and_where(Expr::col(c("id")).is_in(chunk.iter().copied()))
+            .to_owned();
+        for row in conn.query_all(&select).await? {
+            let id: Uuid = row.try_get("", "id")?;
+            let view = match out.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let standing: String = row.try_get("", "standing")?;
+                    e.insert(PurchaseView {
+                        standing: Standing::parse(&standing)
+                            .ok_or_else(|| corrupt("customer standing", &standing))?,
+                        first_purchase_at: row.try_get("", "first_purchase_at")?,
+                        open: Vec::new(),
+                    })
+                }
+            };
+            let role: Option<String> = row.try_get("", "role")?;
+            if let Some(role) = role {
+                let role = Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?;
+                view.open.push((role, row.try_get("", "product_line")?));
+            }
         }
     }
     Ok(out)
@@ -349,6 +396,17 @@ impl Customers<'_> {
     }
 }
 
+/// Open assignments of `table` (the table or its alias), found by customer. The
+/// condition on the role (true of every row) is a range on the second column of the
+/// partial index of open slots (customer, role, line): without statistics SQLite
+/// otherwise reads every interval the customer ever had through its history index, and
+/// with `role IN (...)` it seeks once per role.
+fn open_by_customer(table: &str) -> sea_orm::sea_query::SimpleExpr {
+    Expr::col((t(table), t("valid_to")))
+        .is_null()
+        .and(Expr::col((t(table), t("role"))).gt(""))
+}
+
 /// The open assignments of `customers`.
 pub async fn open_assignments(
     conn: &impl ConnectionTrait,
@@ -393,7 +451,7 @@ pub async fn open_assignments_of(
         }
         let select = select
             .and_where(condition)
-            .and_where(col("valid_to").is_null())
+            .and_where(open_by_customer("assignments"))
             .order_by(t("sequence"), Order::Asc)
             .to_owned();
         for row in conn.query_all(&select).await? {
