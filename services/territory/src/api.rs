@@ -471,6 +471,7 @@ fn assignment_to(a: &Assignment) -> pb::Assignment {
                 .collect(),
             tie_break_en: explain::tie_break_text(a, Lang::En),
             tie_break_es: explain::tie_break_text(a, Lang::Es),
+            considered_count: i32::try_from(a.explanation.considered_total()).unwrap_or(i32::MAX),
         }),
     }
 }

@@ -159,10 +159,30 @@ pub struct Explanation {
     /// The territory whose sellers were considered (None: none of the path had any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub territory: Option<String>,
+    /// The first [`CONSIDERED_LISTED`] sellers considered, in the order of the choice
+    /// (the chosen one first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub considered: Vec<Considered>,
+    /// How many were considered (0 in explanations stored before the count, which list
+    /// them all).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub considered_count: usize,
     #[serde(default)]
     pub tie_break: TieBreak,
+}
+
+/// How many of the sellers a choice considered its explanation lists.
+pub const CONSIDERED_LISTED: usize = 10;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Explanation {
+    /// How many sellers the choice considered, listed or not.
+    pub fn considered_total(&self) -> usize {
+        self.considered_count.max(self.considered.len())
+    }
 }
 
 impl Explanation {
@@ -172,6 +192,7 @@ impl Explanation {
             rule,
             territory: None,
             considered: Vec::new(),
+            considered_count: 0,
             tie_break: TieBreak::None,
         }
     }
@@ -312,14 +333,6 @@ impl Roster {
     /// specialist or KAM nobody serves; the house for a PRIMARY nobody covers).
     pub fn choose(&self, path: &[String], need: &Need, weight: i64) -> Option<Choice> {
         let (territory, candidates) = self.candidates(path, need);
-        let considered: Vec<Considered> = candidates
-            .iter()
-            .map(|&i| Considered {
-                seller: self.desks[i].id,
-                load: self.desks[i].load,
-                capacity: self.desks[i].capacity,
-            })
-            .collect();
         if candidates.is_empty() {
             if *need != Need::Primary {
                 return None;
@@ -346,7 +359,11 @@ impl Roster {
                 .copied()
                 .filter(|&i| self.desks[i].capacity > 0)
                 .collect();
-            let pool = if sized.is_empty() { candidates } else { sized };
+            let pool = if sized.is_empty() {
+                candidates.clone()
+            } else {
+                sized
+            };
             (pool, Cause::Overflow, Rule::Overflow)
         } else {
             (with_room, Cause::Rule, Rule::LeastLoaded)
@@ -360,7 +377,9 @@ impl Roster {
             };
             (load, d.last_chosen, d.id)
         };
-        let best = pool.iter().copied().min_by_key(|&i| key(i))?;
+        let mut ranked = pool.clone();
+        ranked.sort_unstable_by_key(|&i| key(i));
+        let best = *ranked.first()?;
         let (best_load, best_turn, _) = key(best);
         let tied = pool.iter().filter(|&&i| key(i).0 == best_load).count();
         let tie_break = if tied < 2 {
@@ -375,6 +394,24 @@ impl Roster {
         } else {
             TieBreak::RoundRobin { tied }
         };
+        // The pool in the order of the choice, then those without room; only the first
+        // CONSIDERED_LISTED are kept (a specialist's pool may be every specialist in the
+        // company: a hundred, 7 KB of every assignment).
+        let mut rest: Vec<usize> = Vec::new();
+        if ranked.len() < CONSIDERED_LISTED {
+            rest.extend(candidates.iter().copied().filter(|i| !ranked.contains(i)));
+            rest.sort_unstable_by_key(|&i| (self.desks[i].load, self.desks[i].id));
+        }
+        let considered = ranked
+            .iter()
+            .chain(&rest)
+            .take(CONSIDERED_LISTED)
+            .map(|&i| Considered {
+                seller: self.desks[i].id,
+                load: self.desks[i].load,
+                capacity: self.desks[i].capacity,
+            })
+            .collect();
         Some(Choice {
             seller: self.desks[best].id,
             cause,
@@ -383,6 +420,7 @@ impl Roster {
                 rule,
                 territory: territory.clone(),
                 considered,
+                considered_count: candidates.len(),
                 tie_break,
             },
         })
@@ -536,6 +574,45 @@ mod tests {
                 .choose(&path(&["SUR"]), &Need::Specialist("otra".into()), 1)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_explanation_lists_the_first_ten_considered_in_the_order_of_the_choice() {
+        // Forty specialists company-wide, loads 39 down to 0; the four least loaded full.
+        let desks: Vec<Desk> = (1..=40u128)
+            .map(|n| {
+                let load = 40 - i64::try_from(n).unwrap();
+                let mut d = desk(n, &["NORTE"], if load < 4 { load } else { 100 }, load);
+                d.specialties = vec!["baterias".into()];
+                d
+            })
+            .collect();
+        let roster = Roster::new(desks);
+        let line = Need::Specialist("baterias".into());
+        let e = roster
+            .choose(&path(&["SUR"]), &line, 1)
+            .unwrap()
+            .explanation;
+        assert_eq!(e.considered_total(), 40);
+        let loads: Vec<i64> = e.considered.iter().map(|c| c.load).collect();
+        assert_eq!(
+            loads,
+            (4..14).collect::<Vec<i64>>(),
+            "with room, least loaded first"
+        );
+        assert_eq!(e.considered[0].seller, Uuid::from_u128(36));
+        // A pool smaller than ten is followed by those without room.
+        let few = Roster::new(vec![
+            desk(1, &["Z"], 1, 1),
+            desk(2, &["Z"], 5, 3),
+            desk(3, &["Z"], 5, 2),
+        ]);
+        let e = few
+            .choose(&path(&["Z"]), &Need::Primary, 1)
+            .unwrap()
+            .explanation;
+        let order: Vec<u128> = e.considered.iter().map(|c| c.seller.as_u128()).collect();
+        assert_eq!((order, e.considered_total()), (vec![3, 2, 1], 3));
     }
 
     #[test]
