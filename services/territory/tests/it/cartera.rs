@@ -1186,3 +1186,138 @@ clientela_testkit::both_engines!(
         assert_eq!(err.code(), Code::PermissionDenied);
     }
 );
+
+/// Every page of `request`'s cartera: (customer, role) pairs.
+async fn cartera_pages(client: &mut Client, request: pb::ListCarteraRequest) -> Vec<(String, i32)> {
+    let size = request.page_size as usize;
+    let pages = every_page(
+        request,
+        |r| &mut r.page_token,
+        async |r| {
+            let page = client.list_cartera(r).await.unwrap().into_inner();
+            let pairs = page
+                .assignments
+                .into_iter()
+                .map(|a| (a.customer, a.role))
+                .collect();
+            (pairs, page.next_page_token)
+        },
+    )
+    .await;
+    assert!(pages.iter().all(|p| p.len() <= size));
+    pages.concat()
+}
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    a_cartera_is_listed_in_pages_by_role_territory_and_past_instant,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        let model = chile_2027(&mut client).await;
+        let ana = add_seller(
+            &mut client,
+            seller("Ana Rojas", "ana", &["CL-V", "RM-SUR"], &["neumaticos"]),
+        )
+        .await;
+        activate(&mut client, &model).await;
+        let mut buyers = Vec::new();
+        for (i, (region, locality)) in [
+            ("Región de Valparaíso", "Viña del Mar"),
+            ("Región de Valparaíso", "Quilpué"),
+            ("Región Metropolitana", "La Florida"),
+            ("Región de Valparaíso", "Valparaíso"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = customer_at(&mut registry, &format!("Cliente {i}"), region, locality).await;
+            let lines: &[&str] = if i == 0 {
+                &["lubricantes", "neumaticos"]
+            } else {
+                &["lubricantes"]
+            };
+            buy(&mut registry, &c, &format!("o-{i}"), 1, lines).await;
+            coverage_when(&mut client, &c, |g| g.primary.is_some()).await;
+            buyers.push(c);
+        }
+        let before_move = prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp(),
+            nanos: 0,
+        };
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The last one moves north, where Ana sells nothing: the house takes it.
+        move_to(&mut registry, &buyers[3], "Antofagasta", "Calama").await;
+        coverage_when(&mut client, &buyers[3], |g| {
+            g.primary.as_ref().is_some_and(|p| p.seller != ana)
+        })
+        .await;
+
+        let request = |role: pb::AssignmentRole, territory: &str| pb::ListCarteraRequest {
+            seller: ana.clone(),
+            role: role as i32,
+            territory_code: territory.into(),
+            page_size: 2,
+            ..Default::default()
+        };
+        let (primary, specialist) = (
+            pb::AssignmentRole::Primary as i32,
+            pb::AssignmentRole::Specialist as i32,
+        );
+        let mut now =
+            cartera_pages(&mut client, request(pb::AssignmentRole::Unspecified, "")).await;
+        let mut expected = vec![
+            (buyers[0].clone(), primary),
+            (buyers[0].clone(), specialist),
+            (buyers[1].clone(), primary),
+            (buyers[2].clone(), primary),
+        ];
+        // By customer, in pages of two.
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut by_customer = now.clone();
+        by_customer.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(now, by_customer, "ordered by customer");
+        now.sort();
+        expected.sort();
+        assert_eq!(now, expected);
+        assert_eq!(
+            cartera_pages(&mut client, request(pb::AssignmentRole::Specialist, "")).await,
+            [(buyers[0].clone(), specialist)]
+        );
+        assert_eq!(
+            cartera_pages(
+                &mut client,
+                request(pb::AssignmentRole::Unspecified, "RM-SUR")
+            )
+            .await,
+            [(buyers[2].clone(), primary)]
+        );
+        // Before the move the fourth was hers, and a later page answers for that instant.
+        let mut then = request(pb::AssignmentRole::Primary, "");
+        then.as_of = Some(before_move);
+        let mut past: Vec<String> = cartera_pages(&mut client, then.clone())
+            .await
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        past.sort();
+        let mut all = buyers.clone();
+        all.sort();
+        assert_eq!(past, all);
+        // Before anything was bought: nothing.
+        then.as_of = Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() - 30 * 86_400,
+            nanos: 0,
+        });
+        assert!(cartera_pages(&mut client, then).await.is_empty());
+
+        let err = client
+            .list_cartera(pb::ListCarteraRequest {
+                seller: "sellers/01890000-0000-7000-8000-000000000000".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+        assert!(err.message().contains("seller"), "{err:?}");
+    }
+);

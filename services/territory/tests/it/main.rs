@@ -295,3 +295,21 @@ pub fn violation(status: &tonic::Status) -> String {
         .and_then(|b| b.field_violations.first().map(|f| f.field.clone()))
         .unwrap_or_default()
 }
+
+/// Every page of a List call from `request` on: `call` answers one page as its items and
+/// next_page_token, which `token` puts back into the request.
+pub async fn every_page<R: Clone, T>(
+    mut request: R,
+    token: fn(&mut R) -> &mut String,
+    mut call: impl AsyncFnMut(R) -> (Vec<T>, String),
+) -> Vec<Vec<T>> {
+    let mut pages = Vec::new();
+    loop {
+        let (items, next) = call(request.clone()).await;
+        pages.push(items);
+        if next.is_empty() {
+            return pages;
+        }
+        *token(&mut request) = next;
+    }
+}

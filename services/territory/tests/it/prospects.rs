@@ -113,22 +113,18 @@ clientela_testkit::both_engines!(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Pages, by id.
-        let mut paged = Vec::new();
-        let mut request = list("CL", false, 1);
-        loop {
-            let page = client
-                .list_prospects(request.clone())
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(page.prospects.len() <= 1);
-            paged.extend(page.prospects.into_iter().map(|p| p.customer));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            request.page_token = page.next_page_token;
-        }
-        assert_eq!(paged, all);
+        let pages = every_page(
+            list("CL", false, 1),
+            |r| &mut r.page_token,
+            async |r| {
+                let page = client.list_prospects(r).await.unwrap().into_inner();
+                let customers = page.prospects.into_iter().map(|p| p.customer).collect();
+                (customers, page.next_page_token)
+            },
+        )
+        .await;
+        assert!(pages.iter().all(|p| p.len() <= 1));
+        assert_eq!(pages.concat(), all);
 
         // Ana sees the coast's prospects, not Santiago's nor the country's.
         let mut coast = vec![vina.clone(), valpo.clone()];

@@ -137,21 +137,17 @@ clientela_testkit::both_engines!(
         );
 
         // Page by page, the same order.
-        let mut paged = Vec::new();
-        let mut request = worklist(&ana, "es", 1);
-        loop {
-            let page = client
-                .list_cartera_actions(request.clone())
-                .await
-                .unwrap()
-                .into_inner();
-            paged.extend(page.items.into_iter().map(|i| i.customer));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            request.page_token = page.next_page_token;
-        }
-        assert_eq!(paged, order);
+        let pages = every_page(
+            worklist(&ana, "es", 1),
+            |r| &mut r.page_token,
+            async |r| {
+                let page = client.list_cartera_actions(r).await.unwrap().into_inner();
+                let customers = page.items.into_iter().map(|i| i.customer).collect();
+                (customers, page.next_page_token)
+            },
+        )
+        .await;
+        assert_eq!(pages.concat(), order);
 
         // Ana reads her own (seller left empty); Beto may not read hers.
         let own = items(&mut client, as_token(worklist("", "es", 0), "ana")).await;
