@@ -437,6 +437,14 @@ fn end_cause_to(cause: Option<EndCause>) -> pb::AssignmentEndCause {
 
 fn assignment_to(a: &Assignment) -> pb::Assignment {
     pb::Assignment {
+        explanation: Some(explanation_to(a)),
+        ..basic_assignment_to(a)
+    }
+}
+
+/// Without its explanation: a list's BASIC view.
+fn basic_assignment_to(a: &Assignment) -> pb::Assignment {
+    pb::Assignment {
         name: a.name(),
         customer: format!("customers/{}", a.customer),
         seller: seller_name(a.seller),
@@ -454,25 +462,29 @@ fn assignment_to(a: &Assignment) -> pb::Assignment {
         pin_expire_time: a.pin_expires_at.map(timestamp),
         weight: a.weight,
         end_cause: end_cause_to(a.end_cause) as i32,
-        explanation: Some(pb::AssignmentExplanation {
-            rule: a.explanation.rule.code().to_owned(),
-            rule_en: explain::rule_text(a, Lang::En),
-            rule_es: explain::rule_text(a, Lang::Es),
-            territory_code: a.explanation.territory.clone().unwrap_or_default(),
-            considered: a
-                .explanation
-                .considered
-                .iter()
-                .map(|c| pb::ConsideredSeller {
-                    seller: seller_name(c.seller),
-                    load: c.load,
-                    capacity: c.capacity,
-                })
-                .collect(),
-            tie_break_en: explain::tie_break_text(a, Lang::En),
-            tie_break_es: explain::tie_break_text(a, Lang::Es),
-            considered_count: i32::try_from(a.explanation.considered_total()).unwrap_or(i32::MAX),
-        }),
+        explanation: None,
+    }
+}
+
+fn explanation_to(a: &Assignment) -> pb::AssignmentExplanation {
+    pb::AssignmentExplanation {
+        rule: a.explanation.rule.code().to_owned(),
+        rule_en: explain::rule_text(a, Lang::En),
+        rule_es: explain::rule_text(a, Lang::Es),
+        territory_code: a.explanation.territory.clone().unwrap_or_default(),
+        considered: a
+            .explanation
+            .considered
+            .iter()
+            .map(|c| pb::ConsideredSeller {
+                seller: seller_name(c.seller),
+                load: c.load,
+                capacity: c.capacity,
+            })
+            .collect(),
+        tie_break_en: explain::tie_break_text(a, Lang::En),
+        tie_break_es: explain::tie_break_text(a, Lang::Es),
+        considered_count: i32::try_from(a.explanation.considered_total()).unwrap_or(i32::MAX),
     }
 }
 
@@ -1015,8 +1027,20 @@ impl TerritoryService for TerritoryApi {
             territory_code,
             page_size,
             page_token,
+            view,
         } = request.get_ref();
         let seller = seller_id(seller, "seller")?;
+        let full = match pb::AssignmentView::try_from(*view) {
+            Ok(pb::AssignmentView::Unspecified | pb::AssignmentView::Basic) => false,
+            Ok(pb::AssignmentView::Full) => true,
+            Err(_) => {
+                return Err(Error::invalid(
+                    "view",
+                    format!("{view} is not an ASSIGNMENT_VIEW_* value"),
+                )
+                .into());
+            }
+        };
         let as_of = to_time(as_of.as_ref(), "as_of").map_err(Error::from)?;
         let role = match *role {
             0 => None,
@@ -1056,7 +1080,16 @@ impl TerritoryService for TerritoryApi {
         };
         let page = self
             .territories
-            .cartera(&filter, after.map(|(c, s, _)| (c, s)), limit)
+            .cartera(
+                &filter,
+                after.map(|(c, s, _)| (c, s)),
+                limit,
+                if full {
+                    store::cartera::Read::Whole
+                } else {
+                    store::cartera::Read::Basic
+                },
+            )
             .await?;
         let next_page_token = match page.last() {
             Some(last) if page.len() as u64 == limit => {
@@ -1065,7 +1098,14 @@ impl TerritoryService for TerritoryApi {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListCarteraResponse {
-            assignments: page.iter().map(assignment_to).collect(),
+            assignments: page
+                .iter()
+                .map(if full {
+                    assignment_to
+                } else {
+                    basic_assignment_to
+                })
+                .collect(),
             next_page_token,
         }))
     }

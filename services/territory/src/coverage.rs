@@ -198,6 +198,7 @@ impl Territories {
         filter: &store::cartera::CarteraFilter,
         after: Option<(Uuid, i64)>,
         limit: u64,
+        read: store::cartera::Read,
     ) -> Result<Vec<Assignment>, Error> {
         let tx = self.db().begin_planned_read().await?;
         if store::seller(&tx, filter.seller).await?.is_none() {
@@ -206,7 +207,7 @@ impl Territories {
                 format!("sellers/{}", filter.seller),
             ));
         }
-        store::cartera::cartera(&tx, filter, after, limit).await
+        store::cartera::cartera(&tx, filter, after, limit, read).await
     }
 
     /// The seller a token name names, if any.

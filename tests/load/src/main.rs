@@ -314,15 +314,22 @@ async fn run_territory(cli: &Cli, load: &Load, engine: Engine) -> anyhow::Result
         (server_idle, server.rss_kib().1),
         cli.concurrency,
     );
-    let sellers = scenarios::seller_names(&channels[0]).await?;
-    let cartera = scenarios::territory_cartera(&channels, load, Arc::new(sellers)).await;
+    let sellers = Arc::new(scenarios::seller_names(&channels[0]).await?);
+    let cartera = scenarios::territory_cartera(&channels, load, sellers.clone(), false).await;
     report(
         "territory-cartera",
         &cartera,
         (server_idle, server.rss_kib().1),
         cli.concurrency,
     );
-    Ok([coverage, cartera]
+    let full = scenarios::territory_cartera(&channels, load, sellers, true).await;
+    report(
+        "territory-cartera-full",
+        &full,
+        (server_idle, server.rss_kib().1),
+        cli.concurrency,
+    );
+    Ok([coverage, cartera, full]
         .iter()
         .any(|s| s.errors > 0 || s.items == 0))
 }

@@ -456,11 +456,13 @@ pub async fn seller_names(channel: &Channel) -> anyhow::Result<Vec<String>> {
     }
 }
 
-/// ListCartera, a first page of 100, of sellers in turn; items are assignments listed.
+/// ListCartera, a first page of 100, of sellers in turn, in the BASIC view or with
+/// explanations (`full`); items are assignments listed.
 pub async fn territory_cartera(
     channels: &[Channel],
     load: &Load,
     sellers: Arc<Vec<String>>,
+    full: bool,
 ) -> Stats {
     use clientela_proto::clientela::territory::v1 as tpb;
     use clientela_proto::clientela::territory::v1::territory_service_client::TerritoryServiceClient;
@@ -476,6 +478,11 @@ pub async fn territory_cartera(
                     .list_cartera(tpb::ListCarteraRequest {
                         seller,
                         page_size: 100,
+                        view: if full {
+                            tpb::AssignmentView::Full
+                        } else {
+                            tpb::AssignmentView::Basic
+                        } as i32,
                         ..Default::default()
                     })
                     .await?

@@ -347,7 +347,7 @@ pub(crate) fn assignment_of(row: &impl Row) -> Result<Assignment, Error> {
         end_cause: end_cause
             .map(|c| EndCause::parse(&c).ok_or_else(|| corrupt("assignment end cause", &c)))
             .transpose()?,
-        // Empty: left out by the read (Read::ForRealignment).
+        // Empty: left out by the read (Read::ForRealignment, Read::Basic).
         explanation: if explanation.is_empty() {
             Explanation::of(Rule::Manual)
         } else {
@@ -423,6 +423,31 @@ pub enum Read {
     /// realignment only closes them, and decoding every explanation's JSON was a
     /// quarter of its time.
     ForRealignment,
+    /// Without the explanation (a list's BASIC view).
+    Basic,
+}
+
+impl Read {
+    /// The select of assignments this read makes (an empty explanation when left out).
+    fn select(self) -> SelectStatement {
+        let explanation = match self {
+            Read::Whole => return assignment_select(),
+            Read::ForRealignment => Expr::case(col("pinned").eq(true), Expr::col(t("explanation")))
+                .finally("")
+                .into(),
+            Read::Basic => Expr::val(""),
+        };
+        Query::select()
+            .columns(
+                ASSIGNMENT_COLUMNS
+                    .iter()
+                    .filter(|c| **c != "explanation")
+                    .map(|c| t(c)),
+            )
+            .expr_as(explanation, t("explanation"))
+            .from(t("assignments"))
+            .to_owned()
+    }
 }
 
 /// The open assignments of `customers`, as made.
@@ -433,23 +458,8 @@ pub async fn open_assignments_of(
 ) -> Result<Vec<Assignment>, Error> {
     let mut out = Vec::new();
     for condition in customers.conditions() {
-        let mut select = assignment_select();
-        if read == Read::ForRealignment {
-            select = Query::select()
-                .columns(
-                    ASSIGNMENT_COLUMNS
-                        .iter()
-                        .filter(|c| **c != "explanation")
-                        .map(|c| t(c)),
-                )
-                .expr_as(
-                    Expr::case(col("pinned").eq(true), Expr::col(t("explanation"))).finally(""),
-                    t("explanation"),
-                )
-                .from(t("assignments"))
-                .to_owned();
-        }
-        let select = select
+        let select = read
+            .select()
             .and_where(condition)
             .and_where(open_by_customer("assignments"))
             .order_by(t("sequence"), Order::Asc)
@@ -582,8 +592,10 @@ pub async fn cartera(
     filter: &CarteraFilter,
     after: Option<(Uuid, i64)>,
     limit: u64,
+    read: Read,
 ) -> Result<Vec<Assignment>, Error> {
-    let mut select = assignment_select()
+    let mut select = read
+        .select()
         .and_where(col("seller_id").eq(filter.seller))
         .and_where(col("valid_from").lte(filter.as_of))
         .and_where(

@@ -1310,6 +1310,43 @@ clientela_testkit::both_engines!(
         });
         assert!(cartera_pages(&mut client, then).await.is_empty());
 
+        // BASIC by default: the why stays with ExplainAssignment, unless FULL asks.
+        let listed = |view: pb::AssignmentView| pb::ListCarteraRequest {
+            seller: ana.clone(),
+            view: view as i32,
+            ..Default::default()
+        };
+        let basic = client
+            .list_cartera(listed(pb::AssignmentView::Unspecified))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(basic.assignments.iter().all(|a| a.explanation.is_none()));
+        let full = client
+            .list_cartera(listed(pb::AssignmentView::Full))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(full.assignments.len(), basic.assignments.len());
+        for (f, b) in full.assignments.iter().zip(&basic.assignments) {
+            let e = f.explanation.as_ref().expect("FULL explains");
+            assert_eq!((e.rule.as_str(), e.considered_count), ("LEAST_LOADED", 1));
+            assert_eq!(
+                pb::Assignment {
+                    explanation: None,
+                    ..f.clone()
+                },
+                *b
+            );
+        }
+        let mut bad = listed(pb::AssignmentView::Full);
+        bad.view = 9;
+        let err = client.list_cartera(bad).await.unwrap_err();
+        assert_eq!(
+            (err.code(), crate::violation(&err).as_str()),
+            (Code::InvalidArgument, "view")
+        );
+
         let err = client
             .list_cartera(pb::ListCarteraRequest {
                 seller: "sellers/01890000-0000-7000-8000-000000000000".into(),
