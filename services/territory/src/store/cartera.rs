@@ -780,8 +780,12 @@ pub async fn write_page(conn: &impl ConnectionTrait, book: &Book) -> Result<(), 
             }
         }
     }
+    // In the order of the indexes by customer: in the feed's order each row went to a
+    // random page of them (a third of an ingest's writing, docs/BENCHMARKS.md).
+    let mut opened: Vec<&Assignment> = book.opened.iter().collect();
+    opened.sort_unstable_by_key(|a| (a.customer, a.role.as_str(), a.product_line.as_str()));
     // 19 values a row.
-    for chunk in book.opened.chunks(IDS_PER_QUERY) {
+    for chunk in opened.chunks(IDS_PER_QUERY) {
         let mut insert = Query::insert()
             .into_table(t("assignments"))
             .columns(ASSIGNMENT_COLUMNS.map(t))
