@@ -1,13 +1,15 @@
 //! The questions asked of assignments: who serves a customer at an instant, the
 //! history of a customer or a seller, violations, explanations.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use clientela_runtime::time::now;
 use clientela_runtime::{Conn, Error};
 use uuid::Uuid;
 
 use crate::assign::{Assignment, Role};
-use crate::cartera::Customer;
+use crate::cartera::{ActiveModel, Customer};
 use crate::model::ModelState;
 use crate::store;
 use crate::territories::Territories;
@@ -48,13 +50,7 @@ impl Territories {
         id: Uuid,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Coverage, Error> {
-        let rows = match self
-            .db()
-            .sqlite_read(|c| store::sqlite::coverage_rows(c, id))
-        {
-            Some(read) => read??,
-            None => Self::coverage_rows(self.db().conn(), id).await?,
-        };
+        let (rows, active) = self.coverage_snapshot(id).await?;
         let customer = rows.customer.ok_or_else(|| unknown_customer(id))?;
         let at = as_of.unwrap_or_else(now);
         let mut held: Vec<Assignment> = rows
@@ -76,10 +72,6 @@ impl Territories {
             .collect();
         specialists.sort_by(|a, b| a.product_line.cmp(&b.product_line));
         let (territory_path, unassigned_reason) = if as_of.is_none() {
-            let active = match self.cached_model(rows.active) {
-                Some(cached) => cached,
-                None => self.active_model(self.db().conn()).await?,
-            };
             let path = customer
                 .territory
                 .as_deref()
@@ -112,9 +104,38 @@ impl Territories {
         })
     }
 
-    /// [`store::sqlite::CoverageRows`] through the pool (PostgreSQL, SQLite in memory),
-    /// outside a transaction: PostgreSQL's read-committed one would give the statements
-    /// no common snapshot, only three more round trips (BEGIN, its settings, COMMIT).
+    /// Customer `id`'s rows and the active model they were placed by, from one commit:
+    /// a customer moved between two reads showed its new seller in its old territory.
+    async fn coverage_snapshot(
+        &self,
+        id: Uuid,
+    ) -> Result<(store::sqlite::CoverageRows, Arc<ActiveModel>), Error> {
+        loop {
+            let rows = match self
+                .db()
+                .sqlite_read(|c| store::sqlite::coverage_rows(c, id))
+            {
+                Some(read) => read??,
+                None => {
+                    let tx = self.db().begin_repeatable_read().await?;
+                    let rows = Self::coverage_rows(&tx, id).await?;
+                    tx.commit().await?;
+                    rows
+                }
+            };
+            if let Some(cached) = self.cached_model(rows.active) {
+                return Ok((rows, cached));
+            }
+            let active = self.active_model(self.db().conn()).await?;
+            // Otherwise a model was activated between the two reads: read again.
+            if active.id == rows.active {
+                return Ok((rows, active));
+            }
+        }
+    }
+
+    /// [`store::sqlite::CoverageRows`] through `conn`, which gives its statements one
+    /// snapshot (PostgreSQL's REPEATABLE READ; read committed gives each its own).
     async fn coverage_rows(
         conn: &impl Conn,
         id: Uuid,

@@ -242,6 +242,18 @@ impl Db {
         Ok(tx)
     }
 
+    /// A read-only transaction whose statements see one commit (PostgreSQL's REPEATABLE
+    /// READ; SQLite's read transactions already do), for a few point reads that must
+    /// agree; planned as usual, unlike [`Db::begin_snapshot_read`].
+    pub async fn begin_repeatable_read(&self) -> Result<DatabaseTransaction, DbErr> {
+        let tx = self.conn.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            tx.execute_unprepared("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// A read-only transaction that sees one snapshot from its first statement to its
     /// last, for reads over many statements that must agree (a realignment's preview):
     /// PostgreSQL's REPEATABLE READ; SQLite's read transactions already do.
