@@ -110,28 +110,25 @@ impl Territories {
         &self,
         id: Uuid,
     ) -> Result<(store::sqlite::CoverageRows, Arc<ActiveModel>), Error> {
-        loop {
-            let rows = match self
-                .db()
-                .sqlite_read(|c| store::sqlite::coverage_rows(c, id))
-            {
-                Some(read) => read??,
-                None => {
-                    let tx = self.db().begin_repeatable_read().await?;
-                    let rows = Self::coverage_rows(&tx, id).await?;
-                    tx.commit().await?;
-                    rows
-                }
-            };
+        if let Some(read) = self
+            .db()
+            .sqlite_read(|c| store::sqlite::coverage_rows(c, id))
+        {
+            let rows = read??;
             if let Some(cached) = self.cached_model(rows.active) {
                 return Ok((rows, cached));
             }
-            let active = self.active_model(self.db().conn()).await?;
-            // Otherwise a model was activated between the two reads: read again.
-            if active.id == rows.active {
-                return Ok((rows, active));
-            }
         }
+        // PostgreSQL, or a model activated since the cache was filled: the rows and the
+        // model from one transaction's snapshot.
+        let tx = self.db().begin_repeatable_read().await?;
+        let rows = Self::coverage_rows(&tx, id).await?;
+        let active = match self.cached_model(rows.active) {
+            Some(cached) => cached,
+            None => self.active_model(&tx).await?,
+        };
+        tx.commit().await?;
+        Ok((rows, active))
     }
 
     /// [`store::sqlite::CoverageRows`] through `conn`, which gives its statements one

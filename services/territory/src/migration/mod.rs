@@ -11,6 +11,7 @@ mod m20261207_000005_realignments;
 mod m20261208_000006_worklist;
 mod m20261209_000007_command_answers;
 mod m20261210_000008_cartera_index;
+mod m20261211_000009_explanation_bytes;
 
 /// Adds `columns` to `table`, one statement each (SQLite alters one at a time).
 async fn add_columns(
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000006_worklist::Migration),
             Box::new(m20261209_000007_command_answers::Migration),
             Box::new(m20261210_000008_cartera_index::Migration),
+            Box::new(m20261211_000009_explanation_bytes::Migration),
         ]
     }
 

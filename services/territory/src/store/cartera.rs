@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use clientela_runtime::Error;
 use clientela_runtime::feed::OutboxRecord;
-use sea_orm::sea_query::{Expr, ExprTrait, JoinType, OnConflict, Order, Query, SelectStatement};
+use sea_orm::sea_query::{
+    Expr, ExprTrait, JoinType, OnConflict, Order, Query, SelectStatement, SimpleExpr,
+};
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
 
@@ -299,7 +301,7 @@ pub async fn upsert_customers(
     Ok(())
 }
 
-pub(crate) const ASSIGNMENT_COLUMNS: [&str; 19] = [
+pub(crate) const ASSIGNMENT_COLUMNS: [&str; 20] = [
     "id",
     "customer_id",
     "seller_id",
@@ -317,7 +319,9 @@ pub(crate) const ASSIGNMENT_COLUMNS: [&str; 19] = [
     "pin_expires_at",
     "weight",
     "end_cause",
+    // JSON, in rows stored before `explanation_bytes`; empty since.
     "explanation",
+    "explanation_bytes",
     "sequence",
 ];
 
@@ -327,7 +331,17 @@ pub(crate) fn assignment_of(row: &impl Row) -> Result<Assignment, Error> {
     let end_cause: Option<String> = row.column("end_cause")?;
     let model_id: Option<Uuid> = row.column("model_id")?;
     let model_version: Option<i64> = row.column("model_version")?;
-    let explanation: String = row.column("explanation")?;
+    let json: String = row.column("explanation")?;
+    let bytes: Option<Vec<u8>> = row.column("explanation_bytes")?;
+    let explanation = match bytes {
+        Some(bytes) => {
+            super::explanation::decode(&bytes).map_err(|e| corrupt("assignment explanation", e))?
+        }
+        // Neither: left out by the read (Read::ForRealignment, Read::Basic).
+        None if json.is_empty() => Explanation::of(Rule::Manual),
+        None => serde_json::from_str::<Explanation>(&json)
+            .map_err(|e| corrupt("assignment explanation", e))?,
+    };
     Ok(Assignment {
         id: row.column("id")?,
         customer: row.column("customer_id")?,
@@ -347,13 +361,7 @@ pub(crate) fn assignment_of(row: &impl Row) -> Result<Assignment, Error> {
         end_cause: end_cause
             .map(|c| EndCause::parse(&c).ok_or_else(|| corrupt("assignment end cause", &c)))
             .transpose()?,
-        // Empty: left out by the read (Read::ForRealignment, Read::Basic).
-        explanation: if explanation.is_empty() {
-            Explanation::of(Rule::Manual)
-        } else {
-            serde_json::from_str::<Explanation>(&explanation)
-                .map_err(|e| corrupt("assignment explanation", e))?
-        },
+        explanation,
         sequence: row.column("sequence")?,
     })
 }
@@ -379,7 +387,7 @@ pub enum Customers<'a> {
 
 impl Customers<'_> {
     /// The conditions on `customer_id`, one per statement to run.
-    fn conditions(self) -> Vec<sea_orm::sea_query::SimpleExpr> {
+    fn conditions(self) -> Vec<SimpleExpr> {
         match self {
             Customers::These(ids) => ids
                 .chunks(IDS_PER_QUERY)
@@ -401,7 +409,7 @@ impl Customers<'_> {
 /// partial index of open slots (customer, role, line): without statistics SQLite
 /// otherwise reads every interval the customer ever had through its history index, and
 /// with `role IN (...)` it seeks once per role.
-fn open_by_customer(table: &str) -> sea_orm::sea_query::SimpleExpr {
+fn open_by_customer(table: &str) -> SimpleExpr {
     Expr::col((t(table), t("valid_to")))
         .is_null()
         .and(Expr::col((t(table), t("role"))).gt(""))
@@ -428,23 +436,31 @@ pub enum Read {
 }
 
 impl Read {
-    /// The select of assignments this read makes (an empty explanation when left out).
+    /// The select of assignments this read makes (no explanation when left out).
     fn select(self) -> SelectStatement {
-        let explanation = match self {
-            Read::Whole => return assignment_select(),
-            Read::ForRealignment => Expr::case(col("pinned").eq(true), Expr::col(t("explanation")))
-                .finally("")
-                .into(),
-            Read::Basic => Expr::val(""),
+        let left_out = |column: &str, none: Value| -> SimpleExpr {
+            match self {
+                Read::Whole | Read::Basic => Expr::val(none),
+                Read::ForRealignment => Expr::case(col("pinned").eq(true), Expr::col(t(column)))
+                    .finally(none)
+                    .into(),
+            }
         };
+        if self == Read::Whole {
+            return assignment_select();
+        }
         Query::select()
             .columns(
                 ASSIGNMENT_COLUMNS
                     .iter()
-                    .filter(|c| **c != "explanation")
+                    .filter(|c| !c.starts_with("explanation"))
                     .map(|c| t(c)),
             )
-            .expr_as(explanation, t("explanation"))
+            .expr_as(left_out("explanation", "".into()), t("explanation"))
+            .expr_as(
+                left_out("explanation_bytes", Value::Bytes(None)),
+                t("explanation_bytes"),
+            )
             .from(t("assignments"))
             .to_owned()
     }
@@ -720,8 +736,6 @@ pub async fn assignment(
 }
 
 fn assignment_values(a: &Assignment) -> Result<Vec<Value>, Error> {
-    let explanation = serde_json::to_string(&a.explanation)
-        .map_err(|e| Error::Internal(format!("encoding an explanation: {e}")))?;
     Ok(vec![
         a.id.into(),
         a.customer.into(),
@@ -740,7 +754,8 @@ fn assignment_values(a: &Assignment) -> Result<Vec<Value>, Error> {
         a.pin_expires_at.into(),
         a.weight.into(),
         a.end_cause.map(EndCause::as_str).into(),
-        explanation.into(),
+        "".into(),
+        super::explanation::encode(&a.explanation).into(),
         a.sequence.into(),
     ])
 }
@@ -784,7 +799,7 @@ pub async fn write_page(conn: &impl ConnectionTrait, book: &Book) -> Result<(), 
     // random page of them (a third of an ingest's writing, docs/BENCHMARKS.md).
     let mut opened: Vec<&Assignment> = book.opened.iter().collect();
     opened.sort_unstable_by_key(|a| (a.customer, a.role.as_str(), a.product_line.as_str()));
-    // 19 values a row.
+    // 20 values a row.
     for chunk in opened.chunks(IDS_PER_QUERY) {
         let mut insert = Query::insert()
             .into_table(t("assignments"))

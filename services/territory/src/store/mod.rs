@@ -9,6 +9,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
 pub mod cartera;
+mod explanation;
 pub(crate) mod sqlite;
 
 use crate::locate::Criteria;

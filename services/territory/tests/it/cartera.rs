@@ -198,6 +198,15 @@ pub async fn add_seller(client: &mut Client, s: pb::Seller) -> String {
         .name
 }
 
+/// Chile 2027, active, with Ana Rojas and Beto Soto covering the V Región: their names.
+pub async fn coast_sellers(client: &mut Client) -> (String, String) {
+    let model = chile_2027(client).await;
+    let ana = add_seller(client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
+    let beto = add_seller(client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
+    activate(client, &model).await;
+    (ana, beto)
+}
+
 pub async fn activate(
     client: &mut Client,
     model: &pb::TerritoryModel,
@@ -307,6 +316,61 @@ clientela_testkit::both_engines!(
         assert_ne!(primary_seller(&other), first_seller);
         assert!([ana.as_str(), beto.as_str()].contains(&primary_seller(&other)));
         assert_eq!(history(&mut client, &first).await.len(), 1);
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    an_explanation_stored_as_json_before_its_bytes_reads_the_same,
+    |app: TestApp| async move {
+        use sea_orm::sea_query::{Expr, ExprTrait, Query};
+        use sea_orm::{ConnectionTrait, Value};
+
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        coast_sellers(&mut client).await;
+        let buyer = customer_at(
+            &mut registry,
+            "Carla",
+            "Región de Valparaíso",
+            "Viña del Mar",
+        )
+        .await;
+        buy(&mut registry, &buyer, "o-1", 3, &["lubricantes"]).await;
+        let stored = coverage_when(&mut client, &buyer, |c| c.primary.is_some()).await;
+        let explanation = stored.primary.clone().unwrap().explanation.unwrap();
+        assert_eq!(explanation.considered.len(), 2);
+
+        // As rows were written before explanation_bytes: JSON, no bytes.
+        let uuid = |name: &str| name.rsplit('/').next().unwrap().to_owned();
+        let considered: Vec<String> = explanation
+            .considered
+            .iter()
+            .map(|c| {
+                format!(
+                    r#"{{"seller":"{}","load":{},"capacity":{}}}"#,
+                    uuid(&c.seller),
+                    c.load,
+                    c.capacity
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"rule":{{"kind":"least_loaded"}},"territory":"CL-V","considered":[{}],"considered_count":2,"tie_break":{{"kind":"lowest_id","tied":2}}}}"#,
+            considered.join(",")
+        );
+        let db = sea_orm::Database::connect(app.territory_url.as_str())
+            .await
+            .unwrap();
+        let update = Query::update()
+            .table("assignments")
+            .value("explanation", json)
+            .value("explanation_bytes", Value::Bytes(None))
+            .and_where(Expr::col("customer_id").eq(uuid::Uuid::parse_str(&uuid(&buyer)).unwrap()))
+            .to_owned();
+        assert_eq!(db.execute(&update).await.unwrap().rows_affected(), 1);
+        db.close().await.unwrap();
+        let read = coverage(&mut client, &buyer).await.unwrap();
+        assert_eq!(read.primary, stored.primary);
     }
 );
 
@@ -588,10 +652,7 @@ clientela_testkit::both_engines!(
     a_merge_ends_the_tombstones_assignments_and_the_survivor_keeps_its_own,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = chile_2027(&mut client).await;
-        add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
-        add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
-        activate(&mut client, &model).await;
+        coast_sellers(&mut client).await;
         let kept = customer_at(
             &mut registry,
             "Hugo",

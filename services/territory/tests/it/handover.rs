@@ -7,8 +7,8 @@ use clientela_proto::clientela::territory::v1 as pb;
 use tonic::Code;
 
 use crate::cartera::{
-    activate, add_seller, buy, buyer, coast_buyers, coverage, coverage_when, customer_at, history,
-    primary_seller,
+    activate, add_seller, buy, buyer, coast_buyers, coast_sellers, coverage, coverage_when,
+    customer_at, history, primary_seller,
 };
 use crate::models::chile_2027;
 use crate::sellers::seller;
@@ -286,10 +286,7 @@ clientela_testkit::both_engines!(
     two_offboardings_at_once_never_leave_a_customer_with_a_departed_seller,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = chile_2027(&mut client).await;
-        let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
-        let beto = add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
-        activate(&mut client, &model).await;
+        let (ana, beto) = coast_sellers(&mut client).await;
         let mut coast = Vec::new();
         for i in 0..6 {
             let c = customer_at(

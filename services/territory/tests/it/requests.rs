@@ -6,7 +6,7 @@
 use clientela_proto::clientela::territory::v1 as pb;
 use tonic::Code;
 
-use crate::cartera::{activate, add_seller, assign, buyer, coast_buyers, history};
+use crate::cartera::{activate, add_seller, assign, buyer, coast_buyers, coast_sellers, history};
 use crate::models::chile_2027;
 use crate::sellers::seller;
 use crate::*;
@@ -16,10 +16,7 @@ clientela_testkit::both_engines!(
     a_manual_assignment_sent_twice_is_made_once,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
-        let model = chile_2027(&mut client).await;
-        let ana = add_seller(&mut client, seller("Ana Rojas", "ana", &["CL-V"], &[])).await;
-        let beto = add_seller(&mut client, seller("Beto Soto", "beto", &["CL-V"], &[])).await;
-        activate(&mut client, &model).await;
+        let (ana, beto) = coast_sellers(&mut client).await;
         let (customer, had) = buyer(
             &mut client,
             &mut registry,
