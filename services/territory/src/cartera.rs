@@ -236,7 +236,15 @@ pub struct Customer {
     pub activity: Option<String>,
 }
 
+/// The columns of a customer's row that its table's indexes hold.
+pub type IndexedColumns = (Option<String>, Option<String>, Option<DateTime<Utc>>);
+
 impl Customer {
+    /// Its territory, account tier and KAM grace end: what the indexes of its row hold.
+    pub fn indexed(&self) -> IndexedColumns {
+        (self.territory.clone(), self.tier.clone(), self.kam_until)
+    }
+
     /// A customer the feed mentions before describing it (its profile is then newer).
     fn unseen(id: Uuid) -> Self {
         Self {
@@ -357,6 +365,9 @@ pub struct Book {
     pub log: Vec<Logged>,
     /// Customers to write back.
     pub dirty: BTreeSet<Uuid>,
+    /// The indexed columns of the customers loaded, as stored: a row written back with
+    /// them unchanged leaves its indexes alone.
+    pub stored: HashMap<Uuid, IndexedColumns>,
     /// Pinned assignments a move or realignment would have handed on (the pin won).
     pub pins_held: Vec<Assignment>,
 }
@@ -392,6 +403,7 @@ impl Book {
             closed: Vec::new(),
             log: Vec::new(),
             dirty: BTreeSet::new(),
+            stored: HashMap::new(),
             pins_held: Vec::new(),
         }
     }
@@ -407,6 +419,7 @@ impl Book {
         self.opened_at.clear();
         self.closed.clear();
         self.dirty.clear();
+        self.stored.clear();
         self.pins_held.clear();
         std::mem::take(&mut self.log)
     }
@@ -532,6 +545,12 @@ impl Book {
         }
         self.open_choice(id, Role::Kam, "", at, choice, 1);
         true
+    }
+
+    /// Puts customer `c`, as stored, in the book.
+    pub fn loaded(&mut self, c: Customer) {
+        self.stored.insert(c.id, c.indexed());
+        self.customers.insert(c.id, c);
     }
 
     fn customer(&mut self, id: Uuid) -> &mut Customer {
@@ -1338,7 +1357,7 @@ mod tests {
             );
             for id in ids {
                 if let Some(c) = self.customers.get(id) {
-                    book.customers.insert(*id, c.clone());
+                    book.loaded(c.clone());
                 }
                 for a in self.assignments.values() {
                     if a.customer == *id && a.valid_to.is_none() {

@@ -222,7 +222,7 @@ impl Territories {
     /// end of each slot.
     pub(crate) async fn load(conn: &impl Conn, book: &mut Book, ids: &[Uuid]) -> Result<(), Error> {
         for c in store::cartera::customers(conn, ids).await? {
-            book.customers.insert(c.id, c);
+            book.loaded(c);
         }
         for a in store::cartera::open_assignments(conn, ids).await? {
             book.open.entry(a.customer).or_default().push(a);
@@ -247,7 +247,7 @@ impl Territories {
         };
         let ids: Vec<Uuid> = page.iter().map(|c| c.id).collect();
         for c in page {
-            book.customers.insert(c.id, c);
+            book.loaded(c);
         }
         let range = store::cartera::Customers::Range { after, last };
         for a in

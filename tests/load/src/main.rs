@@ -322,17 +322,33 @@ async fn run_territory(cli: &Cli, load: &Load, engine: Engine) -> anyhow::Result
         (server_idle, server.rss_kib().1),
         cli.concurrency,
     );
-    let full = scenarios::territory_cartera(&channels, load, sellers, true).await;
+    let full = scenarios::territory_cartera(&channels, load, sellers.clone(), true).await;
     report(
         "territory-cartera-full",
         &full,
         (server_idle, server.rss_kib().1),
         cli.concurrency,
     );
-    Ok([coverage, cartera, full]
+    // The same pages at a sales team's pace (a few carteras opened at once), where the
+    // latency is the page's own, not the queue's at saturation.
+    let paced = Load {
+        concurrency: CARTERA_PACED_IN_FLIGHT,
+        ..load.clone()
+    };
+    let few = scenarios::territory_cartera(&channels, &paced, sellers, false).await;
+    report(
+        "territory-cartera-4",
+        &few,
+        (server_idle, server.rss_kib().1),
+        CARTERA_PACED_IN_FLIGHT,
+    );
+    Ok([coverage, cartera, full, few]
         .iter()
         .any(|s| s.errors > 0 || s.items == 0))
 }
+
+/// ListCartera's requests in flight at a sales team's pace.
+const CARTERA_PACED_IN_FLIGHT: usize = 4;
 
 /// Resets this process's peak resident set (VmHWM), so the next figure is one phase's.
 pub(crate) fn reset_peak_rss() {

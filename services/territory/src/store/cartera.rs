@@ -257,21 +257,37 @@ async fn ids_of(conn: &impl ConnectionTrait, select: &SelectStatement) -> Result
         .collect()
 }
 
-/// Writes `rows` (new or changed).
-pub async fn upsert_customers(
+/// Whether customers written back still hold the indexed columns they were stored with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Indexed {
+    Kept,
+    /// Or are new.
+    Changed,
+}
+
+/// The columns of `cartera_customers` its indexes hold.
+const INDEXED_CUSTOMER_COLUMNS: [&str; 3] = ["territory_code", "account_tier", "kam_until"];
+
+/// Writes `rows` (new or changed). With `Indexed::Kept` the indexed columns are left
+/// out of the update: SQLite rewrites an index's entry whenever a column of it is set,
+/// changed or not (three random index pages more per customer of an ingest batch).
+async fn upsert_customers(
     conn: &impl ConnectionTrait,
     rows: &[&Customer],
+    indexed: Indexed,
 ) -> Result<(), Error> {
+    let updated = CUSTOMER_COLUMNS[1..]
+        .iter()
+        .filter(|c| indexed == Indexed::Changed || !INDEXED_CUSTOMER_COLUMNS.contains(c));
+    let on_conflict = OnConflict::column(t("id"))
+        .update_columns(updated.map(|c| t(c)))
+        .to_owned();
     // 17 values a row.
     for chunk in rows.chunks(IDS_PER_QUERY) {
         let mut insert = Query::insert()
             .into_table(t("cartera_customers"))
             .columns(CUSTOMER_COLUMNS.map(t))
-            .on_conflict(
-                OnConflict::column(t("id"))
-                    .update_columns(CUSTOMER_COLUMNS[1..].iter().map(|c| t(c)))
-                    .to_owned(),
-            )
+            .on_conflict(on_conflict.clone())
             .to_owned();
         for c in chunk {
             insert
@@ -763,12 +779,13 @@ fn assignment_values(a: &Assignment) -> Result<Vec<Value>, Error> {
 /// Writes the customers and assignments `book` changed (its page: see
 /// [`Book::next_page`]).
 pub async fn write_page(conn: &impl ConnectionTrait, book: &Book) -> Result<(), Error> {
-    let dirty: Vec<&Customer> = book
+    let (kept, moved): (Vec<&Customer>, Vec<&Customer>) = book
         .dirty
         .iter()
         .filter_map(|id| book.customers.get(id))
-        .collect();
-    upsert_customers(conn, &dirty).await?;
+        .partition(|c| book.stored.get(&c.id) == Some(&c.indexed()));
+    upsert_customers(conn, &kept, Indexed::Kept).await?;
+    upsert_customers(conn, &moved, Indexed::Changed).await?;
     // Closes first: an opened assignment may take the open slot of a closed one. Those
     // closed at one instant for one cause (a realignment's, a handover's: all of them)
     // go in one statement per 500: one per row was most of an apply's time.

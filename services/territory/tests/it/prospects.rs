@@ -7,7 +7,7 @@ use std::time::Duration;
 use clientela_proto::clientela::territory::v1 as pb;
 use tonic::Code;
 
-use crate::cartera::{activate, add_seller, buy, coverage, customer_at};
+use crate::cartera::{activate, add_seller, buy, coverage, customer_at, move_to};
 use crate::models::chile_2027;
 use crate::sellers::seller;
 use crate::*;
@@ -53,6 +53,20 @@ async fn listed(
         .into_iter()
         .map(|p| p.customer)
         .collect()
+}
+
+/// Waits (the feed is followed asynchronously) until Beto's CL-RM lists `expected`.
+async fn beto_lists(client: &mut Client, expected: &[String], what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut got = listed(client, as_token(list("CL-RM", false, 0), "beto")).await;
+        got.sort();
+        if got == expected {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 clientela_testkit::both_engines!(
@@ -222,6 +236,22 @@ clientela_testkit::both_engines!(
             .unwrap();
         assert_eq!(by_admin.seller, beto);
         assert_eq!(by_admin.actor, "ops");
+
+        // A prospect that moves is listed where it went, and stays there through a move
+        // within its territory (its row written without touching its indexes).
+        move_to(&mut registry, &valpo, "Región Metropolitana", "Providencia").await;
+        let mut expected = vec![santiago.clone(), valpo.clone()];
+        expected.sort();
+        beto_lists(&mut client, &expected, "never listed where it went").await;
+        assert_eq!(
+            listed(&mut client, as_token(list("CL-V", false, 0), "ana")).await,
+            std::slice::from_ref(&vina)
+        );
+        move_to(&mut registry, &valpo, "Región Metropolitana", "Ñuñoa").await;
+        let later = customer_at(&mut registry, "Marca", "Región Metropolitana", "Ñuñoa").await;
+        expected.push(later);
+        expected.sort();
+        beto_lists(&mut client, &expected, "lost by a move within").await;
 
         // Bad input.
         let err = client.list_prospects(list("", false, 0)).await.unwrap_err();
