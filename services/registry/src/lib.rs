@@ -2,7 +2,6 @@
 //! returns, surveys, complaints and referrals, and the durable event feed of every change.
 
 pub mod api;
-pub mod cache;
 pub mod migration;
 pub mod model;
 pub mod registry;

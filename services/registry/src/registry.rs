@@ -7,12 +7,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use clientela_domain::Labeled;
 use clientela_domain::ids::{ComplaintId, CustomerId, PurchaseId, ReferralId, ReturnId, SurveyId};
+use clientela_runtime::cache::GenerationCache;
 use clientela_runtime::error::check_etag;
 use clientela_runtime::idempotency::RequestKey;
 use clientela_runtime::{Conn, Db, Error, WriteTx};
 use tokio::sync::watch;
 
-use crate::cache::CustomerCache;
 use crate::model::WireEncoder;
 use crate::model::input::{NewComplaint, NewPurchase, NewReturn, NewSurvey};
 use crate::model::query::{Cursor, CustomerFilter, HistoryCursor, OrderBy, Owner};
@@ -42,7 +42,8 @@ pub struct MergeOutcome {
 pub struct Registry {
     db: Db,
     events: events::Events,
-    cache: Option<Arc<CustomerCache>>,
+    /// GetCustomer's cache (SQLite only: see [`GenerationCache`]).
+    cache: Option<Arc<GenerationCache<CustomerId, Arc<Customer>>>>,
     wire: Option<WireEncoder>,
 }
 
@@ -110,11 +111,11 @@ impl Registry {
     }
 
     /// Caches up to `capacity` customers for [`Registry::get_customer_shared`] when the
-    /// database is SQLite, whose one writer is this process (see [`CustomerCache`]). On
+    /// database is SQLite, whose one writer is this process (see [`GenerationCache`]). On
     /// PostgreSQL other replicas write too, so there is no cache; neither with 0.
     pub fn with_customer_cache(mut self, capacity: usize) -> Self {
         self.cache = (capacity > 0 && self.db.single_writer())
-            .then(|| Arc::new(CustomerCache::new(capacity)));
+            .then(|| Arc::new(GenerationCache::new(capacity)));
         self
     }
 
@@ -240,12 +241,12 @@ impl Registry {
         let Some(cache) = &self.cache else {
             return self.get_customer(id).await.map(Arc::new);
         };
-        if let Some(customer) = cache.get(id) {
+        if let Some(customer) = cache.get(&id) {
             return Ok(customer);
         }
         let generation = cache.generation();
         let customer = Arc::new(self.get_customer(id).await?);
-        cache.fill(generation, customer.clone());
+        cache.fill(generation, [(id, customer.clone())]);
         Ok(customer)
     }
 

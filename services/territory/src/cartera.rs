@@ -155,6 +155,49 @@ pub struct PurchaseView {
     pub open: Vec<(Role, String)>,
 }
 
+/// A CUSTOMER with its PRIMARY open, as a [`PurchaseView`] showed it: what a purchase
+/// of it needs to be known to change nothing, kept between feed batches (most of an
+/// ingest's purchases are of customers seen in an earlier batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    first_purchase_at: DateTime<Utc>,
+    specialist_lines: Box<[Box<str>]>,
+}
+
+impl Settled {
+    /// `view`'s customer, if settled.
+    pub fn of(view: &PurchaseView) -> Option<Self> {
+        let primary = view.open.iter().any(|(role, _)| *role == Role::Primary);
+        if view.standing != Standing::Customer || !primary {
+            return None;
+        }
+        Some(Self {
+            first_purchase_at: view.first_purchase_at?,
+            specialist_lines: view
+                .open
+                .iter()
+                .filter(|(role, _)| *role == Role::Specialist)
+                .map(|(_, line)| line.as_str().into())
+                .collect(),
+        })
+    }
+
+    /// As a purchase reads it (its other slots, which purchases do not touch, left out).
+    pub fn view(&self) -> PurchaseView {
+        PurchaseView {
+            standing: Standing::Customer,
+            first_purchase_at: Some(self.first_purchase_at),
+            open: std::iter::once((Role::Primary, String::new()))
+                .chain(
+                    self.specialist_lines
+                        .iter()
+                        .map(|line| (Role::Specialist, line.to_string())),
+                )
+                .collect(),
+        }
+    }
+}
+
 /// The customers whose every change in `changes` is a purchase, once each: those a
 /// [`PurchaseView`] may show to need nothing.
 pub fn purchasers_only(changes: &[Change]) -> Vec<Uuid> {

@@ -5,6 +5,7 @@
 //! (TERRITORY.md, "What it follows").
 
 use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use clientela_proto::clientela::classification::v1 as classification;
@@ -19,7 +20,8 @@ use uuid::Uuid;
 
 use crate::assign::{Desk, Roster};
 use crate::cartera::{
-    ActiveModel, Book, Change, Standing, Worklisted, lines_of, purchasers_only, quiet_customers,
+    ActiveModel, Book, Change, Settled, Standing, Worklisted, lines_of, purchasers_only,
+    quiet_customers,
 };
 use crate::locate::{Forest, Node, Place};
 use crate::model::ModelState;
@@ -264,14 +266,37 @@ impl Territories {
     /// transaction; how many customers they touched.
     pub async fn apply_changes(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {
         let conn = tx.conn();
+        let started = Instant::now();
+        let received = changes.len();
         let (mut book, desks) = self.open_book(conn).await?;
-        // Purchases that change nothing are dropped before anything else is loaded.
-        let views = store::cartera::purchase_views(conn, &purchasers_only(&changes)).await?;
+        // Purchases that change nothing are dropped before anything else is loaded: of
+        // customers settled in an earlier batch, or whose view shows it.
+        let mut unread = purchasers_only(&changes);
+        let mut cached = Vec::new();
+        if let Some(cache) = &self.settled {
+            unread.retain(|id| match cache.get(id) {
+                Some(settled) => {
+                    cached.push((*id, settled.view()));
+                    false
+                }
+                None => true,
+            });
+        }
+        let mut views = store::cartera::purchase_views(conn, &unread).await?;
+        let hits = cached.len();
+        views.extend(cached);
         let quiet = quiet_customers(&changes, &views, &book.roster);
+        // Quiet customers read now: unchanged by this batch, cached once it commits.
+        let fresh: Vec<(Uuid, Settled)> = unread
+            .iter()
+            .filter(|id| quiet.contains(id))
+            .filter_map(|id| Some((*id, Settled::of(views.get(id)?)?)))
+            .collect();
         let changes: Vec<Change> = changes
             .into_iter()
             .filter(|c| !matches!(c, Change::Purchase { customer, .. } if quiet.contains(customer)))
             .collect();
+        let viewed = started.elapsed();
         let mut ids: Vec<Uuid> = changes.iter().flat_map(Change::customers).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -292,19 +317,43 @@ impl Territories {
         backdated.sort_unstable();
         backdated.dedup();
         book.earliest_primary = store::cartera::earliest_primaries(conn, &backdated).await?;
+        let loaded = started.elapsed();
         for change in &changes {
             tracing::trace!(?change, "registry change");
             book.apply(change);
         }
         let touched = book.dirty.len();
+        let decided = started.elapsed();
         self.write_page(tx, &mut book).await?;
         store::cartera::write_desks(conn, &book.roster, &desks).await?;
+        if let Some(cache) = self.settled.clone() {
+            // After this batch's own writes: a write after it makes the fill a no-op.
+            let generation = cache.generation();
+            tx.after_commit(move || cache.fill(generation, fresh));
+        }
+        // Where a batch's time goes, cumulative from its start (docs/BENCHMARKS.md).
+        tracing::debug!(
+            received,
+            settled_hits = hits,
+            applied = changes.len(),
+            touched,
+            viewed_ms = viewed.as_millis() as u64,
+            loaded_ms = loaded.as_millis() as u64,
+            decided_ms = decided.as_millis() as u64,
+            written_ms = started.elapsed().as_millis() as u64,
+            "registry batch applied"
+        );
         Ok(touched)
     }
 
     /// Writes `book`'s page and appends its changes to the feed, leaving it ready for the
     /// next page.
     pub(crate) async fn write_page(&self, tx: &WriteTx, book: &mut Book) -> Result<(), Error> {
+        if let Some(cache) = &self.settled {
+            // Before the write, and whether or not it commits: forgetting is always safe.
+            let changed = book.log.iter().map(|l| l.customer);
+            cache.invalidate(book.dirty.iter().copied().chain(changed));
+        }
         store::cartera::write_page(tx.conn(), book).await?;
         let log = book.next_page();
         let mut mismatch = false;

@@ -80,6 +80,9 @@ pub struct TerritorySettings {
     pub feed_commit_events: usize,
     /// How often change-feed watchers look for other replicas' commits, in milliseconds.
     pub feed_poll_interval_ms: u64,
+    /// Customers whose purchases are known to change nothing, kept between feed batches
+    /// on SQLite (0: none).
+    pub settled_cache_capacity: usize,
 }
 
 impl Default for TerritorySettings {
@@ -99,6 +102,7 @@ impl Default for TerritorySettings {
             feed_batch: 2000,
             feed_commit_events: 100_000,
             feed_poll_interval_ms: 1000,
+            settled_cache_capacity: territories::DEFAULT_SETTLED_CACHE_CAPACITY,
         }
     }
 }
@@ -133,7 +137,8 @@ impl Service for TerritoryService {
         let territories = Territories::open(db.clone())
             .await
             .map_err(service::start_failed::<TerritoryService>)?
-            .with_kam_grace_days(settings.kam_grace_days);
+            .with_kam_grace_days(settings.kam_grace_days)
+            .with_settled_cache(settings.settled_cache_capacity);
         let batching = Batching::of_settings(settings.feed_batch, settings.feed_commit_events);
         let registry = Consumer {
             source: Source::of_settings(

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use clientela_runtime::cache::GenerationCache;
 use clientela_runtime::error::check_etag;
 use clientela_runtime::feed::Outbox;
 use clientela_runtime::idempotency::{REUSED_REASON, RequestKey};
@@ -12,7 +13,7 @@ use clientela_runtime::time::now;
 use clientela_runtime::{Db, Error, WriteTx};
 use uuid::Uuid;
 
-use crate::cartera::{ActiveModel, DEFAULT_KAM_GRACE_DAYS, Logged};
+use crate::cartera::{ActiveModel, DEFAULT_KAM_GRACE_DAYS, Logged, Settled};
 use crate::following::CHANGE_COUNTER;
 use crate::locate::{self, Located, Node, Place};
 use crate::model::{
@@ -88,7 +89,13 @@ pub struct Territories {
     /// change, and reading all of them made every GetCoverage and feed batch pay for
     /// the whole map.
     pub(crate) active: Arc<Mutex<Option<Arc<ActiveModel>>>>,
+    /// Customers a purchase cannot change, between feed batches (SQLite only: see
+    /// [`GenerationCache`]); every write of a customer or its assignments forgets it.
+    pub(crate) settled: Option<Arc<GenerationCache<Uuid, Settled>>>,
 }
+
+/// Customers the settled cache holds by default (~100 bytes each).
+pub const DEFAULT_SETTLED_CACHE_CAPACITY: usize = 1_000_000;
 
 impl Territories {
     /// The service over a migrated database.
@@ -99,7 +106,18 @@ impl Territories {
             changes,
             kam_grace: chrono::Duration::days(DEFAULT_KAM_GRACE_DAYS),
             active: Arc::default(),
-        })
+            settled: None,
+        }
+        .with_settled_cache(DEFAULT_SETTLED_CACHE_CAPACITY))
+    }
+
+    /// The same caching up to `capacity` settled customers between feed batches when the
+    /// database is SQLite, whose one writer is this process. On PostgreSQL other
+    /// replicas write too, so there is no cache; neither with 0.
+    pub fn with_settled_cache(mut self, capacity: usize) -> Self {
+        self.settled = (capacity > 0 && self.db.single_writer())
+            .then(|| Arc::new(GenerationCache::new(capacity)));
+        self
     }
 
     /// The same with KAMs kept `days` after their account falls below KEY.

@@ -2,6 +2,7 @@
 //! reflection, auth, graceful shutdown, database connect + migrate, and error mapping.
 
 pub mod auth;
+pub mod cache;
 pub mod db;
 pub mod error;
 pub mod feed;

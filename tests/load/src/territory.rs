@@ -191,7 +191,12 @@ pub async fn ingest(
         async move {
             let tx = territories.db().begin_write().await?;
             territories.apply_changes(&tx, pending).await?;
+            let committing = Instant::now();
             tx.commit().await?;
+            tracing::debug!(
+                commit_ms = committing.elapsed().as_millis() as u64,
+                "committed"
+            );
             anyhow::Ok(())
         }
     };

@@ -325,3 +325,61 @@ clientela_testkit::both_engines!(
         }
     }
 );
+
+/// GetCoverage once the feed has applied event `seq`.
+async fn coverage_after(client: &mut Client, customer: &str, seq: i64) -> pb::GetCoverageResponse {
+    client
+        .get_coverage(pb::GetCoverageRequest {
+            customer: customer.into(),
+            min_event_sequence: seq,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
+    a_settled_customer_whose_specialist_left_gets_the_next_one_at_its_next_purchase,
+    |app: TestApp| async move {
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        coast_sellers(&mut client).await;
+        let sara = add_seller(
+            &mut client,
+            seller("Sara Vera", "sara", &["CL-V"], &["baterias"]),
+        )
+        .await;
+        let buyer = customer_at(&mut registry, "Rita", "Región de Valparaíso", "Quilpué").await;
+        let seq = buy(&mut registry, &buyer, "o-1", 3, &["baterias"]).await;
+        let first = coverage_after(&mut client, &buyer, seq).await;
+        assert_eq!(first.specialists.len(), 1);
+        assert_eq!(first.specialists[0].seller, sara);
+        // A purchase that changes nothing: on SQLite the customer is now known settled,
+        // with its specialist, between feed batches.
+        let seq = buy(&mut registry, &buyer, "o-2", 2, &["baterias"]).await;
+        assert_eq!(
+            coverage_after(&mut client, &buyer, seq).await.specialists,
+            first.specialists
+        );
+
+        // Sara leaves with nobody to take her line: her specialist assignment ends.
+        let left = client
+            .offboard_seller(offboard(&sara, "", false, false))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(left.ended_count, 1, "{left:?}");
+        let tomas = add_seller(
+            &mut client,
+            seller("Tomás Paz", "tomas", &["CL-V"], &["baterias"]),
+        )
+        .await;
+        // The next purchase in the line finds no specialist and takes the new one: the
+        // customer was read again, not taken as settled.
+        let seq = buy(&mut registry, &buyer, "o-3", 1, &["baterias"]).await;
+        let now = coverage_after(&mut client, &buyer, seq).await;
+        assert_eq!(now.specialists.len(), 1, "{now:?}");
+        assert_eq!(now.specialists[0].seller, tomas);
+    }
+);
