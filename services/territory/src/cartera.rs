@@ -378,6 +378,16 @@ impl ActiveModel {
     }
 }
 
+/// A page of customers in id order with what a realignment reads of them.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub customers: Vec<Customer>,
+    /// Their open assignments (explanations of pins only).
+    pub open: Vec<Assignment>,
+    /// The latest end of a closed interval per (customer, role, line).
+    pub last_ends: HashMap<(Uuid, Role, String), DateTime<Utc>>,
+}
+
 /// The state a batch works on, and what it changed.
 #[derive(Debug)]
 pub struct Book {
@@ -594,6 +604,20 @@ impl Book {
     pub fn loaded(&mut self, c: Customer) {
         self.stored.insert(c.id, c.indexed());
         self.customers.insert(c.id, c);
+    }
+
+    /// Puts a page of customers with their open assignments and last ends in the
+    /// book; their ids, in order.
+    pub fn take_page(&mut self, page: Page) -> Vec<Uuid> {
+        let ids = page.customers.iter().map(|c| c.id).collect();
+        for c in page.customers {
+            self.loaded(c);
+        }
+        for a in page.open {
+            self.open.entry(a.customer).or_default().push(a);
+        }
+        self.last_end = page.last_ends;
+        ids
     }
 
     fn customer(&mut self, id: Uuid) -> &mut Customer {

@@ -234,34 +234,6 @@ impl Territories {
         Ok(())
     }
 
-    /// Loads into `book` the page of up to `limit` customers after `after` (by id), with
-    /// their open assignments (as a realignment reads them: no explanations but the
-    /// pins') and last ends, in three range reads; their ids.
-    pub(crate) async fn load_page(
-        conn: &impl Conn,
-        book: &mut Book,
-        after: Option<Uuid>,
-        limit: u64,
-    ) -> Result<Vec<Uuid>, Error> {
-        let page = store::cartera::customer_page(conn, after, limit).await?;
-        let Some(last) = page.last().map(|c| c.id) else {
-            return Ok(Vec::new());
-        };
-        let ids: Vec<Uuid> = page.iter().map(|c| c.id).collect();
-        for c in page {
-            book.loaded(c);
-        }
-        let range = store::cartera::Customers::Range { after, last };
-        for a in
-            store::cartera::open_assignments_of(conn, range, store::cartera::Read::ForRealignment)
-                .await?
-        {
-            book.open.entry(a.customer).or_default().push(a);
-        }
-        book.last_end = store::cartera::last_ends(conn, range).await?;
-        Ok(ids)
-    }
-
     /// Applies feed changes (the registry's or the label feed's) inside the feed's
     /// transaction; how many customers they touched.
     pub async fn apply_changes(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {

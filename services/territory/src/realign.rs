@@ -12,13 +12,13 @@ use clientela_runtime::error::check_etag;
 use clientela_runtime::idempotency::fnv1a;
 use clientela_runtime::pagination;
 use clientela_runtime::time::now;
-use clientela_runtime::{Conn, Error, WriteTx};
+use clientela_runtime::{Conn, Db, Error, WriteTx};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::assign::{Assignment, Cause, Desk, Role};
-use crate::cartera::{ActiveModel, Book};
+use crate::cartera::{ActiveModel, Book, Page};
 use crate::following::CARTERA_LOCK;
 use crate::model::{HOUSE_SELLER, ModelState, TerritoryModel, model_name};
 use crate::store;
@@ -237,8 +237,13 @@ impl Territories {
     /// the first `keep` moves and pins and a token for ApplyRealignment. Nothing is
     /// written.
     pub async fn preview_realignment(&self, id: Uuid, keep: usize) -> Result<Realignment, Error> {
+        // The pages may be read on a connection of their own: both begin while no write
+        // can commit, so they see the same one.
+        let held = self.db().hold_writes().await;
         let tx = self.db().begin_snapshot_read().await?;
         let model = Self::realignable(&tx, id).await?;
+        let pages = Pages::start(self.db()).await?;
+        drop(held);
         let state = state(&tx, &model).await?;
         let (book, desks) = self
             .book_over(&tx, Self::model_for(&tx, &model).await?.into())
@@ -248,7 +253,7 @@ impl Territories {
             keep,
             progress: None,
         };
-        let (tally, book) = self.realign_all(&tx, book, now(), &run).await?;
+        let (tally, book) = self.realign_all(&tx, book, pages, now(), &run).await?;
         Ok(Self::outcome(model, None, &tally, &desks, &book, state))
     }
 
@@ -368,7 +373,10 @@ impl Territories {
             keep: 0,
             progress,
         };
-        let (tally, book) = self.realign_all(conn, book, at, &run).await?;
+        // The transaction holds the write gate: pages read on a connection of their own
+        // see what it started from, and a page is not written before it is read.
+        let pages = Pages::start(self.db()).await?;
+        let (tally, book) = self.realign_all(conn, book, pages, at, &run).await?;
         if let Some((token, _)) = expected
             && (token.digest, token.moved) != (tally.digest, tally.moved)
         {
@@ -452,16 +460,17 @@ impl Territories {
         &self,
         conn: &impl Conn,
         mut book: Book,
+        mut pages: Pages,
         at: DateTime<Utc>,
         run: &Run<'_>,
     ) -> Result<(Tally, Book), Error> {
         let total = store::cartera::customer_count(conn).await?;
         let mut tally = Tally::default();
-        let mut after = None;
         loop {
-            let ids = Self::load_page(conn, &mut book, after, REALIGN_PAGE).await?;
-            let Some(last) = ids.last() else { break };
-            after = Some(*last);
+            let ids = book.take_page(pages.next(conn).await?);
+            if ids.is_empty() {
+                break;
+            }
             for id in &ids {
                 book.realign(*id, at);
                 tally.customers += 1;
@@ -518,6 +527,90 @@ impl Territories {
             token,
             model,
         }
+    }
+}
+
+/// Where a realignment's pages come from, in customer order.
+struct Pages {
+    /// A SQLite file's pages, read ahead on a thread and a connection of their own in
+    /// one read transaction, while the ones before are realigned and written: read
+    /// through sqlx, each row crossed to the task by a channel and was decoded there, and
+    /// the writes waited for it (docs/BENCHMARKS.md).
+    ahead: Option<mpsc::Receiver<Result<Page, Error>>>,
+    /// The first page read ahead.
+    first: Option<Page>,
+    /// Otherwise: the last customer read through the transaction.
+    after: Option<Uuid>,
+}
+
+/// Pages read ahead of the one realigned.
+const PAGES_AHEAD: usize = 2;
+
+impl Pages {
+    /// Starts reading; on a SQLite file, returns once the reader's snapshot is taken.
+    async fn start(db: &Db) -> Result<Self, Error> {
+        let mut pages = Self {
+            ahead: None,
+            first: None,
+            after: None,
+        };
+        if !db.has_sqlite_reads() {
+            return Ok(pages);
+        }
+        let (send, ahead) = mpsc::channel(PAGES_AHEAD);
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            let read = db.sqlite_read(|conn| {
+                let snapshot = conn.unchecked_transaction()?;
+                let mut after = None;
+                loop {
+                    let page = store::sqlite::page(&snapshot, after, REALIGN_PAGE)?;
+                    let last = page
+                        .as_ref()
+                        .ok()
+                        .and_then(|p| p.customers.last())
+                        .map(|c| c.id);
+                    // Ends after the last page or an error, or when the realignment did.
+                    if send.blocking_send(page).is_err() || last.is_none() {
+                        return Ok(());
+                    }
+                    after = last;
+                }
+            });
+            if let Some(Err(e)) = read {
+                let _ = send.blocking_send(Err(e.into()));
+            }
+        });
+        pages.ahead = Some(ahead);
+        pages.first = Some(pages.received().await?);
+        Ok(pages)
+    }
+
+    async fn received(&mut self) -> Result<Page, Error> {
+        let ahead = self.ahead.as_mut();
+        match ahead {
+            Some(ahead) => ahead.recv().await.unwrap_or_else(|| {
+                Err(Error::Internal(
+                    "the realignment's page reader stopped".into(),
+                ))
+            }),
+            None => Err(Error::Internal("no page reader".into())),
+        }
+    }
+
+    /// The next page (empty after the last).
+    async fn next(&mut self, conn: &impl Conn) -> Result<Page, Error> {
+        if let Some(first) = self.first.take() {
+            return Ok(first);
+        }
+        if self.ahead.is_some() {
+            return self.received().await;
+        }
+        let page = store::cartera::page(conn, self.after, REALIGN_PAGE).await?;
+        if let Some(last) = page.customers.last() {
+            self.after = Some(last.id);
+        }
+        Ok(page)
     }
 }
 

@@ -35,10 +35,26 @@ pub struct Db {
     write_gate: Option<Arc<Mutex<()>>>,
     /// A SQLite file's read-only connections, for reads on the calling thread.
     sqlite_reads: Option<Arc<SqliteReads>>,
+    /// A SQLite file's checkpoints, run beside the writer.
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// Page cache of SQLite's write connection, in KiB.
 const SQLITE_WRITER_CACHE_KIB: u32 = 16 * 1024;
+
+/// WAL pages past which the writer checkpoints at commit itself (SQLite's default is
+/// 1,000; 400 MiB here). The WAL starts over only at a write transaction that begins
+/// with all of it copied, which back-to-back feed batches never do, so under a steady
+/// feed it grows to this and the writer copies the rest once. Readers do not pay for a
+/// long WAL: they search only the frames not yet copied.
+const SQLITE_WRITER_CHECKPOINT_PAGES: u32 = 100_000;
+
+/// What the WAL file is cut back to when it starts over (SQLite keeps its largest size).
+const SQLITE_WAL_KEPT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The least time between two of the [`Checkpointer`]'s checkpoints: commits that come
+/// faster share one.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A connection or a transaction, as a service's logic hands it back to its store: the
 /// logic passes it on and never queries through it (only store code names sea-orm).
@@ -73,6 +89,7 @@ pub struct WriteTx {
     gate: Option<OwnedMutexGuard<()>>,
     /// Run once the commit returns (an outbox wakes its watchers here).
     after_commit: std::sync::Mutex<Vec<AfterCommit>>,
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -109,9 +126,13 @@ impl WriteTx {
             txn,
             gate,
             after_commit,
+            checkpointer,
         } = self;
         let committed = txn.commit().await;
         drop(gate);
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.wake();
+        }
         for hook in after_commit.into_inner().unwrap_or_default() {
             hook();
         }
@@ -140,7 +161,7 @@ impl Db {
         if is_sqlite {
             create_sqlite_dir(url)?;
         }
-        let options = |max_connections: u32, cache_kib: Option<u32>| {
+        let options = |max_connections: u32, writer: bool| {
             let mut options = ConnectOptions::new(url.to_owned());
             options
                 .max_connections(max_connections)
@@ -161,10 +182,17 @@ impl Db {
                         // the two then wake each other every few rows. A larger buffer
                         // lets a page or a feed batch cross in a few wake-ups.
                         .row_buffer_size(SQLITE_ROW_BUFFER);
-                    match cache_kib {
-                        Some(kib) => o.pragma("cache_size", format!("-{kib}")),
-                        None => o,
+                    if !writer {
+                        return o;
                     }
+                    // The checkpointer copies the WAL into the file beside the writer;
+                    // the writer checkpoints itself only past this, should it fall behind.
+                    o.pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}"))
+                        .pragma(
+                            "wal_autocheckpoint",
+                            SQLITE_WRITER_CHECKPOINT_PAGES.to_string(),
+                        )
+                        .pragma("journal_size_limit", SQLITE_WAL_KEPT_BYTES.to_string())
                 })
                 // Every query of a service reads a page or a few rows. PostgreSQL still
                 // plans some pages in parallel: a tag-filtered page of 50 spent 13 ms
@@ -174,33 +202,39 @@ impl Db {
             options
         };
         let conn =
-            sea_orm::Database::connect(options(settings.max_connections.max(1), None)).await?;
+            sea_orm::Database::connect(options(settings.max_connections.max(1), false)).await?;
         if !is_sqlite {
             return Ok(Self {
                 conn,
                 writer: None,
                 write_gate: None,
                 sqlite_reads: None,
+                checkpointer: None,
             });
         }
         // An in-memory database exists once per connection: one pool must serve both.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let (writer, sqlite_reads) = if in_memory {
-            (None, None)
+        let (writer, sqlite_reads, checkpointer) = if in_memory {
+            (None, None, None)
         } else {
-            let writer =
-                sea_orm::Database::connect(options(1, Some(SQLITE_WRITER_CACHE_KIB))).await?;
+            let writer = sea_orm::Database::connect(options(1, true)).await?;
             let path = SqliteConnectOptions::from_str(url)
                 .map_err(|e| DbErr::Custom(format!("the SQLite URL: {e}")))?
                 .get_filename()
                 .to_owned();
-            (Some(writer), Some(Arc::new(SqliteReads::new(path))))
+            let checkpointer = Checkpointer::start(&path)?;
+            (
+                Some(writer),
+                Some(Arc::new(SqliteReads::new(path))),
+                Some(Arc::new(checkpointer)),
+            )
         };
         Ok(Self {
             conn,
             writer,
             write_gate: Some(Arc::new(Mutex::new(()))),
             sqlite_reads,
+            checkpointer,
         })
     }
 
@@ -290,6 +324,17 @@ impl Db {
             .map(|_| ())
     }
 
+    /// Holds back every write transaction of this process until dropped, for reads on
+    /// different connections that must see the same commit: begin them all while held.
+    /// None on PostgreSQL, where other replicas write all the same (use one
+    /// transaction there).
+    pub async fn hold_writes(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Begins a write transaction (waiting for the gate on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
         let gate = match &self.write_gate {
@@ -301,6 +346,7 @@ impl Db {
             txn,
             gate,
             after_commit: std::sync::Mutex::default(),
+            checkpointer: self.checkpointer.clone(),
         })
     }
 
@@ -417,6 +463,65 @@ impl SqliteReads {
         // As the pool's connections: a reader waits out a checkpoint's brief lock.
         conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
         Ok(conn)
+    }
+}
+
+/// Copies a SQLite file's WAL back into the file on a thread and a connection of its
+/// own, after commits. SQLite's automatic checkpoint runs inside the commit that crosses
+/// 1,000 WAL pages, on the writer: a feed batch then waited for the copy and its fsync
+/// (about half of its commit) while the other core idled. A passive checkpoint never
+/// blocks the writer or readers, and commits that come while one runs share the next.
+// A thread of its own rather than blocking tasks: it lives as long as the database.
+#[derive(Debug)]
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &std::path::Path) -> Result<Self, DbErr> {
+        use rusqlite::OpenFlags;
+        let failed = |e: rusqlite::Error| {
+            DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "opening {} to checkpoint: {e}",
+                path.display()
+            )))
+        };
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(failed)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
+        // One pending wake is enough: a checkpoint copies every commit before it.
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                // Ends when the last Db clone drops the sender.
+                while woken.recv().is_ok() {
+                    let started = std::time::Instant::now();
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                    });
+                    match done {
+                        Ok((wal_pages, copied)) => tracing::debug!(
+                            wal_pages,
+                            copied,
+                            ms = started.elapsed().as_millis() as u64,
+                            "WAL checkpointed"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "a WAL checkpoint failed"),
+                    }
+                    std::thread::sleep(CHECKPOINT_INTERVAL.saturating_sub(started.elapsed()));
+                }
+            })
+            .map_err(|e| DbErr::Custom(format!("starting the checkpoint thread: {e}")))?;
+        Ok(Self { wake })
+    }
+
+    /// Asks for a checkpoint (after a commit); never waits.
+    fn wake(&self) {
+        let _ = self.wake.try_send(());
     }
 }
 
@@ -540,6 +645,38 @@ mod tests {
         // Read-only: a write through it fails.
         let write = db.sqlite_read(|c| c.execute("INSERT INTO t VALUES (8)", []));
         assert!(matches!(write, Some(Err(_))), "{write:?}");
+        db.close().await.expect("close");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The checkpointer copies a commit's WAL pages into the file beside the writer,
+    /// below the writer's own threshold.
+    #[tokio::test]
+    async fn commits_are_checkpointed_beside_the_writer() {
+        let dir = std::env::temp_dir().join(format!("clientela-db-{}", uuid::Uuid::now_v7()));
+        let file = dir.join("checkpointed.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let db = Db::connect(&url, &DatabaseSettings::default())
+            .await
+            .expect("SQLite file");
+        let tx = db.begin_write().await.expect("begin");
+        // About 4 MiB, 1,000 pages: past SQLite's own threshold, short of the writer's.
+        tx.conn()
+            .execute_unprepared(
+                "CREATE TABLE t (v BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL \
+                 SELECT i + 1 FROM n WHERE i < 4000) INSERT INTO t SELECT randomblob(1000) FROM n",
+            )
+            .await
+            .expect("write");
+        tx.commit().await.expect("commit");
+        let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+        for _ in 0..100 {
+            if size() > 4_000_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(size() > 4_000_000, "the file holds {} bytes", size());
         db.close().await.expect("close");
         let _ = std::fs::remove_dir_all(dir);
     }

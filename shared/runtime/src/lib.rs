@@ -10,6 +10,7 @@ pub mod group;
 pub mod idempotency;
 pub mod names;
 pub mod pagination;
+pub mod raw;
 pub mod server;
 pub mod service;
 pub mod settings;

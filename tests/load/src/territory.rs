@@ -133,6 +133,8 @@ async fn staffed(territories: &Territories, model: Uuid, customers: u64) -> anyh
 /// customers; with the preview's peak resident set and the moves.
 pub async fn realign(territories: &Territories) -> anyhow::Result<(Stats, u64, Stats, u64)> {
     let model = forest(territories, "Chile redrawn", 1).await?;
+    // Markers at debug, to aim a profiler at one phase.
+    tracing::debug!("realignment preview started");
     let started = Instant::now();
     let preview = territories.preview_realignment(model, 100).await?;
     let previewed = Stats {
@@ -143,8 +145,10 @@ pub async fn realign(territories: &Territories) -> anyhow::Result<(Stats, u64, S
     };
     let preview_peak = crate::own_rss_kib().1;
     crate::reset_peak_rss();
+    tracing::debug!("realignment apply started");
     let started = Instant::now();
     let applied = territories.apply_realignment(&preview.token, None).await?;
+    tracing::debug!("realignment applied");
     anyhow::ensure!(
         applied.moved == preview.moved,
         "applied {} moves, previewed {}",

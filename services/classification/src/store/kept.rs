@@ -2,68 +2,9 @@
 //! ones in the database, customers who kept their labels written without their label
 //! columns, and whole pages stamped by one statement.
 
+use clientela_runtime::raw::{MAX_ROWS_PER_VALUES, Raw};
+
 use super::*;
-
-/// Rows of one hand-written `WITH v AS (VALUES ...)` statement.
-pub(super) const MAX_ROWS_PER_VALUES: usize = 1_000;
-
-/// A statement written by hand, for what sea-query cannot say (`UPDATE ... FROM`, a join
-/// on a `VALUES` list): its text and its parameters, numbered as the backend wants.
-pub(super) struct Raw {
-    backend: DbBackend,
-    sql: String,
-    values: Vec<sea_orm::Value>,
-}
-
-impl Raw {
-    fn new(backend: DbBackend, rows: usize) -> Self {
-        Self {
-            backend,
-            sql: String::with_capacity(40 * rows + 400),
-            values: Vec::with_capacity(4 * rows + 3),
-        }
-    }
-
-    fn text(&mut self, sql: &str) -> &mut Self {
-        self.sql.push_str(sql);
-        self
-    }
-
-    fn param(&mut self, value: impl Into<sea_orm::Value>) -> &mut Self {
-        self.values.push(value.into());
-        match self.backend {
-            DbBackend::Postgres => {
-                let _ = write!(self.sql, "${}", self.values.len());
-            }
-            _ => self.sql.push('?'),
-        }
-        self
-    }
-
-    /// `WITH v (columns) AS (VALUES (...), ...) `, a row of parameters per row.
-    fn with_values<const N: usize>(
-        &mut self,
-        columns: &str,
-        rows: impl IntoIterator<Item = [sea_orm::Value; N]>,
-    ) -> &mut Self {
-        self.text("WITH v (").text(columns).text(") AS (VALUES ");
-        for (i, row) in rows.into_iter().enumerate() {
-            self.text(if i == 0 { "(" } else { ", (" });
-            for (j, value) in row.into_iter().enumerate() {
-                if j > 0 {
-                    self.text(", ");
-                }
-                self.param(value);
-            }
-            self.text(")");
-        }
-        self.text(") ")
-    }
-
-    fn statement(self) -> Statement {
-        Statement::from_sql_and_values(self.backend, self.sql, self.values)
-    }
-}
 
 /// Writes the classifications of customers who kept their labels: their inputs, region
 /// and stamp, leaving the label columns, and so their indexes, alone: one statement per

@@ -5,7 +5,6 @@
 //! `sqlite.rs`, which says why.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use clientela_runtime::feed::outbox::{add_to_sequence, read_sequence};
@@ -14,7 +13,7 @@ use clientela_runtime::{Db, Error, WriteTx};
 use sea_orm::sea_query::{
     Alias, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement, SimpleExpr,
 };
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 

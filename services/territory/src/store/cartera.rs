@@ -5,15 +5,17 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use clientela_runtime::Error;
 use clientela_runtime::feed::OutboxRecord;
+use clientela_runtime::raw::{MAX_ROWS_PER_VALUES, Raw};
 use sea_orm::sea_query::{
     Expr, ExprTrait, JoinType, OnConflict, Order, Query, SelectStatement, SimpleExpr,
+    SqliteQueryBuilder,
 };
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
 
 use super::{col, corrupt, seller_of, seller_select, t};
 use crate::assign::{Assignment, Cause, Desk, EndCause, Explanation, Role, Roster};
-use crate::cartera::{Book, Customer, Logged, PurchaseView, Standing};
+use crate::cartera::{Book, Customer, Logged, Page, PurchaseView, Standing};
 use crate::explain::Rule;
 use crate::locate::Place;
 
@@ -503,6 +505,34 @@ pub async fn open_assignments_of(
     Ok(out)
 }
 
+/// The latest end of a closed interval per (customer, role, line), of the customers
+/// a condition on `customer_id` names.
+fn last_ends_select() -> SelectStatement {
+    Query::select()
+        .columns([t("customer_id"), t("role"), t("product_line")])
+        .expr_as(Expr::col(t("valid_to")).max(), t("last_end"))
+        .from(t("assignments"))
+        .and_where(col("valid_to").is_not_null())
+        .group_by_columns([t("customer_id"), t("role"), t("product_line")])
+        .to_owned()
+}
+
+/// A row of [`last_ends_select`].
+pub(crate) type LastEnd = ((Uuid, Role, String), DateTime<Utc>);
+
+pub(crate) fn last_end_of(row: &impl Row) -> Result<LastEnd, Error> {
+    let role: String = row.column("role")?;
+    let role = Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?;
+    Ok((
+        (
+            row.column("customer_id")?,
+            role,
+            row.column("product_line")?,
+        ),
+        row.column("last_end")?,
+    ))
+}
+
 /// Of `customers`, the latest end of a closed interval per (customer, role, line).
 pub async fn last_ends(
     conn: &impl ConnectionTrait,
@@ -510,28 +540,54 @@ pub async fn last_ends(
 ) -> Result<HashMap<(Uuid, Role, String), DateTime<Utc>>, Error> {
     let mut out = HashMap::new();
     for condition in customers.conditions() {
-        let select = Query::select()
-            .columns([t("customer_id"), t("role"), t("product_line")])
-            .expr_as(Expr::col(t("valid_to")).max(), t("last_end"))
-            .from(t("assignments"))
-            .and_where(condition)
-            .and_where(col("valid_to").is_not_null())
-            .group_by_columns([t("customer_id"), t("role"), t("product_line")])
-            .to_owned();
+        let select = last_ends_select().and_where(condition).to_owned();
         for row in conn.query_all(&select).await? {
-            let role: String = row.try_get("", "role")?;
-            let role = Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?;
-            out.insert(
-                (
-                    row.try_get("", "customer_id")?,
-                    role,
-                    row.try_get("", "product_line")?,
-                ),
-                row.try_get("", "last_end")?,
-            );
+            let (slot, end) = last_end_of(&row)?;
+            out.insert(slot, end);
         }
     }
     Ok(out)
+}
+
+/// The page of up to `limit` customers after `after`, in three range reads (open
+/// assignments as [`Read::ForRealignment`] reads them).
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Page, Error> {
+    let customers = customer_page(conn, after, limit).await?;
+    let Some(last) = customers.last().map(|c| c.id) else {
+        return Ok(Page::default());
+    };
+    let range = Customers::Range { after, last };
+    Ok(Page {
+        open: open_assignments_of(conn, range, Read::ForRealignment).await?,
+        last_ends: last_ends(conn, range).await?,
+        customers,
+    })
+}
+
+/// [`page`]'s three statements in SQLite's SQL, for its direct reads: customers after
+/// `?1` (an empty blob: from the first) up to `?2` of them; then open assignments and
+/// last ends of the customers in (`?1`, `?2`].
+pub(crate) fn page_sql() -> [String; 3] {
+    let range = || Expr::cust("customer_id > ?1 AND customer_id <= ?2");
+    let customers = customer_select()
+        .and_where(Expr::cust("id > ?1"))
+        .order_by(t("id"), Order::Asc)
+        .to_string(SqliteQueryBuilder)
+        + " LIMIT ?2";
+    let open = Read::ForRealignment
+        .select()
+        .and_where(range())
+        .and_where(open_by_customer("assignments"))
+        .order_by(t("sequence"), Order::Asc)
+        .to_string(SqliteQueryBuilder);
+    let ends = last_ends_select()
+        .and_where(range())
+        .to_string(SqliteQueryBuilder);
+    [customers, open, ends]
 }
 
 /// Of `customers`, the seller and start of each one's earliest PRIMARY.
@@ -839,20 +895,26 @@ pub async fn write_desks(
     before: &[Desk],
 ) -> Result<(), Error> {
     let was: HashMap<Uuid, &Desk> = before.iter().map(|d| (d.id, d)).collect();
-    for desk in roster.desks() {
-        if was
-            .get(&desk.id)
-            .is_some_and(|w| w.load == desk.load && w.last_chosen == desk.last_chosen)
-        {
-            continue;
-        }
-        let update = Query::update()
-            .table(t("sellers"))
-            .value(t("load"), desk.load)
-            .value(t("last_chosen"), desk.last_chosen)
-            .and_where(col("id").eq(desk.id))
-            .to_owned();
-        conn.execute(&update).await?;
+    let changed: Vec<&Desk> = roster
+        .desks()
+        .iter()
+        .filter(|desk| {
+            !was.get(&desk.id)
+                .is_some_and(|w| w.load == desk.load && w.last_chosen == desk.last_chosen)
+        })
+        .collect();
+    // One statement per thousand sellers: a feed batch moves most desks, and 2,000
+    // single-row updates cost it as many round trips to the database.
+    for chunk in changed.chunks(MAX_ROWS_PER_VALUES) {
+        let rows = chunk
+            .iter()
+            .map(|d| [d.id.into(), d.load.into(), d.last_chosen.into()]);
+        let mut raw = Raw::new(conn.get_database_backend(), chunk.len());
+        raw.with_values("id, load, last_chosen", rows).text(
+            "UPDATE sellers SET load = v.load, last_chosen = v.last_chosen \
+             FROM v WHERE sellers.id = v.id",
+        );
+        conn.execute_raw(raw.statement()).await?;
     }
     Ok(())
 }

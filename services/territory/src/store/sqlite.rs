@@ -10,9 +10,11 @@ use clientela_runtime::Error;
 use rusqlite::OptionalExtension as _;
 use uuid::Uuid;
 
-use super::cartera::{ASSIGNMENT_COLUMNS, CUSTOMER_COLUMNS, assignment_of, customer_of};
+use super::cartera::{
+    ASSIGNMENT_COLUMNS, CUSTOMER_COLUMNS, assignment_of, customer_of, last_end_of, page_sql,
+};
 use crate::assign::Assignment;
-use crate::cartera::Customer;
+use crate::cartera::{Customer, Page};
 use crate::model::ModelState;
 
 /// What GetCoverage reads of one customer, in one snapshot.
@@ -72,4 +74,54 @@ pub(crate) fn coverage_rows(
         assignments,
         active,
     }))
+}
+
+/// [`super::cartera::page`] on a direct connection: the page of up to `limit` customers
+/// after `after`, with their open assignments and last ends (a realignment's reads, in
+/// the caller's read transaction).
+pub(crate) fn page(
+    conn: &rusqlite::Connection,
+    after: Option<Uuid>,
+    limit: u64,
+) -> rusqlite::Result<Result<Page, Error>> {
+    static SQL: LazyLock<[String; 3]> = LazyLock::new(page_sql);
+    let after_key: &[u8] = after.as_ref().map_or(&[], |a| a.as_bytes().as_slice());
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let customers = collect(conn, &SQL[0], (after_key, limit), |r| customer_of(r))?;
+    let customers = match customers {
+        Ok(customers) => customers,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(last) = customers.last().map(|c| c.id) else {
+        return Ok(Ok(Page::default()));
+    };
+    let range = (after_key, last.as_bytes().as_slice());
+    let open = collect(conn, &SQL[1], range, |r| assignment_of(r))?;
+    let ends = collect(conn, &SQL[2], range, |r| last_end_of(r))?;
+    Ok(open.and_then(|open| {
+        Ok(Page {
+            customers,
+            open,
+            last_ends: ends?.into_iter().collect(),
+        })
+    }))
+}
+
+/// The rows of `sql` with `params`, each decoded by `decode`.
+fn collect<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, Error>,
+) -> rusqlite::Result<Result<Vec<T>, Error>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        match decode(row) {
+            Ok(item) => out.push(item),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(out))
 }
