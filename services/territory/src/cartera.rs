@@ -298,7 +298,7 @@ impl Customer {
             territory: None,
             unassigned_reason: Some("the registry has not described the customer yet".into()),
             first_purchase_at: None,
-            profile_at: DateTime::<Utc>::MIN_UTC,
+            profile_at: NEVER_PROFILED,
             tier: None,
             tier_at: None,
             kam_until: None,
@@ -378,15 +378,28 @@ impl ActiveModel {
     }
 }
 
+/// The profile instant of a customer the feed has not described yet: earlier than any
+/// profile, and inside both engines' range (PostgreSQL refuses `DateTime::MIN_UTC`, which
+/// SQLite rows written before hold and still read back).
+pub const NEVER_PROFILED: DateTime<Utc> = match chrono::NaiveDate::from_ymd_opt(1, 1, 1) {
+    Some(day) => match day.and_hms_opt(0, 0, 0) {
+        Some(midnight) => midnight.and_utc(),
+        None => DateTime::<Utc>::MIN_UTC,
+    },
+    None => DateTime::<Utc>::MIN_UTC,
+};
+
 /// A page of customers in id order with what a realignment reads of them.
 #[derive(Debug, Default)]
 pub struct Page {
     pub customers: Vec<Customer>,
     /// Their open assignments (explanations of pins only).
     pub open: Vec<Assignment>,
-    /// The latest end of a closed interval per (customer, role, line).
-    pub last_ends: HashMap<(Uuid, Role, String), DateTime<Utc>>,
+    pub last_ends: LastEnds,
 }
+
+/// The latest end of a closed interval per (customer, role, line).
+pub type LastEnds = HashMap<(Uuid, Role, String), DateTime<Utc>>;
 
 /// The state a batch works on, and what it changed.
 #[derive(Debug)]

@@ -564,7 +564,7 @@ impl Pages {
                 let snapshot = conn.unchecked_transaction()?;
                 let mut after = None;
                 loop {
-                    let page = store::sqlite::page(&snapshot, after, REALIGN_PAGE)?;
+                    let page = store::sqlite::page(&snapshot, after, REALIGN_PAGE);
                     let last = page
                         .as_ref()
                         .ok()

@@ -408,6 +408,40 @@ impl Db {
     }
 }
 
+/// A statement built by sea-query, in SQLite's SQL with its parameters as rusqlite
+/// binds them, so that a direct read ([`Db::sqlite_read`]) runs the very statement the
+/// pool would. Values are bound as sqlx binds them (ids as 16 bytes); kinds a read has
+/// no use for binding (instants, decimals, JSON) are refused rather than guessed.
+pub fn sqlite_statement(
+    statement: &impl sea_orm::sea_query::QueryStatementWriter,
+) -> Result<(String, Vec<rusqlite::types::Value>), DbErr> {
+    use rusqlite::types::Value as V;
+    use sea_orm::Value;
+    let (sql, values) = statement.build(sea_orm::sea_query::SqliteQueryBuilder);
+    let bound = values
+        .into_iter()
+        .map(|value| {
+            Ok(match value {
+                Value::Bool(v) => v.map_or(V::Null, |b| V::Integer(i64::from(b))),
+                Value::Int(v) => v.map_or(V::Null, |n| V::Integer(n.into())),
+                Value::BigInt(v) => v.map_or(V::Null, V::Integer),
+                Value::Unsigned(v) => v.map_or(V::Null, |n| V::Integer(n.into())),
+                Value::BigUnsigned(Some(n)) => V::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                Value::BigUnsigned(None) => V::Null,
+                Value::String(v) => v.map_or(V::Null, V::Text),
+                Value::Bytes(v) => v.map_or(V::Null, V::Blob),
+                Value::Uuid(v) => v.map_or(V::Null, |u| V::Blob(u.as_bytes().to_vec())),
+                other => {
+                    return Err(DbErr::Custom(format!(
+                        "a direct SQLite read does not bind {other:?}"
+                    )));
+                }
+            })
+        })
+        .collect::<Result<_, DbErr>>()?;
+    Ok((sql, bound))
+}
+
 /// Read-only connections to a SQLite file, opened when first needed and kept for reuse.
 // Written here rather than with r2d2 or deadpool: a read never waits for a connection
 // (it opens another when none is idle, and at most a few are kept), so there is no
@@ -677,6 +711,65 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(size() > 4_000_000, "the file holds {} bytes", size());
+        db.close().await.expect("close");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A sea-query statement runs on a direct connection with its values bound as sqlx
+    /// binds them: an id written through the pool is found by it.
+    #[tokio::test]
+    async fn a_built_statement_reads_the_same_rows_directly() {
+        use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+        let dir = std::env::temp_dir().join(format!("clientela-db-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}?mode=rwc", dir.join("built.db").display());
+        let db = Db::connect(&url, &DatabaseSettings::default())
+            .await
+            .expect("SQLite file");
+        let id = uuid::Uuid::now_v7();
+        let tx = db.begin_write().await.expect("begin");
+        tx.conn()
+            .execute_unprepared("CREATE TABLE t (id BLOB, name TEXT, n INTEGER)")
+            .await
+            .expect("create");
+        tx.conn()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "INSERT INTO t VALUES (?, ?, ?), (?, ?, ?)",
+                [
+                    id.into(),
+                    "ana".into(),
+                    1i64.into(),
+                    uuid::Uuid::now_v7().into(),
+                    "beto".into(),
+                    2i64.into(),
+                ],
+            ))
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        let select = Query::select()
+            .column(Alias::new("name"))
+            .from(Alias::new("t"))
+            .and_where(Expr::col(Alias::new("id")).eq(id))
+            .and_where(Expr::col(Alias::new("n")).gt(0i32))
+            .limit(5)
+            .to_owned();
+        let (sql, values) = sqlite_statement(&select).expect("bindable");
+        let names = db.sqlite_read(|c| {
+            let mut statement = c.prepare(&sql)?;
+            statement
+                .query_map(rusqlite::params_from_iter(values), |r| {
+                    r.get::<_, String>(0)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        });
+        assert_eq!(names.map(Result::ok), Some(Some(vec!["ana".to_owned()])));
+        let at = Query::select()
+            .column(Alias::new("name"))
+            .from(Alias::new("t"))
+            .and_where(Expr::col(Alias::new("at")).eq(chrono::Utc::now()))
+            .to_owned();
+        assert!(sqlite_statement(&at).is_err(), "instants are refused");
         db.close().await.expect("close");
         let _ = std::fs::remove_dir_all(dir);
     }

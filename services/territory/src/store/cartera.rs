@@ -8,7 +8,6 @@ use clientela_runtime::feed::OutboxRecord;
 use clientela_runtime::raw::{MAX_ROWS_PER_VALUES, Raw};
 use sea_orm::sea_query::{
     Expr, ExprTrait, JoinType, OnConflict, Order, Query, SelectStatement, SimpleExpr,
-    SqliteQueryBuilder,
 };
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
@@ -67,6 +66,12 @@ pub(crate) trait Row {
     fn column<T>(&self, name: &str) -> Result<T, Error>
     where
         T: sea_orm::TryGetable + rusqlite::types::FromSql;
+
+    /// An instant that may be the earliest one (`DateTime::MIN_UTC`, a customer not yet
+    /// profiled), whose year has six digits and a sign.
+    fn instant(&self, name: &str) -> Result<DateTime<Utc>, Error> {
+        self.column(name)
+    }
 }
 
 impl Row for QueryResult {
@@ -86,6 +91,14 @@ impl Row for rusqlite::Row<'_> {
         self.get(name)
             .map_err(|e| Error::Internal(format!("reading column {name}: {e}")))
     }
+
+    fn instant(&self, name: &str) -> Result<DateTime<Utc>, Error> {
+        // rusqlite's parser takes a signed six-digit year for a date without a time.
+        let text: String = self.column(name)?;
+        DateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f%:z")
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|e| Error::Internal(format!("reading column {name} ({text:?}): {e}")))
+    }
 }
 
 pub(crate) fn customer_of(row: &impl Row) -> Result<Customer, Error> {
@@ -104,7 +117,7 @@ pub(crate) fn customer_of(row: &impl Row) -> Result<Customer, Error> {
         territory: row.column("territory_code")?,
         unassigned_reason: row.column("unassigned_reason")?,
         first_purchase_at: row.column("first_purchase_at")?,
-        profile_at: row.column("profile_at")?,
+        profile_at: row.instant("profile_at")?,
         tier: row.column("account_tier")?,
         tier_at: row.column("tier_at")?,
         kam_until: row.column("kam_until")?,
@@ -132,15 +145,23 @@ pub async fn customer(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Cu
 /// The stored customers among `ids`.
 pub async fn customers(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<Customer>, Error> {
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        let select = customer_select()
-            .and_where(col("id").is_in(chunk.iter().copied()))
-            .to_owned();
+    for select in customers_selects(ids) {
         for row in conn.query_all(&select).await? {
             out.push(customer_of(&row)?);
         }
     }
     Ok(out)
+}
+
+/// The statements of [`customers`].
+pub(crate) fn customers_selects(ids: &[Uuid]) -> Vec<SelectStatement> {
+    ids.chunks(IDS_PER_QUERY)
+        .map(|chunk| {
+            customer_select()
+                .and_where(col("id").is_in(chunk.iter().copied()))
+                .to_owned()
+        })
+        .collect()
 }
 
 /// Of `ids`, the stored ones as a purchase reads them: the customer row's standing and
@@ -150,44 +171,62 @@ pub async fn purchase_views(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, PurchaseView>, Error> {
     let mut out: HashMap<Uuid, PurchaseView> = HashMap::with_capacity(ids.len());
-    let (c, a) = (|name| (t("c"), t(name)), |name| (t("a"), t(name)));
-    for chunk in ids.chunks(IDS_PER_QUERY) {
-        let select = Query::select()
-            .columns([c("id"), c("standing"), c("first_purchase_at")])
-            .columns([a("role"), a("product_line")])
-            .from_as(t("cartera_customers"), t("c"))
-            .join_as(
-                JoinType::LeftJoin,
-                t("assignments"),
-                t("a"),
-                Expr::col(a("customer_id"))
-                    .equals(c("id"))
-                    .and(open_by_customer("a")),
-            )
-            .and_where(Expr::col(c("id")).is_in(chunk.iter().copied()))
-            .to_owned();
+    for select in views_selects(ids) {
         for row in conn.query_all(&select).await? {
-            let id: Uuid = row.try_get("", "id")?;
-            let view = match out.entry(id) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let standing: String = row.try_get("", "standing")?;
-                    e.insert(PurchaseView {
-                        standing: Standing::parse(&standing)
-                            .ok_or_else(|| corrupt("customer standing", &standing))?,
-                        first_purchase_at: row.try_get("", "first_purchase_at")?,
-                        open: Vec::new(),
-                    })
-                }
-            };
-            let role: Option<String> = row.try_get("", "role")?;
-            if let Some(role) = role {
-                let role = Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?;
-                view.open.push((role, row.try_get("", "product_line")?));
-            }
+            add_view(&mut out, &row)?;
         }
     }
     Ok(out)
+}
+
+/// The statements of [`purchase_views`].
+pub(crate) fn views_selects(ids: &[Uuid]) -> Vec<SelectStatement> {
+    let (c, a) = (|name| (t("c"), t(name)), |name| (t("a"), t(name)));
+    ids.chunks(IDS_PER_QUERY)
+        .map(|chunk| {
+            Query::select()
+                .columns([c("id"), c("standing"), c("first_purchase_at")])
+                .columns([a("role"), a("product_line")])
+                .from_as(t("cartera_customers"), t("c"))
+                .join_as(
+                    JoinType::LeftJoin,
+                    t("assignments"),
+                    t("a"),
+                    Expr::col(a("customer_id"))
+                        .equals(c("id"))
+                        .and(open_by_customer("a")),
+                )
+                .and_where(Expr::col(c("id")).is_in(chunk.iter().copied()))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Adds a row of [`views_selects`] to the views: a customer's first row makes its
+/// view, each row adds an open slot.
+pub(crate) fn add_view(
+    views: &mut HashMap<Uuid, PurchaseView>,
+    row: &impl Row,
+) -> Result<(), Error> {
+    let id: Uuid = row.column("id")?;
+    let view = match views.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let standing: String = row.column("standing")?;
+            e.insert(PurchaseView {
+                standing: Standing::parse(&standing)
+                    .ok_or_else(|| corrupt("customer standing", &standing))?,
+                first_purchase_at: row.column("first_purchase_at")?,
+                open: Vec::new(),
+            })
+        }
+    };
+    let role: Option<String> = row.column("role")?;
+    if let Some(role) = role {
+        let role = Role::parse(&role).ok_or_else(|| corrupt("assignment role", &role))?;
+        view.open.push((role, row.column("product_line")?));
+    }
+    Ok(())
 }
 
 /// The customers whose KAM's grace period ended by `now`.
@@ -491,18 +530,27 @@ pub async fn open_assignments_of(
     read: Read,
 ) -> Result<Vec<Assignment>, Error> {
     let mut out = Vec::new();
-    for condition in customers.conditions() {
-        let select = read
-            .select()
-            .and_where(condition)
-            .and_where(open_by_customer("assignments"))
-            .order_by(t("sequence"), Order::Asc)
-            .to_owned();
+    for select in open_selects(customers, read) {
         for row in conn.query_all(&select).await? {
             out.push(assignment_of(&row)?);
         }
     }
     Ok(out)
+}
+
+/// The statements of [`open_assignments_of`].
+pub(crate) fn open_selects(customers: Customers<'_>, read: Read) -> Vec<SelectStatement> {
+    customers
+        .conditions()
+        .into_iter()
+        .map(|condition| {
+            read.select()
+                .and_where(condition)
+                .and_where(open_by_customer("assignments"))
+                .order_by(t("sequence"), Order::Asc)
+                .to_owned()
+        })
+        .collect()
 }
 
 /// The latest end of a closed interval per (customer, role, line), of the customers
@@ -539,14 +587,22 @@ pub async fn last_ends(
     customers: Customers<'_>,
 ) -> Result<HashMap<(Uuid, Role, String), DateTime<Utc>>, Error> {
     let mut out = HashMap::new();
-    for condition in customers.conditions() {
-        let select = last_ends_select().and_where(condition).to_owned();
+    for select in last_ends_selects(customers) {
         for row in conn.query_all(&select).await? {
             let (slot, end) = last_end_of(&row)?;
             out.insert(slot, end);
         }
     }
     Ok(out)
+}
+
+/// The statements of [`last_ends`].
+pub(crate) fn last_ends_selects(customers: Customers<'_>) -> Vec<SelectStatement> {
+    customers
+        .conditions()
+        .into_iter()
+        .map(|condition| last_ends_select().and_where(condition).to_owned())
+        .collect()
 }
 
 /// The page of up to `limit` customers after `after`, in three range reads (open
@@ -568,26 +624,14 @@ pub async fn page(
     })
 }
 
-/// [`page`]'s three statements in SQLite's SQL, for its direct reads: customers after
-/// `?1` (an empty blob: from the first) up to `?2` of them; then open assignments and
-/// last ends of the customers in (`?1`, `?2`].
-pub(crate) fn page_sql() -> [String; 3] {
-    let range = || Expr::cust("customer_id > ?1 AND customer_id <= ?2");
-    let customers = customer_select()
-        .and_where(Expr::cust("id > ?1"))
-        .order_by(t("id"), Order::Asc)
-        .to_string(SqliteQueryBuilder)
-        + " LIMIT ?2";
-    let open = Read::ForRealignment
-        .select()
-        .and_where(range())
-        .and_where(open_by_customer("assignments"))
-        .order_by(t("sequence"), Order::Asc)
-        .to_string(SqliteQueryBuilder);
-    let ends = last_ends_select()
-        .and_where(range())
-        .to_string(SqliteQueryBuilder);
-    [customers, open, ends]
+/// Customers `ids` as a feed batch reads them: with their open assignments, whole, and
+/// last ends.
+pub async fn loads(conn: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Page, Error> {
+    Ok(Page {
+        customers: customers(conn, ids).await?,
+        open: open_assignments_of(conn, Customers::These(ids), Read::Whole).await?,
+        last_ends: last_ends(conn, Customers::These(ids)).await?,
+    })
 }
 
 /// Of `customers`, the seller and start of each one's earliest PRIMARY.
@@ -763,19 +807,29 @@ pub async fn unassigned(
 /// Up to `limit` of the customers `select` picks, after id `after`, by id.
 async fn customers_after(
     conn: &impl ConnectionTrait,
-    mut select: SelectStatement,
+    select: SelectStatement,
     after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<Customer>, Error> {
-    select.order_by(t("id"), Order::Asc).limit(limit);
-    if let Some(after) = after {
-        select.and_where(col("id").gt(after));
-    }
-    conn.query_all(&select)
+    conn.query_all(&after_id(select, after, limit))
         .await?
         .iter()
         .map(customer_of)
         .collect()
+}
+
+/// `select`, of customers, limited to `limit` after id `after`, by id.
+fn after_id(mut select: SelectStatement, after: Option<Uuid>, limit: u64) -> SelectStatement {
+    select.order_by(t("id"), Order::Asc).limit(limit);
+    if let Some(after) = after {
+        select.and_where(col("id").gt(after));
+    }
+    select
+}
+
+/// The statement of [`customer_page`].
+pub(crate) fn customer_page_select(after: Option<Uuid>, limit: u64) -> SelectStatement {
+    after_id(customer_select(), after, limit)
 }
 
 /// Whether seller `seller` holds any assignment of customer `customer` now.

@@ -4,17 +4,22 @@
 //! that hand-off is most of the cost (docs/BENCHMARKS.md). The statements are the
 //! portable ones' equivalents; the rows go through the same decoders.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
+
+use clientela_runtime::db::sqlite_statement;
+use sea_orm::sea_query::SelectStatement;
 
 use clientela_runtime::Error;
 use rusqlite::OptionalExtension as _;
 use uuid::Uuid;
 
 use super::cartera::{
-    ASSIGNMENT_COLUMNS, CUSTOMER_COLUMNS, assignment_of, customer_of, last_end_of, page_sql,
+    self, ASSIGNMENT_COLUMNS, CUSTOMER_COLUMNS, Customers, Read, assignment_of, customer_of,
+    last_end_of,
 };
 use crate::assign::Assignment;
-use crate::cartera::{Customer, Page};
+use crate::cartera::{Customer, LastEnds, Page, PurchaseView};
 use crate::model::ModelState;
 
 /// What GetCoverage reads of one customer, in one snapshot.
@@ -76,52 +81,104 @@ pub(crate) fn coverage_rows(
     }))
 }
 
-/// [`super::cartera::page`] on a direct connection: the page of up to `limit` customers
-/// after `after`, with their open assignments and last ends (a realignment's reads, in
-/// the caller's read transaction).
+/// [`super::cartera::page`] on a direct connection (a realignment's reads, in the
+/// caller's read transaction).
 pub(crate) fn page(
     conn: &rusqlite::Connection,
     after: Option<Uuid>,
     limit: u64,
-) -> rusqlite::Result<Result<Page, Error>> {
-    static SQL: LazyLock<[String; 3]> = LazyLock::new(page_sql);
-    let after_key: &[u8] = after.as_ref().map_or(&[], |a| a.as_bytes().as_slice());
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let customers = collect(conn, &SQL[0], (after_key, limit), |r| customer_of(r))?;
-    let customers = match customers {
-        Ok(customers) => customers,
-        Err(e) => return Ok(Err(e)),
-    };
+) -> Result<Page, Error> {
+    let customers = rows(conn, &cartera::customer_page_select(after, limit), |r| {
+        customer_of(r)
+    })?;
     let Some(last) = customers.last().map(|c| c.id) else {
-        return Ok(Ok(Page::default()));
+        return Ok(Page::default());
     };
-    let range = (after_key, last.as_bytes().as_slice());
-    let open = collect(conn, &SQL[1], range, |r| assignment_of(r))?;
-    let ends = collect(conn, &SQL[2], range, |r| last_end_of(r))?;
-    Ok(open.and_then(|open| {
-        Ok(Page {
-            customers,
-            open,
-            last_ends: ends?.into_iter().collect(),
-        })
-    }))
+    let range = Customers::Range { after, last };
+    Ok(Page {
+        open: open(conn, range, Read::ForRealignment)?,
+        last_ends: last_ends(conn, range)?,
+        customers,
+    })
 }
 
-/// The rows of `sql` with `params`, each decoded by `decode`.
-fn collect<T>(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, Error>,
-) -> rusqlite::Result<Result<Vec<T>, Error>> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let mut rows = statement.query(params)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        match decode(row) {
-            Ok(item) => out.push(item),
-            Err(e) => return Ok(Err(e)),
-        }
+/// [`super::cartera::loads`] on a direct connection.
+pub(crate) fn loads(conn: &rusqlite::Connection, ids: &[Uuid]) -> Result<Page, Error> {
+    let mut customers = Vec::with_capacity(ids.len());
+    for select in cartera::customers_selects(ids) {
+        customers.extend(rows(conn, &select, |r| customer_of(r))?);
     }
-    Ok(Ok(out))
+    Ok(Page {
+        customers,
+        open: open(conn, Customers::These(ids), Read::Whole)?,
+        last_ends: last_ends(conn, Customers::These(ids))?,
+    })
+}
+
+/// [`super::cartera::purchase_views`] on a direct connection.
+pub(crate) fn purchase_views(
+    conn: &rusqlite::Connection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, PurchaseView>, Error> {
+    let mut views = HashMap::with_capacity(ids.len());
+    for select in cartera::views_selects(ids) {
+        each_row(conn, &select, |row| cartera::add_view(&mut views, row))?;
+    }
+    Ok(views)
+}
+
+fn open(
+    conn: &rusqlite::Connection,
+    customers: Customers<'_>,
+    read: Read,
+) -> Result<Vec<Assignment>, Error> {
+    let mut out = Vec::new();
+    for select in cartera::open_selects(customers, read) {
+        out.extend(rows(conn, &select, |r| assignment_of(r))?);
+    }
+    Ok(out)
+}
+
+fn last_ends(conn: &rusqlite::Connection, customers: Customers<'_>) -> Result<LastEnds, Error> {
+    let mut out = HashMap::new();
+    for select in cartera::last_ends_selects(customers) {
+        each_row(conn, &select, |row| {
+            let (slot, end) = last_end_of(row)?;
+            out.insert(slot, end);
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
+/// The rows of `select`, each decoded by `decode`.
+fn rows<T>(
+    conn: &rusqlite::Connection,
+    select: &SelectStatement,
+    decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    let mut out = Vec::new();
+    each_row(conn, select, |row| {
+        out.push(decode(row)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Runs `select` (the statement the pool would run) and hands each row to `take`.
+fn each_row(
+    conn: &rusqlite::Connection,
+    select: &SelectStatement,
+    mut take: impl FnMut(&rusqlite::Row<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let failed = |e: rusqlite::Error| Error::Internal(format!("reading SQLite: {e}"));
+    let (sql, values) = sqlite_statement(select)?;
+    let mut statement = conn.prepare_cached(&sql).map_err(failed)?;
+    let mut rows = statement
+        .query(rusqlite::params_from_iter(values))
+        .map_err(failed)?;
+    while let Some(row) = rows.next().map_err(failed)? {
+        take(row)?;
+    }
+    Ok(())
 }

@@ -376,6 +376,51 @@ clientela_testkit::both_engines!(
 
 clientela_testkit::both_engines!(
     crate::spawn_app,
+    a_customer_described_by_the_label_feed_first_reads_and_buys_as_any_other,
+    |app: TestApp| async move {
+        use sea_orm::ConnectionTrait;
+        use sea_orm::sea_query::{Expr, ExprTrait, Query};
+
+        let (mut client, mut registry) = (app.client.clone(), app.registry.clone());
+        coast_sellers(&mut client).await;
+        add_seller(
+            &mut client,
+            seller("Bruno Paz", "bruno", &[], &["Baterías"]),
+        )
+        .await;
+        let buyer = customer_at(&mut registry, "Dora", "Región de Valparaíso", "Quilpué").await;
+        buy(&mut registry, &buyer, "o-1", 3, &["lubricantes"]).await;
+        let stored = coverage_when(&mut client, &buyer, |c| c.primary.is_some()).await;
+        // A customer the label feed named before the registry's profile of it: stored
+        // with the earliest instant as its profile's (on SQLite, as rows written before
+        // NEVER_PROFILED hold it).
+        let never = if app.territory_url.starts_with("sqlite:") {
+            chrono::DateTime::<chrono::Utc>::MIN_UTC
+        } else {
+            clientela_territory::cartera::NEVER_PROFILED
+        };
+        let id = uuid::Uuid::parse_str(buyer.rsplit('/').next().unwrap()).unwrap();
+        let db = sea_orm::Database::connect(app.territory_url.as_str())
+            .await
+            .unwrap();
+        let update = Query::update()
+            .table("cartera_customers")
+            .value("profile_at", never)
+            .and_where(Expr::col("id").eq(id))
+            .to_owned();
+        assert_eq!(db.execute(&update).await.unwrap().rows_affected(), 1);
+        db.close().await.unwrap();
+        let read = coverage(&mut client, &buyer).await.unwrap();
+        assert_eq!(read.primary, stored.primary);
+        // A feed batch reads it again: a purchase in a specialist line still applies.
+        buy(&mut registry, &buyer, "o-2", 3, &["BATERIAS"]).await;
+        let bought = coverage_when(&mut client, &buyer, |c| !c.specialists.is_empty()).await;
+        assert_eq!(bought.primary, stored.primary);
+    }
+);
+
+clientela_testkit::both_engines!(
+    crate::spawn_app,
     the_house_holds_whom_nobody_covers_until_an_activation_hands_them_on,
     |app: TestApp| async move {
         let (mut client, mut registry) = (app.client.clone(), app.registry.clone());

@@ -278,6 +278,8 @@ pub trait Projection: Send + Sync + 'static {
 
     /// Applies `events`, in order, inside `tx`, and says how many of its records they
     /// touched; the consumer moves the cursor in the same transaction and commits.
+    /// Nothing is written in `tx` before: until its own first write, a projection may
+    /// read the last commit on other connections (SQLite's write gate is held).
     fn apply<'a>(
         &'a self,
         tx: &'a WriteTx,
