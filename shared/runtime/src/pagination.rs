@@ -55,11 +55,16 @@ pub fn decode<C: DeserializeOwned>(
         .decode(token)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| Error::invalid(field, "not a page token this server issued"))?;
+        .ok_or_else(|| {
+            // Named after the field: a preview token is not a page token.
+            let kind = field.replace('_', " ");
+            Error::invalid(field, format!("not a {kind} this server issued"))
+        })?;
     if envelope.q != query {
+        let kind = field.replace('_', " ");
         return Err(Error::invalid(
             field,
-            "the page token belongs to a request with other filters or order",
+            format!("the {kind} belongs to a request with other filters or order"),
         ));
     }
     Ok(Some(envelope.c))
@@ -85,6 +90,12 @@ mod tests {
         assert!(decode::<(i64, String)>(&token, other, "page_token").is_err());
         assert!(decode::<(i64, String)>("garbage!", q, "page_token").is_err());
         assert_eq!(decode::<(i64, String)>("", q, "page_token").unwrap(), None);
+        // The message names the kind of token the field takes.
+        let refused = decode::<(i64, String)>("garbage!", q, "preview_token").unwrap_err();
+        assert!(
+            format!("{refused}").contains("not a preview token this server issued"),
+            "{refused}"
+        );
     }
 
     #[test]
