@@ -227,28 +227,6 @@ impl Territories {
         Ok(())
     }
 
-    /// Runs `read` on a direct connection to a SQLite file, on a blocking thread; None
-    /// for other databases. Inside a write transaction only before its first write: the
-    /// transaction holds the write gate, so the last commit is what it would read.
-    async fn read_direct<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> Result<T, Error> + Send + 'static,
-    ) -> Option<Result<T, Error>> {
-        if !self.db().has_sqlite_reads() {
-            return None;
-        }
-        let db = self.db().clone();
-        let done = tokio::task::spawn_blocking(move || db.sqlite_read(|conn| Ok(read(conn))))
-            .await
-            .map_err(|e| Error::Internal(format!("a direct read failed: {e}")));
-        Some(match done {
-            Ok(Some(Ok(read))) => read,
-            Ok(Some(Err(e))) => Err(e.into()),
-            Ok(None) => Err(Error::Internal("no direct reads".into())),
-            Err(e) => Err(e),
-        })
-    }
-
     /// Applies feed changes (the registry's or the label feed's) inside the feed's
     /// transaction; how many customers they touched.
     pub async fn apply_changes(&self, tx: &WriteTx, changes: Vec<Change>) -> Result<usize, Error> {
@@ -272,10 +250,10 @@ impl Territories {
         // Through sqlx, reads of a batch's customers were a third of its time: each row
         // crossed threads and was decoded on the task. Nothing is written before them.
         let reading = unread.clone();
-        let mut views = match self
-            .read_direct(move |c| store::sqlite::purchase_views(c, &reading))
-            .await
-        {
+        let views = store::sqlite::on_direct(self.db(), move |c| {
+            store::sqlite::purchase_views(c, &reading)
+        });
+        let mut views = match views.await {
             Some(views) => views?,
             None => store::cartera::purchase_views(conn, &unread).await?,
         };
@@ -297,10 +275,8 @@ impl Territories {
         ids.sort_unstable();
         ids.dedup();
         let reading = ids.clone();
-        let page = match self
-            .read_direct(move |c| store::sqlite::loads(c, &reading))
-            .await
-        {
+        let page = store::sqlite::on_direct(self.db(), move |c| store::sqlite::loads(c, &reading));
+        let page = match page.await {
             Some(page) => page?,
             None => store::cartera::loads(conn, &ids).await?,
         };

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use clientela_runtime::db::sqlite_statement;
 use sea_orm::sea_query::SelectStatement;
 
-use clientela_runtime::Error;
+use clientela_runtime::{Db, Error};
 use rusqlite::OptionalExtension as _;
 use uuid::Uuid;
 
@@ -181,4 +181,26 @@ fn each_row(
         take(row)?;
     }
     Ok(())
+}
+
+/// Runs `read` on a direct connection to a SQLite file, on a blocking thread; None for
+/// other databases. Inside a write transaction only before its first write: the
+/// transaction holds the write gate, so the last commit is what it would read.
+pub(crate) async fn on_direct<T: Send + 'static>(
+    db: &Db,
+    read: impl FnOnce(&rusqlite::Connection) -> Result<T, Error> + Send + 'static,
+) -> Option<Result<T, Error>> {
+    if !db.has_sqlite_reads() {
+        return None;
+    }
+    let db = db.clone();
+    let done = tokio::task::spawn_blocking(move || db.sqlite_read(|conn| Ok(read(conn))))
+        .await
+        .map_err(|e| Error::Internal(format!("a direct read failed: {e}")));
+    Some(match done {
+        Ok(Some(Ok(read))) => read,
+        Ok(Some(Err(e))) => Err(e.into()),
+        Ok(None) => Err(Error::Internal("no direct reads".into())),
+        Err(e) => Err(e),
+    })
 }
